@@ -1,0 +1,408 @@
+//! Module options and `/etc/ivmfa/ivmfa.toml`.
+//!
+//! Both sources go through one setter ([`Config::set`]), so a key means the same thing and is
+//! checked the same way wherever it is written. The file is read first and module arguments
+//! override it. Anything unknown or out of range is an error, and the caller denies: a typo in
+//! a security setting must never quietly fall back to something weaker.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::safefile::Policy;
+use crate::state::RateLimit;
+
+pub const DEFAULT_CONFIG: &str = "/etc/ivmfa/ivmfa.toml";
+pub const DEFAULT_STORE: &str = "/var/lib/ivmfa";
+pub const DEFAULT_PROMPT: &str = "Verification code: ";
+/// Steps on each side of now; RFC 6238 §5.2 recommends at most one.
+pub const MAX_WINDOW: u8 = 10;
+const MAX_CONFIG_LEN: u64 = 64 * 1024;
+const MAX_VALUE_LEN: usize = 256;
+
+/// What happens to a user who has no enrollment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unenrolled {
+    /// Deny the login (the default).
+    Deny,
+    /// Step aside with PAM_IGNORE, for a staged rollout.
+    Allow,
+    /// Enroll in-band during the login.
+    Enroll,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub store: PathBuf,
+    pub unenrolled: Unenrolled,
+    pub window: u8,
+    pub prompt: String,
+    pub exempt_group: Option<String>,
+    pub debug: bool,
+    pub rate_limit: RateLimit,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: PathBuf::from(DEFAULT_STORE),
+            unenrolled: Unenrolled::Deny,
+            window: 1,
+            prompt: DEFAULT_PROMPT.to_owned(),
+            exempt_group: None,
+            debug: false,
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Resolves the configuration from module arguments (`key=value` words) and the config
+    /// file they name (or the default one, which may be absent). `euid` is the process's
+    /// effective uid, trusted beside root as the owner of the file.
+    pub fn resolve(args: &[String], euid: u32) -> Result<Config> {
+        let args = split_args(args)?;
+        let mut config = Config::default();
+        let explicit = args.iter().find(|(k, _)| *k == "config").map(|(_, v)| *v);
+        let path = match explicit {
+            Some(Some(p)) => PathBuf::from(p),
+            Some(None) => return Err(Error::Config("option config needs a value".into())),
+            None => PathBuf::from(DEFAULT_CONFIG),
+        };
+        config.read_file(&path, explicit.is_some(), euid)?;
+        for (key, value) in args.iter().filter(|(k, _)| *k != "config") {
+            config.set(key, *value)?;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn read_file(&mut self, path: &Path, required: bool, euid: u32) -> Result<()> {
+        let policy = Policy {
+            euid,
+            max_len: MAX_CONFIG_LEN,
+            private: false,
+        };
+        let text = match policy.read_text(path)? {
+            Some(text) => text,
+            None if required => {
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )))
+            }
+            None => return Ok(()),
+        };
+        let table: toml::Table = parse_toml(&text, path)?;
+        for (key, value) in &table {
+            if key == "config" {
+                return Err(Error::Config(format!(
+                    "{}: the key config is only valid as a module argument",
+                    path.display()
+                )));
+            }
+            let value = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{}: {key} must be a string, a number or true/false",
+                        path.display()
+                    )))
+                }
+            };
+            self.set(key, Some(&value)).map_err(|e| match e {
+                Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Sets one key. `value` is `None` for a bare word such as `debug`.
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<()> {
+        let bad = |what: &str| {
+            Err(Error::Config(format!(
+                "{key}={}: {what}",
+                printable(value.unwrap_or(""))
+            )))
+        };
+        if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
+            return Err(Error::Config(format!(
+                "the value of {key} is longer than {MAX_VALUE_LEN} bytes"
+            )));
+        }
+        match (key, value) {
+            ("debug", None) => self.debug = true,
+            ("nullok", None) => self.unenrolled = Unenrolled::Allow,
+            (_, None) => {
+                return Err(Error::Config(format!(
+                    "option {} needs a value (key=value)",
+                    printable(key)
+                )))
+            }
+            ("store", Some(v)) => {
+                if !v.starts_with('/') {
+                    return bad("must be an absolute path");
+                }
+                self.store = PathBuf::from(v);
+            }
+            ("unenrolled", Some(v)) => {
+                self.unenrolled = match v {
+                    "deny" => Unenrolled::Deny,
+                    "allow" | "nullok" => Unenrolled::Allow,
+                    "enroll" => Unenrolled::Enroll,
+                    _ => return bad("must be deny, allow (or nullok) or enroll"),
+                }
+            }
+            ("window", Some(v)) => match v.parse::<u8>() {
+                Ok(n) if n <= MAX_WINDOW => self.window = n,
+                _ => return bad(&format!("must be a whole number from 0 to {MAX_WINDOW}")),
+            },
+            ("prompt", Some(v)) => {
+                if v.trim().is_empty() || v.chars().any(char::is_control) {
+                    return bad("must be non-empty text without control characters");
+                }
+                self.prompt = v.to_owned();
+            }
+            ("exempt_group", Some(v)) => {
+                if v.is_empty() || v.chars().any(|c| c.is_control() || c == ':' || c == '/') {
+                    return bad("must be a group name");
+                }
+                self.exempt_group = Some(v.to_owned());
+            }
+            ("debug", Some(v)) => {
+                self.debug = match v {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => return bad("must be true or false"),
+                }
+            }
+            ("max_failures", Some(v)) => match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => self.rate_limit.max_failures = n,
+                _ => return bad("must be a whole number from 1 to 1000"),
+            },
+            ("backoff_seconds", Some(v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => self.rate_limit.backoff = n,
+                _ => return bad("must be a whole number of seconds from 1 to 86400"),
+            },
+            ("max_backoff_seconds", Some(v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => self.rate_limit.max_backoff = n,
+                _ => return bad("must be a whole number of seconds from 1 to 86400"),
+            },
+            _ => return Err(Error::Config(format!("unknown option {}", printable(key)))),
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.rate_limit.max_backoff < self.rate_limit.backoff {
+            return Err(Error::Config(format!(
+                "max_backoff_seconds ({}) is smaller than backoff_seconds ({})",
+                self.rate_limit.max_backoff, self.rate_limit.backoff
+            )));
+        }
+        Ok(())
+    }
+
+    /// One line for the debug log.
+    pub fn summary(&self) -> String {
+        format!(
+            "store={} unenrolled={:?} window={} exempt_group={} max_failures={} \
+             backoff_seconds={} max_backoff_seconds={}",
+            self.store.display(),
+            self.unenrolled,
+            self.window,
+            self.exempt_group.as_deref().unwrap_or("-"),
+            self.rate_limit.max_failures,
+            self.rate_limit.backoff,
+            self.rate_limit.max_backoff,
+        )
+        .to_lowercase()
+    }
+}
+
+/// Splits `key=value` words, refusing a key given twice: with two values for one security
+/// setting, no choice between them is obviously the one the administrator meant.
+fn split_args(args: &[String]) -> Result<Vec<(&str, Option<&str>)>> {
+    let mut out: Vec<(&str, Option<&str>)> = Vec::with_capacity(args.len());
+    for arg in args {
+        let (key, value) = match arg.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(Error::Config(format!(
+                "option {} is given more than once",
+                printable(key)
+            )));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Parses TOML, reporting errors by position only: the parser's own text can quote the
+/// offending line, and in a secret file that line is the secret.
+pub(crate) fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| {
+                let upto = &text.as_bytes()[..span.start.min(text.len())];
+                let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
+                format!("line {line}: ")
+            })
+            .unwrap_or_default();
+        let msg: String = e.message().lines().next().unwrap_or("").to_owned();
+        let msg = if msg.contains('"') || msg.contains('\'') {
+            // Unknown variants and keys are quoted by serde; keep the kind, drop the value.
+            "a value is not valid here".to_owned()
+        } else {
+            msg
+        };
+        Error::corrupt(path, format!("{at}{msg}"))
+    })
+}
+
+/// Makes untrusted text safe for one log line: escapes control characters, caps the length.
+pub fn printable(text: &str) -> String {
+    const MAX: usize = 64;
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn resolve(words: &[&str]) -> Result<Config> {
+        // Never read the machine's /etc/ivmfa: default to an empty file of our own.
+        let mut all = args(words);
+        if !words.iter().any(|w| w.starts_with("config=")) {
+            all.push(format!("config={}", empty_file().display()));
+        }
+        Config::resolve(&all, current_euid())
+    }
+
+    fn current_euid() -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        // A file we just created is owned by our effective uid.
+        std::fs::metadata(empty_file()).unwrap().uid()
+    }
+
+    fn empty_file() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ivmfa-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("empty.toml");
+        std::fs::write(&p, "").unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.window, 1);
+        assert_eq!(c.unenrolled, Unenrolled::Deny);
+        assert_eq!(c.prompt, "Verification code: ");
+        assert_eq!(c.store, PathBuf::from("/var/lib/ivmfa"));
+    }
+
+    #[test]
+    fn setter_accepts_every_documented_key() {
+        let mut c = Config::default();
+        c.set("store", Some("/tmp/s")).unwrap();
+        c.set("unenrolled", Some("nullok")).unwrap();
+        assert_eq!(c.unenrolled, Unenrolled::Allow);
+        c.set("unenrolled", Some("enroll")).unwrap();
+        c.set("window", Some("3")).unwrap();
+        c.set("prompt", Some("Code: ")).unwrap();
+        c.set("exempt_group", Some("wheel")).unwrap();
+        c.set("debug", None).unwrap();
+        c.set("max_failures", Some("5")).unwrap();
+        c.set("backoff_seconds", Some("10")).unwrap();
+        c.set("max_backoff_seconds", Some("60")).unwrap();
+        assert_eq!(c.window, 3);
+        assert!(c.debug);
+        assert_eq!(c.rate_limit.max_failures, 5);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let mut c = Config::default();
+        for (k, v) in [
+            ("store", Some("relative")),
+            ("unenrolled", Some("maybe")),
+            ("window", Some("11")),
+            ("window", Some("-1")),
+            ("window", Some("")),
+            ("prompt", Some("")),
+            ("prompt", Some("a\nb")),
+            ("debug", Some("perhaps")),
+            ("max_failures", Some("0")),
+            ("backoff_seconds", Some("x")),
+            ("frobnicate", Some("1")),
+            ("window", None),
+        ] {
+            assert!(c.set(k, v).is_err(), "{k}={v:?}");
+        }
+        let huge = "9".repeat(10_000);
+        assert!(c.set("window", Some(&huge)).is_err());
+    }
+
+    #[test]
+    fn duplicates_and_unknown_arguments_fail() {
+        assert!(resolve(&["window=1", "window=2"]).is_err());
+        assert!(resolve(&["bogus=1"]).is_err());
+        assert!(resolve(&["max_backoff_seconds=5", "backoff_seconds=10"]).is_err());
+        assert_eq!(resolve(&["window=2"]).unwrap().window, 2);
+    }
+
+    #[test]
+    fn file_values_apply_and_arguments_win() {
+        let dir = empty_file().parent().unwrap().join("win");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("ivmfa.toml");
+        std::fs::write(&p, "window = 3\ndebug = true\nprompt = \"Code: \"\n").unwrap();
+        let c = resolve(&[&format!("config={}", p.display()), "window=0"]).unwrap();
+        assert_eq!(c.window, 0);
+        assert!(c.debug);
+        assert_eq!(c.prompt, "Code: ");
+
+        std::fs::write(&p, "window = [1]\n").unwrap();
+        assert!(resolve(&[&format!("config={}", p.display())]).is_err());
+        std::fs::write(&p, "not toml at all").unwrap();
+        assert!(resolve(&[&format!("config={}", p.display())]).is_err());
+        let missing = dir.join("missing.toml");
+        assert!(resolve(&[&format!("config={}", missing.display())]).is_err());
+    }
+
+    #[test]
+    fn toml_errors_do_not_quote_the_file() {
+        let secret_line = "secret = \"JBSWY3DPEHPK3PXP\" oops";
+        let err = parse_toml::<toml::Table>(secret_line, Path::new("f"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("JBSWY3DP"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn printable_escapes_and_caps() {
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert!(printable(&"x".repeat(1000)).len() < 80);
+    }
+}

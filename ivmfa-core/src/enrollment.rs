@@ -1,0 +1,233 @@
+//! A user's enrollment: the shared secret and the TOTP parameters the app was given.
+//!
+//! On disk this is `users/<name>/secret.toml` (see docs/FILEFORMAT.md). It changes only when
+//! the user enrolls again, so it is kept apart from the state that changes at every login.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Result};
+
+/// Format version written into `secret.toml`; readers refuse any other.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Shortest secret accepted: RFC 4226 asks for at least 128 bits.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// Longest secret accepted; enough for any app, small enough to bound the file.
+pub const MAX_SECRET_BYTES: usize = 128;
+/// Length of secrets we generate: 160 bits, the size RFC 4226 recommends.
+pub const DEFAULT_SECRET_BYTES: usize = 20;
+
+/// The HMAC key. Wiped on drop; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Secret> {
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(Error::Invalid(format!(
+                "the secret is {} bits long; at least {} bits are required",
+                bytes.len() * 8,
+                MIN_SECRET_BYTES * 8
+            )));
+        }
+        if bytes.len() > MAX_SECRET_BYTES {
+            return Err(Error::Invalid(format!(
+                "the secret is longer than {} bits",
+                MAX_SECRET_BYTES * 8
+            )));
+        }
+        Ok(Secret(Zeroizing::new(bytes.to_vec())))
+    }
+
+    /// Decodes base32 as people type it: any case, spaces or dashes between groups, with or
+    /// without `=` padding.
+    pub fn from_base32(text: &str) -> Result<Secret> {
+        let mut normal: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| !matches!(c, ' ' | '\t' | '-' | '='))
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+        );
+        let decoded = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &normal)
+            .map(Zeroizing::new)
+            .ok_or_else(|| Error::Invalid("the secret is not valid base32 (A-Z, 2-7)".into()));
+        normal.zeroize();
+        Secret::from_bytes(&decoded?)
+    }
+
+    /// Base32 without padding, as it goes into the otpauth URI and the store.
+    pub fn to_base32(&self) -> Zeroizing<String> {
+        Zeroizing::new(base32::encode(
+            base32::Alphabet::Rfc4648 { padding: false },
+            &self.0,
+        ))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// HMAC hash of the TOTP profile. SHA1 is the default and the only one every app honours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    SHA1,
+    SHA256,
+    SHA512,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enrollment {
+    pub secret: Secret,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u64,
+    /// Unix time of enrollment.
+    pub created: u64,
+}
+
+impl Enrollment {
+    /// The profile of DESIGN.md §2: SHA1, 6 digits, 30 seconds.
+    pub fn standard(secret: Secret, created: u64) -> Enrollment {
+        Enrollment {
+            secret,
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            created,
+        }
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !(6..=8).contains(&self.digits) {
+            return Err(format!("digits = {} (must be 6 to 8)", self.digits));
+        }
+        if !(1..=300).contains(&self.period) {
+            return Err(format!("period = {} (must be 1 to 300)", self.period));
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> Result<Zeroizing<String>> {
+        self.validate().map_err(Error::Invalid)?;
+        let file = File {
+            version: FORMAT_VERSION,
+            created: self.created,
+            algorithm: self.algorithm,
+            digits: self.digits,
+            period: self.period,
+            secret: self.secret.to_base32(),
+        };
+        toml::to_string(&file)
+            .map(Zeroizing::new)
+            .map_err(|e| Error::Invalid(format!("cannot encode the enrollment: {e}")))
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Enrollment> {
+        let file: File = crate::config::parse_toml(text, path)?;
+        if file.version != FORMAT_VERSION {
+            return Err(Error::corrupt(
+                path,
+                format!("format version {} is not supported", file.version),
+            ));
+        }
+        let secret =
+            Secret::from_base32(&file.secret).map_err(|e| Error::corrupt(path, e.to_string()))?;
+        let enrollment = Enrollment {
+            secret,
+            algorithm: file.algorithm,
+            digits: file.digits,
+            period: file.period,
+            created: file.created,
+        };
+        enrollment
+            .validate()
+            .map_err(|why| Error::corrupt(path, why))?;
+        Ok(enrollment)
+    }
+}
+
+/// The on-disk shape of `secret.toml`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: u32,
+    created: u64,
+    algorithm: Algorithm,
+    digits: u8,
+    period: u64,
+    secret: Zeroizing<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"12345678901234567890";
+
+    #[test]
+    fn base32_is_read_as_people_type_it() {
+        let s = Secret::from_bytes(KEY).unwrap();
+        let b32 = s.to_base32();
+        assert_eq!(b32.as_str(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        let typed = "gezd gnbv-gy3t qojq gezd gnbv gy3t qojq====";
+        assert_eq!(Secret::from_base32(typed).unwrap(), s);
+    }
+
+    #[test]
+    fn bad_or_short_secrets_are_refused() {
+        assert!(Secret::from_base32("not base32!").is_err());
+        assert!(Secret::from_base32("GEZDGNBV").is_err()); // 40 bits
+        assert!(Secret::from_bytes(&[0; 15]).is_err());
+        assert!(Secret::from_bytes(&[0; 16]).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let e = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1);
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("GEZDG"), "{shown}");
+        assert!(!shown.contains("49, 50"), "{shown}");
+    }
+
+    #[test]
+    fn file_round_trip() {
+        let e = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1_700_000_000);
+        let text = e.to_toml().unwrap();
+        assert!(text.contains("version = 1"), "{}", text.as_str());
+        let back = Enrollment::from_toml(&text, Path::new("secret.toml")).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn corrupt_files_are_refused_without_quoting_them() {
+        let p = Path::new("secret.toml");
+        let good = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1)
+            .to_toml()
+            .unwrap();
+        let cases = [
+            good.replace("version = 1", "version = 2"),
+            good.replace("digits = 6", "digits = 12"),
+            good.replace("period = 30", "period = 0"),
+            good.replace("SHA1", "MD5"),
+            format!("{}\nextra = 1\n", good.as_str()),
+            good.replace("secret = \"", "secret = \"!"),
+            good[..good.len() / 2].to_string(),
+            "secret = ".into(),
+        ];
+        for text in cases {
+            let err = Enrollment::from_toml(&text, p).unwrap_err().to_string();
+            assert!(!err.contains("GEZDG"), "error quotes the secret: {err}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The one error type of the core layer.
+//!
+//! Every variant says what happened and where; [`std::fmt::Display`] adds what to do about it,
+//! because these lines end up in syslog and in front of the administrator who has to fix it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum Error {
+    /// A module argument or config-file key is unknown or has a bad value.
+    Config(String),
+    /// A file or directory failed the ownership, mode, type or size checks.
+    Unsafe { path: PathBuf, why: String },
+    /// A file passed the checks but its contents do not parse or have an unknown version.
+    Corrupt { path: PathBuf, why: String },
+    /// A system call on a store or config path failed.
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    /// Input to an API (a secret, a user name) is not acceptable.
+    Invalid(String),
+    /// The PAM conversation could not deliver a message or an answer.
+    Conversation(String),
+    /// A fact about the system (user or group database) could not be read.
+    System(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    pub(crate) fn unsafe_file(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+        Error::Unsafe {
+            path: path.into(),
+            why: why.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            why: why.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(msg) => write!(f, "configuration error: {msg}"),
+            Error::Unsafe { path, why } => write!(
+                f,
+                "refusing to use {}: {why}; it must be owned by root, not a symbolic link, \
+                 and not accessible to group or others",
+                path.display()
+            ),
+            Error::Corrupt { path, why } => write!(
+                f,
+                "{} is corrupt: {why}; restore it from a backup or re-enroll the user",
+                path.display()
+            ),
+            Error::Io { path, op, source } => {
+                write!(f, "cannot {op} {}: {source}", path.display())?;
+                match source.raw_os_error() {
+                    Some(libc::ENOSPC) | Some(libc::EDQUOT) => write!(f, "; free some disk space"),
+                    Some(libc::EROFS) => write!(f, "; the file system is mounted read-only"),
+                    _ => Ok(()),
+                }
+            }
+            Error::Invalid(msg) => write!(f, "{msg}"),
+            Error::Conversation(msg) => write!(f, "PAM conversation failed: {msg}"),
+            Error::System(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The decisions behind `pam_ivmfa.so` and `ivmfa-enroll`.
+//!
+//! Data flows top-down: [`auth`] runs one login attempt; it reads [`config`], asks the
+//! [`store`] for the user's [`enrollment`] and [`state`], checks the code with [`totp`] and
+//! tells the caller what to answer PAM. Everything that touches the PAM handle or libc lives in
+//! the `pam_ivmfa` crate, behind the [`auth::Host`] and [`auth::Conversation`] traits.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod enrollment;
+pub mod error;
+pub mod input;
+pub mod messages;
+pub mod safefile;
+pub mod state;
+pub mod store;
+pub mod totp;
+pub mod username;
+
+pub use error::Error;

@@ -1,0 +1,402 @@
+//! The only unsafe code of ivmfa: libpam's entry points and calls, and the libc user database.
+//!
+//! Everything here is a translation: C strings in, Rust values out, and back. No decision is
+//! made here; see `ivmfa_core::auth` for those. Each unsafe block names the contract it relies
+//! on (Linux-PAM's pam_get_item(3), pam_conv(3), pam_syslog(3), glibc's getpwnam_r(3)).
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ivmfa_core::auth::{authenticate, Conversation, Host, Login, Priority};
+use ivmfa_core::Error;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::{code, pam_code};
+
+/// Opaque `pam_handle_t`.
+#[repr(C)]
+pub struct PamHandle {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+// Item types and message styles from <security/_pam_types.h>.
+const PAM_SERVICE: c_int = 1;
+const PAM_RHOST: c_int = 4;
+const PAM_CONV: c_int = 5;
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
+
+/// The answer is cut here before it is even copied; the core refuses anything over 64 bytes.
+const MAX_ANSWER_COPY: usize = 1025;
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_get_item(pamh: *const PamHandle, item_type: c_int, item: *mut *const c_void) -> c_int;
+    fn pam_get_user(pamh: *mut PamHandle, user: *mut *const c_char, prompt: *const c_char)
+        -> c_int;
+    fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+}
+
+#[no_mangle]
+pub extern "C" fn pam_sm_authenticate(
+    pamh: *mut PamHandle,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    if pamh.is_null() {
+        return code::SERVICE_ERR;
+    }
+    let handle = Handle { pamh };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: libpam passes argc/argv as built from the module's line in the PAM config:
+        // argc entries, each a NUL-terminated string valid for this call.
+        let args = unsafe { read_args(argc, argv) };
+        let user = match handle.user() {
+            Ok(user) => user,
+            Err(rc) => return rc,
+        };
+        let service = handle.string_item(PAM_SERVICE).unwrap_or_default();
+        let rhost = handle.string_item(PAM_RHOST).filter(|h| !h.is_empty());
+        let login = Login {
+            user: &user,
+            service: &service,
+            rhost: rhost.as_deref(),
+        };
+        pam_code(authenticate(
+            &args,
+            &login,
+            &handle,
+            &mut PamConversation { handle: &handle },
+        ))
+    }));
+    outcome.unwrap_or_else(|_| {
+        // A panic is a bug; it must still end in a denial, never in PAM_SUCCESS.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            handle.log(Priority::Error, "internal error (panic); denying")
+        }));
+        code::SERVICE_ERR
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn pam_sm_setcred(
+    _pamh: *mut PamHandle,
+    _flags: c_int,
+    _argc: c_int,
+    _argv: *const *const c_char,
+) -> c_int {
+    code::SUCCESS
+}
+
+/// # Safety
+/// `argv` must be null or point to `argc` pointers, each null or a NUL-terminated string.
+unsafe fn read_args(argc: c_int, argv: *const *const c_char) -> Vec<String> {
+    if argv.is_null() || argc <= 0 {
+        return Vec::new();
+    }
+    (0..argc as usize)
+        .filter_map(|i| {
+            // SAFETY: i < argc, and the caller guarantees argv has argc entries.
+            let arg = unsafe { *argv.add(i) };
+            // SAFETY: a non-null entry is a NUL-terminated string (caller's guarantee).
+            (!arg.is_null()).then(|| {
+                unsafe { CStr::from_ptr(arg) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
+
+struct Handle {
+    pamh: *mut PamHandle,
+}
+
+impl Handle {
+    fn user(&self) -> Result<String, c_int> {
+        let mut user: *const c_char = ptr::null();
+        // SAFETY: pamh is the live handle libpam gave us; pam_get_user(3) stores a pointer to
+        // a string owned by libpam (valid until the item changes) or leaves it untouched.
+        let rc = unsafe { pam_get_user(self.pamh, &mut user, ptr::null()) };
+        if rc != code::SUCCESS {
+            return Err(rc);
+        }
+        if user.is_null() {
+            return Err(code::USER_UNKNOWN);
+        }
+        // SAFETY: on success the pointer is a NUL-terminated string owned by libpam; we copy it.
+        Ok(unsafe { CStr::from_ptr(user) }
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    fn raw_item(&self, item_type: c_int) -> Option<*const c_void> {
+        let mut item: *const c_void = ptr::null();
+        // SAFETY: pamh is live; pam_get_item(3) only writes the item pointer, which stays owned
+        // by libpam.
+        let rc = unsafe { pam_get_item(self.pamh, item_type, &mut item) };
+        (rc == code::SUCCESS && !item.is_null()).then_some(item)
+    }
+
+    fn string_item(&self, item_type: c_int) -> Option<String> {
+        let item = self.raw_item(item_type)?;
+        // SAFETY: PAM_SERVICE, PAM_RHOST and the other string items are NUL-terminated strings
+        // owned by libpam; we copy before returning.
+        Some(
+            unsafe { CStr::from_ptr(item.cast::<c_char>()) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+
+    /// Sends one message; returns the answer for prompts.
+    fn converse(&self, style: c_int, text: &str) -> Result<Option<Zeroizing<String>>, Error> {
+        let conv = self
+            .raw_item(PAM_CONV)
+            .ok_or_else(|| Error::Conversation("the application set no conversation".into()))?
+            .cast::<PamConv>();
+        // SAFETY: the PAM_CONV item is the application's `struct pam_conv`, owned by libpam for
+        // the life of the handle.
+        let (func, appdata) = unsafe { ((*conv).conv, (*conv).appdata_ptr) };
+        let func =
+            func.ok_or_else(|| Error::Conversation("the conversation function is null".into()))?;
+        let text = CString::new(text.replace('\0', ""))
+            .map_err(|_| Error::Conversation("message contains NUL".into()))?;
+        let message = PamMessage {
+            msg_style: style,
+            msg: text.as_ptr(),
+        };
+        let mut messages: *const PamMessage = &message;
+        let mut responses: *mut PamResponse = ptr::null_mut();
+        // SAFETY: pam_conv(3): one message, passed as an array of one pointer (the layout both
+        // Linux-PAM and Solaris agree on for a single message); `message` and `text` outlive
+        // the call. The application allocates `responses` with malloc, and we own it after.
+        let rc = unsafe { func(1, &mut messages, &mut responses, appdata) };
+        // SAFETY: `responses` is null or a malloc'ed array of one pam_response (see above).
+        let answer = unsafe { take_response(responses) };
+        if rc != code::SUCCESS {
+            return Err(Error::Conversation(format!(
+                "the application's conversation returned {rc}"
+            )));
+        }
+        Ok(answer)
+    }
+}
+
+/// Copies (at most [`MAX_ANSWER_COPY`] bytes of) the answer, then wipes and frees the C copy.
+///
+/// # Safety
+/// `responses` must be null or a malloc'ed array of one `PamResponse` whose `resp` is null or a
+/// malloc'ed NUL-terminated string, as pam_conv(3) requires; both are freed here.
+unsafe fn take_response(responses: *mut PamResponse) -> Option<Zeroizing<String>> {
+    if responses.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, points to one pam_response (function contract).
+    let resp = unsafe { (*responses).resp };
+    let answer = (!resp.is_null()).then(|| {
+        // SAFETY: resp is a malloc'ed NUL-terminated string (function contract); we read its
+        // length, copy a bounded prefix, overwrite all of it and free it exactly once.
+        unsafe {
+            let len = libc::strlen(resp);
+            let bytes = std::slice::from_raw_parts_mut(resp.cast::<u8>(), len);
+            let copy = Zeroizing::new(bytes[..len.min(MAX_ANSWER_COPY)].to_vec());
+            bytes.zeroize();
+            libc::free(resp.cast());
+            // Not UTF-8 is not a code: a stand-in that the parser refuses.
+            Zeroizing::new(
+                std::str::from_utf8(&copy)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| "\u{FFFD}".to_owned()),
+            )
+        }
+    });
+    // SAFETY: the array itself was malloc'ed by the application (function contract).
+    unsafe { libc::free(responses.cast()) };
+    answer
+}
+
+impl Host for Handle {
+    fn euid(&self) -> u32 {
+        // SAFETY: geteuid(2) cannot fail and has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+
+    fn now(&self) -> u64 {
+        // A clock before 1970 yields time 0: every code is then wrong, which denies.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn user_exists(&self, user: &str) -> Result<bool, Error> {
+        Ok(primary_gid(user)?.is_some())
+    }
+
+    fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>, Error> {
+        let Some(gid) = group_gid(group)? else {
+            return Ok(None);
+        };
+        let Some(primary) = primary_gid(user)? else {
+            return Ok(Some(false));
+        };
+        Ok(Some(group_list(user, primary)?.contains(&gid)))
+    }
+
+    fn log(&self, priority: Priority, message: &str) {
+        let level = match priority {
+            Priority::Error => libc::LOG_ERR,
+            Priority::Warning => libc::LOG_WARNING,
+            Priority::Notice => libc::LOG_NOTICE,
+            Priority::Info => libc::LOG_INFO,
+            Priority::Debug => libc::LOG_DEBUG,
+        };
+        let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
+            return;
+        };
+        // SAFETY: pam_syslog(3) is printf-like; the format is a literal "%s" with exactly one
+        // NUL-terminated string argument, so nothing in `message` is interpreted. It logs to
+        // LOG_AUTHPRIV with the service name prefixed.
+        unsafe { pam_syslog(self.pamh, level, c"%s".as_ptr(), message.as_ptr()) };
+    }
+}
+
+struct PamConversation<'a> {
+    handle: &'a Handle,
+}
+
+impl Conversation for PamConversation<'_> {
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
+        self.handle
+            .converse(PAM_PROMPT_ECHO_OFF, prompt)?
+            .ok_or_else(|| Error::Conversation("no answer to the prompt".into()))
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), Error> {
+        self.handle.converse(PAM_TEXT_INFO, text).map(drop)
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), Error> {
+        self.handle.converse(PAM_ERROR_MSG, text).map(drop)
+    }
+}
+
+/// Grows a buffer for the reentrant user and group database calls until they fit.
+fn with_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<T, c_int>) -> Result<T, Error> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match call(&mut buf) {
+            Ok(value) => return Ok(value),
+            Err(libc::ERANGE) if buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
+            Err(rc) => {
+                return Err(Error::System(format!(
+                    "cannot read the user or group database: {}",
+                    io::Error::from_raw_os_error(rc)
+                )))
+            }
+        }
+    }
+}
+
+fn c_name(name: &str) -> Result<CString, Error> {
+    CString::new(name).map_err(|_| Error::Invalid("name contains NUL".into()))
+}
+
+/// The user's primary group, or `None` if there is no such user.
+fn primary_gid(user: &str) -> Result<Option<libc::gid_t>, Error> {
+    let name = c_name(user)?;
+    with_buffer(|buf| {
+        // SAFETY: zeroed is a valid bit pattern for the plain C struct `passwd`.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = ptr::null_mut();
+        // SAFETY: getpwnam_r(3): name is NUL-terminated, pwd and buf are ours and writable for
+        // buf.len() bytes; the result points into them and is read before they are reused.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 => Ok((!found.is_null()).then_some(pwd.pw_gid)),
+            rc => Err(rc),
+        }
+    })
+}
+
+fn group_gid(group: &str) -> Result<Option<libc::gid_t>, Error> {
+    let name = c_name(group)?;
+    with_buffer(|buf| {
+        // SAFETY: zeroed is a valid bit pattern for the plain C struct `group`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = ptr::null_mut();
+        // SAFETY: getgrnam_r(3), same contract as getpwnam_r above.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 => Ok((!found.is_null()).then_some(grp.gr_gid)),
+            rc => Err(rc),
+        }
+    })
+}
+
+/// All groups of `user`, including its primary group.
+fn group_list(user: &str, primary: libc::gid_t) -> Result<Vec<libc::gid_t>, Error> {
+    let name = c_name(user)?;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..8 {
+        let mut count = groups.len() as c_int;
+        // SAFETY: getgrouplist(3): name is NUL-terminated; `groups` has room for `count`
+        // entries; on -1 it sets `count` to the size needed and we retry with that.
+        let rc =
+            unsafe { libc::getgrouplist(name.as_ptr(), primary, groups.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            groups.truncate(count.max(0) as usize);
+            return Ok(groups);
+        }
+        let needed = (count.max(0) as usize).max(groups.len() * 2).min(1 << 16);
+        groups.resize(needed, 0);
+    }
+    Err(Error::System(format!("cannot list the groups of {user}")))
+}
