@@ -1,0 +1,226 @@
+//! The application side of libpam, as sshd or login would use it: pam_start_confdir,
+//! pam_authenticate, pam_end and a scripted conversation. All unsafe code of the driver.
+
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr;
+
+#[repr(C)]
+pub struct PamHandle {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+#[repr(C)]
+struct PamConv {
+    conv: unsafe extern "C" fn(
+        c_int,
+        *mut *const PamMessage,
+        *mut *mut PamResponse,
+        *mut c_void,
+    ) -> c_int,
+    appdata_ptr: *mut c_void,
+}
+
+const PAM_SUCCESS: c_int = 0;
+const PAM_BUF_ERR: c_int = 5;
+const PAM_CONV_ERR: c_int = 19;
+pub const PAM_TTY: c_int = 3;
+pub const PAM_RHOST: c_int = 4;
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start_confdir(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
+}
+
+/// What the scripted person answers, and what they were shown.
+pub struct Script {
+    pub answers: VecDeque<Vec<u8>>,
+    pub transcript: Vec<String>,
+}
+
+unsafe extern "C" fn converse(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    if num_msg <= 0 || msg.is_null() || resp.is_null() || appdata.is_null() {
+        return PAM_CONV_ERR;
+    }
+    // SAFETY: appdata is the &mut Script given to pam_start_confdir, alive for the handle.
+    let script = unsafe { &mut *appdata.cast::<Script>() };
+    let n = num_msg as usize;
+    // SAFETY: calloc of n zeroed pam_response structs; libpam's module frees them.
+    let replies =
+        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
+    if replies.is_null() {
+        return PAM_BUF_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: Linux-PAM passes an array of num_msg pointers to messages.
+        let m = unsafe { &**msg.add(i) };
+        let text = if m.msg.is_null() {
+            String::new()
+        } else {
+            // SAFETY: message text is NUL-terminated, owned by the module for this call.
+            unsafe { CStr::from_ptr(m.msg) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let style = match m.msg_style {
+            1 => "prompt-hidden",
+            2 => "prompt-shown",
+            3 => "error",
+            4 => "info",
+            _ => "unknown",
+        };
+        script.transcript.push(format!("{style}: {text}"));
+        if matches!(m.msg_style, 1 | 2) {
+            let Some(answer) = script.answers.pop_front() else {
+                // SAFETY: replies came from calloc above and holds no strings yet.
+                unsafe { free_replies(replies, n) };
+                return PAM_CONV_ERR;
+            };
+            // SAFETY: malloc len+1 bytes and copy the answer and a terminating NUL; an answer
+            // with NUL bytes in it is seen by the module up to the first one, as from sshd.
+            unsafe {
+                let buf = libc::malloc(answer.len() + 1).cast::<u8>();
+                if buf.is_null() {
+                    free_replies(replies, n);
+                    return PAM_BUF_ERR;
+                }
+                ptr::copy_nonoverlapping(answer.as_ptr(), buf, answer.len());
+                *buf.add(answer.len()) = 0;
+                (*replies.add(i)).resp = buf.cast();
+            }
+        }
+    }
+    // SAFETY: resp is the module's out-pointer.
+    unsafe { *resp = replies };
+    PAM_SUCCESS
+}
+
+/// # Safety
+/// `replies` is a calloc'ed array of `n` responses whose strings are null or malloc'ed.
+unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
+    for i in 0..n {
+        // SAFETY: per the function contract.
+        unsafe { libc::free((*replies.add(i)).resp.cast()) };
+    }
+    // SAFETY: per the function contract.
+    unsafe { libc::free(replies.cast()) };
+}
+
+/// One PAM transaction: start, set items, authenticate, end.
+pub struct Transaction {
+    pamh: *mut PamHandle,
+    // Boxed so the pointers libpam keeps stay valid when the Transaction moves.
+    _conv: Box<PamConv>,
+    pub script: Box<Script>,
+}
+
+impl Transaction {
+    pub fn start(confdir: &str, service: &str, user: &str, script: Script) -> Result<Self, c_int> {
+        let mut script = Box::new(script);
+        let conv = Box::new(PamConv {
+            conv: converse,
+            appdata_ptr: (&mut *script as *mut Script).cast(),
+        });
+        let service = CString::new(service).map_err(|_| PAM_BUF_ERR)?;
+        let user = CString::new(user).map_err(|_| PAM_BUF_ERR)?;
+        let confdir = CString::new(confdir).map_err(|_| PAM_BUF_ERR)?;
+        let mut pamh = ptr::null_mut();
+        // SAFETY: all strings are NUL-terminated and live across the call (libpam copies
+        // them); conv is boxed and outlives the handle, which pam_end closes in Drop.
+        let rc = unsafe {
+            pam_start_confdir(
+                service.as_ptr(),
+                user.as_ptr(),
+                &*conv,
+                confdir.as_ptr(),
+                &mut pamh,
+            )
+        };
+        if rc != PAM_SUCCESS {
+            return Err(rc);
+        }
+        Ok(Transaction {
+            pamh,
+            _conv: conv,
+            script,
+        })
+    }
+
+    pub fn set_item(&mut self, item: c_int, value: &str) -> c_int {
+        let Ok(value) = CString::new(value) else {
+            return PAM_BUF_ERR;
+        };
+        // SAFETY: pamh is live; libpam copies string items.
+        unsafe { pam_set_item(self.pamh, item, value.as_ptr().cast()) }
+    }
+
+    pub fn authenticate(&mut self) -> c_int {
+        // SAFETY: pamh is live.
+        unsafe { pam_authenticate(self.pamh, 0) }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        // SAFETY: pamh came from pam_start_confdir and is ended exactly once.
+        unsafe { pam_end(self.pamh, PAM_SUCCESS) };
+    }
+}
+
+/// Loads a module the way libpam does, but with RTLD_NOW so any unresolved symbol fails now;
+/// returns which of the two PAM entry points it exports.
+pub fn dlopen_now(path: &str) -> Result<(bool, bool), String> {
+    let cpath = CString::new(path).map_err(|e| e.to_string())?;
+    // SAFETY: dlopen(3) with a NUL-terminated path; the handle is closed below.
+    let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        // SAFETY: dlerror returns a NUL-terminated string or null.
+        let err = unsafe { libc::dlerror() };
+        let msg = if err.is_null() {
+            "unknown error".to_owned()
+        } else {
+            // SAFETY: see above.
+            unsafe { CStr::from_ptr(err) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        return Err(msg);
+    }
+    // SAFETY: dlsym on a live handle with NUL-terminated names.
+    let found = unsafe {
+        (
+            !libc::dlsym(handle, c"pam_sm_authenticate".as_ptr()).is_null(),
+            !libc::dlsym(handle, c"pam_sm_setcred".as_ptr()).is_null(),
+        )
+    };
+    // SAFETY: the handle came from dlopen above.
+    unsafe { libc::dlclose(handle) };
+    Ok(found)
+}

@@ -1,0 +1,278 @@
+//! Shared pieces of the integration tests: a private PAM config dir that loads the built
+//! module, a store provisioned through `ivmfa-core`, and the `pam-driver` that logs in
+//! through real libpam.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ivmfa_core::enrollment::{Enrollment, Secret};
+use ivmfa_core::store::Store;
+
+/// The PAM service name the fixtures use.
+pub const SERVICE: &str = "ivmfa-test";
+
+/// `target/<profile>`: test binaries run from its `deps/` directory.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    deps.parent().unwrap_or(deps).to_path_buf()
+}
+
+/// The module under test: `$IVMFA_MODULE`, else the one built beside the tests.
+pub fn module_path() -> PathBuf {
+    let path = std::env::var_os("IVMFA_MODULE")
+        .map_or_else(|| profile_dir().join("libpam_ivmfa.so"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} is missing: build the module first (cargo build --workspace), as the README's \
+         test command does",
+        path.display()
+    );
+    path.canonicalize().unwrap()
+}
+
+pub fn driver() -> PathBuf {
+    let path = profile_dir().join("pam-driver");
+    assert!(
+        path.exists(),
+        "{} is missing; run cargo build --workspace",
+        path.display()
+    );
+    path
+}
+
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+pub fn is_root() -> bool {
+    // Files we create are owned by our effective uid.
+    let probe = std::env::temp_dir().join(format!("ivmfa-uid-probe-{}", std::process::id()));
+    fs::write(&probe, b"").unwrap();
+    let uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&probe).unwrap());
+    let _ = fs::remove_file(&probe);
+    uid == 0
+}
+
+/// For tests that need root (chown, mount namespaces): fails under CI, skips loudly elsewhere.
+pub fn require_root(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!is_ci(), "{what} needs root, and CI must run every tier");
+    eprintln!("SKIPPED (not root): {what}");
+    false
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Returns once the clock is well inside a 30 s step, so a code computed now for a given
+/// offset is still at that offset when the module checks it.
+pub fn settle() -> u64 {
+    loop {
+        let t = now();
+        if (2..=26).contains(&(t % 30)) {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub fn random_secret() -> Secret {
+    let mut bytes = [0u8; 20];
+    fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    Secret::from_bytes(&bytes).unwrap()
+}
+
+/// The code for `offset` steps from now.
+pub fn code(e: &Enrollment, offset: i64) -> String {
+    let at = (now() as i64 + offset * e.period as i64) as u64;
+    ivmfa_core::totp::code_at(e, at).unwrap().to_string()
+}
+
+/// A wrong code for now: the right one with its last digit changed.
+pub fn wrong_code(e: &Enrollment) -> String {
+    let mut c = code(e, 0).into_bytes();
+    let last = c.last_mut().unwrap();
+    *last = if *last == b'9' { b'0' } else { *last + 1 };
+    String::from_utf8(c).unwrap()
+}
+
+/// A private directory with a PAM service file that loads the module, a config file and a
+/// store. Removed on drop.
+pub struct Fixture {
+    pub dir: PathBuf,
+    pub store: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Fixture {
+    /// `args` are extra module arguments (the store and config are always set).
+    pub fn new(args: &str) -> Fixture {
+        Fixture::with_config(args, "")
+    }
+
+    pub fn with_config(args: &str, config: &str) -> Fixture {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ivmfa-it-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("pam.d")).unwrap();
+        let f = Fixture {
+            store: dir.join("store"),
+            config: dir.join("ivmfa.toml"),
+            dir,
+        };
+        fs::create_dir(&f.store).unwrap();
+        fs::set_permissions(&f.store, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(&f.config, config).unwrap();
+        f.set_module_line(&format!(
+            "auth required {} store={} config={} {args}",
+            module_path().display(),
+            f.store.display(),
+            f.config.display()
+        ));
+        f
+    }
+
+    /// Replaces the whole PAM stack of the test service.
+    pub fn set_module_line(&self, stack: &str) {
+        fs::write(self.dir.join("pam.d").join(SERVICE), format!("{stack}\n")).unwrap();
+    }
+
+    /// Adds a line after the module's, e.g. `auth required pam_permit.so`.
+    pub fn append_line(&self, line: &str) {
+        let path = self.dir.join("pam.d").join(SERVICE);
+        let mut stack = fs::read_to_string(&path).unwrap();
+        stack.push_str(line);
+        stack.push('\n');
+        fs::write(path, stack).unwrap();
+    }
+
+    pub fn store(&self) -> Store {
+        Store::new(&self.store, euid())
+    }
+
+    /// Enrolls `user` with a fresh random secret, as `ivmfa-enroll` would.
+    pub fn enroll(&self, user: &str) -> Enrollment {
+        let e = Enrollment::standard(random_secret(), now());
+        let name = ivmfa_core::username::UserName::parse(user).unwrap();
+        let store = self.store();
+        let lock = store.lock(&name).unwrap();
+        store.save_enrollment(&lock, &e).unwrap();
+        e
+    }
+
+    pub fn user_dir(&self, user: &str) -> PathBuf {
+        self.store.join("users").join(user)
+    }
+
+    pub fn login(&self, user: &str, answers: &[&str]) -> Outcome {
+        self.run(self.auth_args(user, answers))
+    }
+
+    pub fn auth_args(&self, user: &str, answers: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "auth".into(),
+            "--confdir".into(),
+            self.dir.join("pam.d").display().to_string(),
+            "--service".into(),
+            SERVICE.into(),
+            "--user".into(),
+            user.into(),
+        ];
+        for a in answers {
+            args.push("--answer".into());
+            args.push((*a).into());
+        }
+        args
+    }
+
+    pub fn run(&self, args: Vec<String>) -> Outcome {
+        Outcome::of(Command::new(driver()).args(args))
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn euid() -> u32 {
+    if is_root() {
+        0
+    } else {
+        let probe = std::env::temp_dir().join(format!("ivmfa-euid-{}", std::process::id()));
+        fs::write(&probe, b"").unwrap();
+        let uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&probe).unwrap());
+        let _ = fs::remove_file(&probe);
+        uid
+    }
+}
+
+/// What one login showed and returned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: String,
+    pub transcript: Vec<String>,
+}
+
+impl Outcome {
+    pub fn of(cmd: &mut Command) -> Outcome {
+        let out = cmd.output().expect("run pam-driver");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut result = None;
+        let mut transcript = Vec::new();
+        for line in stdout.lines() {
+            match line.strip_prefix("result: ") {
+                Some(r) => result = Some(r.to_owned()),
+                None => transcript.push(line.to_owned()),
+            }
+        }
+        Outcome {
+            result: result.unwrap_or_else(|| {
+                panic!("pam-driver printed no result; stdout: {stdout} stderr: {stderr}")
+            }),
+            transcript,
+        }
+    }
+
+    /// True if any message shown to the user contains `text`.
+    pub fn said(&self, text: &str) -> bool {
+        self.transcript.iter().any(|l| l.contains(text))
+    }
+
+    #[track_caller]
+    pub fn assert(&self, result: &str) -> &Self {
+        assert_eq!(self.result, result, "transcript: {:#?}", self.transcript);
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_said(&self, text: &str) -> &Self {
+        assert!(
+            self.said(text),
+            "expected {text:?} in {:#?}",
+            self.transcript
+        );
+        self
+    }
+}

@@ -1,0 +1,246 @@
+//! Logins through real libpam with the built module: codes, windows, replay, policies.
+
+use ivmfa_tests::*;
+
+#[test]
+fn right_code_is_accepted_and_prompt_is_hidden() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    f.login("daemon", &[&code(&e, 0)])
+        .assert("PAM_SUCCESS")
+        .assert_said("prompt-hidden: Verification code: ");
+}
+
+#[test]
+fn code_with_a_space_is_accepted() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let c = code(&e, 0);
+    let spaced = format!("{} {}", &c[..3], &c[3..]);
+    f.login("daemon", &[&spaced]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn wrong_code_is_refused_with_a_message() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    f.login("daemon", &[&wrong_code(&e)])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("error: That code is not correct.");
+}
+
+#[test]
+fn window_edges() {
+    for (window, accepted, refused) in [
+        (0, vec![0], vec![-1, 1]),
+        (1, vec![-1, 0, 1], vec![-2, 2]),
+        (2, vec![-2, 2], vec![-3, 3]),
+    ] {
+        for offset in accepted {
+            let f = Fixture::new(&format!("window={window}"));
+            let e = f.enroll("daemon");
+            settle();
+            let out = f.login("daemon", &[&code(&e, offset)]);
+            assert_eq!(
+                out.result, "PAM_SUCCESS",
+                "window={window} offset={offset}: {out:?}"
+            );
+        }
+        for offset in refused {
+            let f = Fixture::new(&format!("window={window}"));
+            let e = f.enroll("daemon");
+            settle();
+            let out = f.login("daemon", &[&code(&e, offset)]);
+            assert_eq!(
+                out.result, "PAM_AUTH_ERR",
+                "window={window} offset={offset}: {out:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_code_is_accepted_once() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let c = code(&e, 0);
+    f.login("daemon", &[&c]).assert("PAM_SUCCESS");
+    f.login("daemon", &[&c])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("already been used");
+    // An older code is refused too once a newer one was used.
+    f.login("daemon", &[&code(&e, -1)]).assert("PAM_AUTH_ERR");
+    // The next code works.
+    f.login("daemon", &[&code(&e, 1)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn malformed_answers_are_refused_without_counting() {
+    let f = Fixture::new("max_failures=1");
+    let e = f.enroll("daemon");
+    settle();
+    let ten_mb = f.dir.join("huge");
+    std::fs::write(&ten_mb, "1".repeat(10 << 20)).unwrap();
+    let nul = f.dir.join("nul");
+    std::fs::write(&nul, b"12\x003456").unwrap();
+    let c = code(&e, 0);
+    let trailing = format!("{c}x");
+    for answer in [
+        "",
+        "abcdef",
+        "12345",
+        "1234567",
+        "+12345",
+        "١٢٣٤٥٦",
+        "１２３４５６",
+        &trailing,
+    ] {
+        let out = f.login("daemon", &[answer]);
+        out.assert("PAM_AUTH_ERR").assert_said("6-digit code");
+    }
+    for file in [&ten_mb, &nul] {
+        let mut args = f.auth_args("daemon", &[]);
+        args.extend(["--answer-file".to_string(), file.display().to_string()]);
+        let started = std::time::Instant::now();
+        f.run(args)
+            .assert("PAM_AUTH_ERR")
+            .assert_said("6-digit code");
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    // None of that counted as a failed guess (max_failures=1 would have locked us out).
+    f.login("daemon", &[&c]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn unenrolled_policies() {
+    let deny = Fixture::new("");
+    deny.login("daemon", &[])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("has not been set up");
+
+    for allow in ["unenrolled=allow", "unenrolled=nullok", "nullok"] {
+        // PAM_IGNORE: alone in the stack nothing said yes, so libpam denies...
+        let f = Fixture::new(allow);
+        let out = f.login("daemon", &[]);
+        out.assert("PAM_PERM_DENIED");
+        assert!(!out.said("prompt"), "{out:?}");
+        // ...and behind another module the stack's result is that module's.
+        f.append_line("auth required pam_permit.so");
+        f.login("daemon", &[]).assert("PAM_SUCCESS");
+    }
+    deny.append_line("auth required pam_permit.so");
+    deny.login("daemon", &[]).assert("PAM_AUTH_ERR");
+
+    // Until in-band enrollment exists, `enroll` must not pretend: it denies.
+    Fixture::new("unenrolled=enroll")
+        .login("daemon", &[])
+        .assert("PAM_AUTH_ERR");
+
+    // With nobody enrolled and no store directory at all, the policy still decides.
+    let f = Fixture::new("unenrolled=allow");
+    f.append_line("auth required pam_permit.so");
+    std::fs::remove_dir(&f.store).unwrap();
+    f.login("daemon", &[]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn allow_does_not_skip_enrolled_users() {
+    let f = Fixture::new("unenrolled=allow");
+    let e = f.enroll("daemon");
+    settle();
+    f.login("daemon", &[&wrong_code(&e)]).assert("PAM_AUTH_ERR");
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn unknown_and_invalid_users() {
+    let f = Fixture::new("unenrolled=allow");
+    for user in [
+        "no-such-user-ivmfa",
+        "../etc",
+        "a/b",
+        "",
+        &"x".repeat(5000),
+        "ümlaut",
+    ] {
+        let out = f.login(user, &[]);
+        out.assert("PAM_USER_UNKNOWN");
+        assert!(!out.said("prompt"), "{user}: {out:?}");
+    }
+}
+
+#[test]
+fn bad_options_fail_closed() {
+    for args in [
+        "bogus=1",
+        "window=1 window=2",
+        "window=99",
+        "window=",
+        "unenrolled=maybe",
+        "store=relative/path",
+        "prompt=",
+        "frobnicate",
+        "max_backoff_seconds=1 backoff_seconds=5",
+    ] {
+        let f = Fixture::new(&format!("unenrolled=allow {args}"));
+        let out = f.login("daemon", &["123456"]);
+        out.assert("PAM_SERVICE_ERR").assert_said("not available");
+    }
+    let huge = format!("prompt={}", "p".repeat(100_000));
+    let f = Fixture::new(&format!("unenrolled=allow {huge}"));
+    f.login("daemon", &[]).assert("PAM_SERVICE_ERR");
+}
+
+#[test]
+fn config_file_sets_keys_and_arguments_win() {
+    let f = Fixture::with_config(
+        "window=0",
+        "window = 5\nprompt = \"Code from your app: \"\n",
+    );
+    let e = f.enroll("daemon");
+    settle();
+    // window=0 from the arguments beats window = 5 from the file.
+    f.login("daemon", &[&code(&e, 2)]).assert("PAM_AUTH_ERR");
+    f.login("daemon", &[&code(&e, 0)])
+        .assert("PAM_SUCCESS")
+        .assert_said("prompt-hidden: Code from your app: ");
+
+    let bad = Fixture::with_config("", "windwo = 1\n");
+    bad.enroll("daemon");
+    bad.login("daemon", &[]).assert("PAM_SERVICE_ERR");
+    let garbage = Fixture::with_config("", "\u{0}\u{1}not toml [[[");
+    garbage.login("daemon", &[]).assert("PAM_SERVICE_ERR");
+    let missing = Fixture::new("");
+    std::fs::remove_file(&missing.config).unwrap();
+    missing.login("daemon", &[]).assert("PAM_SERVICE_ERR");
+}
+
+#[test]
+fn exempt_group_skips_the_code_for_members_only() {
+    // root's primary group is root; daemon is not in it.
+    let f = Fixture::new("exempt_group=root");
+    f.enroll("root");
+    f.enroll("daemon");
+    f.login("root", &[]).assert("PAM_SUCCESS");
+    f.login("daemon", &["000000"]).assert("PAM_AUTH_ERR");
+    // A group that does not exist exempts nobody.
+    let g = Fixture::new("exempt_group=no-such-group-ivmfa");
+    g.enroll("root");
+    g.login("root", &["000000"]).assert("PAM_AUTH_ERR");
+}
+
+#[test]
+fn no_conversation_answer_fails_closed() {
+    let f = Fixture::new("");
+    f.enroll("daemon");
+    // The driver has no answer left and its conversation fails.
+    f.login("daemon", &[]).assert("PAM_CONV_ERR");
+}
