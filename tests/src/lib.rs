@@ -142,6 +142,8 @@ impl Fixture {
         fs::create_dir(&f.store).unwrap();
         fs::set_permissions(&f.store, fs::Permissions::from_mode(0o700)).unwrap();
         fs::write(&f.config, config).unwrap();
+        // libpam falls back to the service "other" for unknown services; have it deny.
+        fs::write(f.dir.join("pam.d/other"), "auth required pam_deny.so\n").unwrap();
         f.set_module_line(&format!(
             "auth required {} store={} config={} {args}",
             module_path().display(),
@@ -202,6 +204,46 @@ impl Fixture {
             args.push((*a).into());
         }
         args
+    }
+
+    /// Logs in from a private mount namespace after running `setup` (a shell command) in it,
+    /// so faults such as a read-only or full file system never touch the real machine.
+    pub fn login_in_namespace(&self, setup: &str, user: &str, answers: &[&str]) -> Outcome {
+        Outcome::of(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sh", "-ec"])
+                .arg(format!("{setup}\nexec \"$0\" \"$@\""))
+                .arg(driver())
+                .args(self.auth_args(user, answers)),
+        )
+    }
+
+    /// Logs in with `/dev/log` pointed at a socket of ours (in a private mount namespace) and
+    /// returns what the module sent to syslog beside the outcome.
+    pub fn login_logged(&self, user: &str, answers: &[&str]) -> (Outcome, Vec<String>) {
+        let sock_path = self.dir.join("log.sock");
+        let _ = fs::remove_file(&sock_path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        let dir = self.dir.display();
+        let sock_name = sock_path.display();
+        // Where /dev/log is missing (containers), a tmpfs /dev carries it, with the few device
+        // nodes a process may open bound in from the real /dev.
+        let setup = format!(
+            "if [ -e /dev/log ]; then mount --bind {sock_name} /dev/log; else\n\
+             mkdir -p {dir}/realdev; mount --bind /dev {dir}/realdev\n\
+             mount -t tmpfs -o mode=755 ivmfa-dev /dev\n\
+             for n in null zero random urandom; do touch /dev/$n; \
+             mount --bind {dir}/realdev/$n /dev/$n; done\n\
+             touch /dev/log; mount --bind {sock_name} /dev/log; fi"
+        );
+        let outcome = self.login_in_namespace(&setup, user, answers);
+        sock.set_nonblocking(true).unwrap();
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = sock.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        (outcome, lines)
     }
 
     pub fn run(&self, args: Vec<String>) -> Outcome {

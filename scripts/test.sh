@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: installs the Debian packages the tests need, checks formatting and
+# lints, builds everything, then runs every tier (core unit tests, real libpam, store faults).
+# Run it as root (or with sudo): some tiers need root (chown, mount namespaces) and, when
+# CI is set, a tier that cannot run fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libpam0g-dev libpam-modules binutils util-linux coreutils)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "error: cargo not found" >&2
+    echo "hint: install Rust 1.89 or newer with rustup (https://rustup.rs), then run this again" >&2
+    exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The tests load the built module and run the driver, so build every binary first.
+cargo build --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tiers: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

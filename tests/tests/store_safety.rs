@@ -1,0 +1,244 @@
+//! Hostile and broken store files: every case denies, says why in syslog, and leaves the
+//! store as it was; once the fault is gone the next good login works.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use ivmfa_core::enrollment::Enrollment;
+use ivmfa_tests::*;
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Applies `break_it`, checks a right code is refused as a service error, applies `mend`,
+/// checks the next code is accepted.
+fn refused_until_mended(break_it: impl FnOnce(&Fixture), mend: impl FnOnce(&Fixture)) {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    break_it(&f);
+    f.login("daemon", &[&code(&e, 0)])
+        .assert("PAM_SERVICE_ERR")
+        .assert_said("not available");
+    mend(&f);
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
+
+fn secret(f: &Fixture) -> std::path::PathBuf {
+    f.user_dir("daemon").join("secret.toml")
+}
+
+fn state(f: &Fixture) -> std::path::PathBuf {
+    f.user_dir("daemon").join("state.toml")
+}
+
+fn moved_aside(path: &Path) -> std::path::PathBuf {
+    path.with_extension("aside")
+}
+
+#[test]
+fn symlinked_files_and_directories() {
+    // secret.toml, state.toml and lock as links to a good copy elsewhere.
+    for name in ["secret.toml", "state.toml", "lock"] {
+        eprintln!("symlinked {name}");
+        refused_until_mended(
+            |f| {
+                let p = f.user_dir("daemon").join(name);
+                let real = f.dir.join(format!("real-{name}"));
+                fs::rename(&p, &real).unwrap();
+                symlink(&real, &p).unwrap();
+            },
+            |f| {
+                let p = f.user_dir("daemon").join(name);
+                fs::remove_file(&p).unwrap();
+                fs::rename(f.dir.join(format!("real-{name}")), &p).unwrap();
+            },
+        );
+    }
+    // The user's directory and the users directory as links.
+    for dir in ["users/daemon", "users"] {
+        eprintln!("symlinked {dir}");
+        refused_until_mended(
+            |f| {
+                let p = f.store.join(dir);
+                fs::rename(&p, f.dir.join("real-dir")).unwrap();
+                symlink(f.dir.join("real-dir"), &p).unwrap();
+            },
+            |f| {
+                let p = f.store.join(dir);
+                fs::remove_file(&p).unwrap();
+                fs::rename(f.dir.join("real-dir"), &p).unwrap();
+            },
+        );
+    }
+}
+
+#[test]
+fn group_or_world_bits() {
+    for mode in [0o640, 0o604, 0o660, 0o644, 0o602] {
+        refused_until_mended(|f| chmod(&secret(f), mode), |f| chmod(&secret(f), 0o600));
+    }
+    refused_until_mended(|f| chmod(&state(f), 0o644), |f| chmod(&state(f), 0o600));
+    refused_until_mended(
+        |f| chmod(&f.user_dir("daemon"), 0o755),
+        |f| chmod(&f.user_dir("daemon"), 0o700),
+    );
+    refused_until_mended(|f| chmod(&f.store, 0o755), |f| chmod(&f.store, 0o700));
+}
+
+#[test]
+fn wrong_owner() {
+    if !require_root("chown a store file to another user") {
+        return;
+    }
+    let nobody = 65534;
+    refused_until_mended(
+        |f| std::os::unix::fs::chown(secret(f), Some(nobody), None).unwrap(),
+        |f| std::os::unix::fs::chown(secret(f), Some(0), None).unwrap(),
+    );
+    refused_until_mended(
+        |f| std::os::unix::fs::chown(f.user_dir("daemon"), Some(nobody), None).unwrap(),
+        |f| std::os::unix::fs::chown(f.user_dir("daemon"), Some(0), None).unwrap(),
+    );
+}
+
+#[test]
+fn not_a_regular_file() {
+    // A directory, and a FIFO (which must not hang the login), in place of the secret.
+    refused_until_mended(
+        |f| {
+            fs::rename(secret(f), moved_aside(&secret(f))).unwrap();
+            fs::create_dir(secret(f)).unwrap();
+        },
+        |f| {
+            fs::remove_dir(secret(f)).unwrap();
+            fs::rename(moved_aside(&secret(f)), secret(f)).unwrap();
+        },
+    );
+    refused_until_mended(
+        |f| {
+            fs::rename(state(f), moved_aside(&state(f))).unwrap();
+            let ok = std::process::Command::new("mkfifo")
+                .args(["-m", "600"])
+                .arg(state(f))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        },
+        |f| {
+            fs::remove_file(state(f)).unwrap();
+            fs::rename(moved_aside(&state(f)), state(f)).unwrap();
+        },
+    );
+}
+
+#[test]
+fn oversized_truncated_and_corrupt_files() {
+    let keep = |p: &Path| {
+        fs::copy(p, moved_aside(p)).unwrap();
+    };
+    let restore = |p: &Path| fs::rename(moved_aside(p), p).unwrap();
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 5] = [
+        ("oversized", |p| {
+            let mut text = fs::read_to_string(p).unwrap();
+            text.push_str(&"# padding\n".repeat(8000));
+            fs::write(p, text).unwrap();
+        }),
+        ("truncated", |p| {
+            let text = fs::read(p).unwrap();
+            fs::write(p, &text[..text.len() / 2]).unwrap();
+        }),
+        ("garbage", |p| {
+            fs::write(p, b"\x00\xff\xfe not toml [[[").unwrap()
+        }),
+        ("empty", |p| fs::write(p, b"").unwrap()),
+        ("future version", |p| {
+            let text = fs::read_to_string(p).unwrap();
+            fs::write(p, text.replace("version = 1", "version = 99")).unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        for file in [secret as fn(&Fixture) -> std::path::PathBuf, state] {
+            refused_until_mended(
+                |f| {
+                    let p = file(f);
+                    keep(&p);
+                    damage(&p);
+                },
+                |f| restore(&file(f)),
+            );
+            eprintln!("{what}: refused and recovered");
+        }
+    }
+}
+
+#[test]
+fn stale_temp_files_do_not_matter() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let stale = f.user_dir("daemon").join(".tmp-state.toml.99999.1.0");
+    fs::write(&stale, b"version = 1\nlast_step = 99999999999\n").unwrap();
+    chmod(&stale, 0o600);
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+    // A new enrollment (which holds the lock) sweeps it away.
+    f.enroll("daemon");
+    assert!(!stale.exists());
+}
+
+fn assert_store_intact(f: &Fixture, e: &Enrollment) {
+    let name = ivmfa_core::username::UserName::parse("daemon").unwrap();
+    let stored = f.store().load_enrollment(&name).unwrap().unwrap();
+    assert_eq!(&stored, e);
+    let lock = f.store().lock(&name).unwrap();
+    f.store().load_state(&lock).unwrap();
+}
+
+#[test]
+fn read_only_store_denies_and_keeps_the_store() {
+    if !require_root("a read-only bind mount in a private mount namespace") {
+        return;
+    }
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let store = f.store.display().to_string();
+    let setup = format!("mount --bind {store} {store}\nmount -o remount,bind,ro {store}");
+    // A right code cannot be recorded, so it must not be accepted (it could be replayed).
+    f.login_in_namespace(&setup, "daemon", &[&code(&e, 0)])
+        .assert("PAM_SERVICE_ERR")
+        .assert_said("not available");
+    // Nor can a wrong one be counted, or the lock even be taken: the store is unusable.
+    f.login_in_namespace(&setup, "daemon", &[&wrong_code(&e)])
+        .assert("PAM_SERVICE_ERR");
+    assert_store_intact(&f, &e);
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn full_store_file_system_denies_and_keeps_the_store() {
+    if !require_root("a small tmpfs in a private mount namespace") {
+        return;
+    }
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let store = f.store.display().to_string();
+    let copy = f.dir.join("copy").display().to_string();
+    // Copy the store onto a 64 KiB tmpfs mounted over it, then fill that up.
+    let setup = format!(
+        "cp -a {store} {copy}\n\
+         mount -t tmpfs -o size=64k,mode=700 ivmfa-full {store}\n\
+         cp -a {copy}/. {store}/\n\
+         dd if=/dev/zero of={store}/fill bs=4k 2>/dev/null || true"
+    );
+    f.login_in_namespace(&setup, "daemon", &[&code(&e, 0)])
+        .assert("PAM_SERVICE_ERR")
+        .assert_said("not available");
+    assert_store_intact(&f, &e);
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
