@@ -51,12 +51,7 @@ pub fn is_ci() -> bool {
 }
 
 pub fn is_root() -> bool {
-    // Files we create are owned by our effective uid.
-    let probe = std::env::temp_dir().join(format!("ivmfa-uid-probe-{}", std::process::id()));
-    fs::write(&probe, b"").unwrap();
-    let uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&probe).unwrap());
-    let _ = fs::remove_file(&probe);
-    uid == 0
+    euid() == 0
 }
 
 /// For tests that need root (chown, mount namespaces): fails under CI, skips loudly elsewhere.
@@ -257,16 +252,14 @@ impl Drop for Fixture {
     }
 }
 
+/// The effective uid, from the second field of `Uid:` in /proc/self/status.
 pub fn euid() -> u32 {
-    if is_root() {
-        0
-    } else {
-        let probe = std::env::temp_dir().join(format!("ivmfa-euid-{}", std::process::id()));
-        fs::write(&probe, b"").unwrap();
-        let uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&probe).unwrap());
-        let _ = fs::remove_file(&probe);
-        uid
-    }
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())
+        .expect("Uid: line in /proc/self/status")
 }
 
 /// What one login showed and returned.
