@@ -46,7 +46,10 @@ pub trait Host {
     fn euid(&self) -> u32;
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
-    fn user_exists(&self, user: &str) -> Result<bool>;
+    /// The user's name as the user database spells it (`pw_name`), or `None` if there is no
+    /// such user. NSS may resolve `ALICE` or `alice@domain` to alice; the store is keyed by the
+    /// canonical name so such spellings cannot miss an enrollment.
+    fn canonical_user(&self, user: &str) -> Result<Option<String>>;
     /// `Ok(None)` if the group does not exist.
     fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>>;
     fn log(&self, priority: Priority, message: &str);
@@ -95,11 +98,8 @@ pub fn authenticate(
     let mut attempt = Attempt { login, host, conv };
     match attempt.run(args) {
         Ok(verdict) => verdict,
-        Err(Error::Conversation(why)) => {
-            attempt.log(
-                Priority::Error,
-                &format!("denied: conversation failed: {why}"),
-            );
+        Err(e @ Error::Conversation(_)) => {
+            attempt.log(Priority::Error, &format!("denied: {e}"));
             Verdict::ConvErr
         }
         Err(e) => {
@@ -135,14 +135,24 @@ impl Attempt<'_, '_> {
             self.log(Priority::Debug, &format!("config: {}", config.summary()));
         }
 
-        let Some(user) = UserName::parse(self.login.user) else {
+        if UserName::parse(self.login.user).is_none() {
             self.log(Priority::Notice, "denied: not a valid user name");
             return Ok(Verdict::UserUnknown);
-        };
-        if !self.host.user_exists(user.as_str())? {
+        }
+        let Some(canonical) = self.host.canonical_user(self.login.user)? else {
             self.log(Priority::Notice, "denied: no such user");
             return Ok(Verdict::UserUnknown);
-        }
+        };
+        let Some(user) = UserName::parse(&canonical) else {
+            self.log(
+                Priority::Error,
+                &format!(
+                    "denied: the user database name {} cannot be used in the store",
+                    printable(&canonical)
+                ),
+            );
+            return Ok(Verdict::UserUnknown);
+        };
 
         if let Some(group) = &config.exempt_group {
             match self.host.in_group(user.as_str(), group)? {
@@ -165,7 +175,19 @@ impl Attempt<'_, '_> {
         let Some(enrollment) = store.load_enrollment(&user)? else {
             return match config.unenrolled {
                 Unenrolled::Allow => {
-                    self.log(Priority::Info, "not enrolled; unenrolled=allow, ignoring");
+                    if store.root().exists() {
+                        self.log(Priority::Info, "not enrolled; unenrolled=allow, ignoring");
+                    } else {
+                        // A typo in store= would wave everybody through: make it loud.
+                        self.log(
+                            Priority::Warning,
+                            &format!(
+                                "the store {} does not exist, so nobody counts as enrolled; \
+                                 unenrolled=allow, ignoring",
+                                store.root().display()
+                            ),
+                        );
+                    }
                     Ok(Verdict::Ignore)
                 }
                 Unenrolled::Deny => self.deny(
@@ -186,16 +208,19 @@ impl Attempt<'_, '_> {
         // person may take minutes to answer and other logins must not wait for them.
         let source = self.login.source();
         let limit = &config.rate_limit;
-        {
+        let waiting = {
             let lock = store.lock(&user)?;
-            let state = store.load_state(&lock)?;
-            if let Some(wait) = state.wait_for(source, self.host.now(), limit) {
-                return self.deny(
-                    Priority::Notice,
-                    &format!("rate limited for {wait} more seconds"),
-                    &messages::locked_out(wait),
-                );
-            }
+            store
+                .load_state(&lock)?
+                .wait_for(source, self.host.now(), limit)
+        };
+        // The lock is released before anything is said: a conversation may block.
+        if let Some(wait) = waiting {
+            return self.deny(
+                Priority::Notice,
+                &format!("rate limited for {wait} more seconds"),
+                &messages::locked_out(wait),
+            );
         }
 
         let answer = self.conv.ask_hidden(&config.prompt)?;
@@ -218,9 +243,18 @@ impl Attempt<'_, '_> {
         };
         drop(answer);
 
-        // Check and advance the watermark under the lock, re-reading the state: another
-        // login may have used this very code, or failed, since we looked.
+        // Check and advance the watermark under the lock, re-reading everything: another login
+        // may have used this very code or failed meanwhile, and an administrator may have
+        // removed or replaced the enrollment while the prompt was open.
         let lock = store.lock(&user)?;
+        let Some(enrollment) = store.reload_enrollment(&lock)? else {
+            drop(lock);
+            return self.deny(
+                Priority::Notice,
+                "the enrollment was removed while the code was being entered",
+                messages::NOT_ENROLLED,
+            );
+        };
         let mut state = store.load_state(&lock)?;
         let now = self.host.now();
         if let Some(wait) = state.wait_for(source, now, limit) {
@@ -231,7 +265,8 @@ impl Attempt<'_, '_> {
                 &messages::locked_out(wait),
             );
         }
-        let check = totp::verify(&enrollment, &code, now, config.window, state.last_step)?;
+        let window = enrollment.window.unwrap_or(config.window);
+        let check = totp::verify(&enrollment, &code, now, window, state.last_step)?;
         let (reason, tell) = match check {
             Check::Accepted { step } => {
                 state.record_success(step);
@@ -243,17 +278,13 @@ impl Attempt<'_, '_> {
             Check::Replayed => ("code already used (replay)", messages::REPLAYED),
             Check::Wrong => ("wrong code", messages::WRONG_CODE),
         };
-        state.record_failure(source, now);
+        state.record_failure(source, now, limit);
         let failures = state.failures_from(source);
-        let saved = store.save_state(&lock, &state);
+        // A failure that cannot be counted is a fault like any other: answering "wrong code"
+        // here would tell right from wrong codes (a right one fails to save too) and leave
+        // the guesses unlimited.
+        store.save_state(&lock, &state)?;
         drop(lock);
-        if let Err(e) = saved {
-            // The login is denied either way; say why the count did not stick.
-            self.log(
-                Priority::Error,
-                &format!("could not record the failure: {e}"),
-            );
-        }
         let mut tell = tell.to_owned();
         if let Some(wait) = state.wait_for(source, now, limit) {
             tell = format!("{tell} {}", messages::locked_out(wait));

@@ -20,6 +20,7 @@ pub const DEFAULT_PROMPT: &str = "Verification code: ";
 pub const MAX_WINDOW: u8 = 10;
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
 const MAX_VALUE_LEN: usize = 256;
+const CONFIG_HINT: &str = "fix the file (the keys are described in ivmfa.toml(5))";
 
 /// What happens to a user who has no enrollment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct Config {
     pub exempt_group: Option<String>,
     pub debug: bool,
     pub rate_limit: RateLimit,
+    /// The issuer shown in authenticator apps; the host name when unset.
+    pub issuer: Option<String>,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             exempt_group: None,
             debug: false,
             rate_limit: RateLimit::default(),
+            issuer: None,
         }
     }
 }
@@ -80,7 +84,7 @@ impl Config {
 
     fn read_file(&mut self, path: &Path, required: bool, euid: u32) -> Result<()> {
         let policy = Policy {
-            euid,
+            owner: euid,
             max_len: MAX_CONFIG_LEN,
             private: false,
         };
@@ -94,7 +98,7 @@ impl Config {
             }
             None => return Ok(()),
         };
-        let table: toml::Table = parse_toml(&text, path)?;
+        let table: toml::Table = parse_toml(&text, path, CONFIG_HINT)?;
         for (key, value) in &table {
             if key == "config" {
                 return Err(Error::Config(format!(
@@ -180,9 +184,23 @@ impl Config {
                     _ => return bad("must be true or false"),
                 }
             }
+            ("issuer", Some(v)) => {
+                if v.trim().is_empty()
+                    || v.len() > 64
+                    || v.contains(':')
+                    || v.chars().any(char::is_control)
+                {
+                    return bad("must be 1 to 64 characters, without ':'");
+                }
+                self.issuer = Some(v.to_owned());
+            }
             ("max_failures", Some(v)) => match v.parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => self.rate_limit.max_failures = n,
                 _ => return bad("must be a whole number from 1 to 1000"),
+            },
+            ("max_failures_per_user", Some(v)) => match v.parse::<u32>() {
+                Ok(n) if (1..=10_000).contains(&n) => self.rate_limit.max_failures_per_user = n,
+                _ => return bad("must be a whole number from 1 to 10000"),
             },
             ("backoff_seconds", Some(v)) => match v.parse::<u64>() {
                 Ok(n) if (1..=86_400).contains(&n) => self.rate_limit.backoff = n,
@@ -210,17 +228,17 @@ impl Config {
     /// One line for the debug log.
     pub fn summary(&self) -> String {
         format!(
-            "store={} unenrolled={:?} window={} exempt_group={} max_failures={} \
-             backoff_seconds={} max_backoff_seconds={}",
+            "store={} unenrolled={} window={} exempt_group={} max_failures={} \
+             max_failures_per_user={} backoff_seconds={} max_backoff_seconds={}",
             self.store.display(),
-            self.unenrolled,
+            format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
             self.exempt_group.as_deref().unwrap_or("-"),
             self.rate_limit.max_failures,
+            self.rate_limit.max_failures_per_user,
             self.rate_limit.backoff,
             self.rate_limit.max_backoff,
         )
-        .to_lowercase()
     }
 }
 
@@ -246,7 +264,11 @@ fn split_args(args: &[String]) -> Result<Vec<(&str, Option<&str>)>> {
 
 /// Parses TOML, reporting errors by position only: the parser's own text can quote the
 /// offending line, and in a secret file that line is the secret.
-pub(crate) fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+pub(crate) fn parse_toml<T: DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    hint: &'static str,
+) -> Result<T> {
     toml::from_str(text).map_err(|e| {
         let at = e
             .span()
@@ -257,13 +279,13 @@ pub(crate) fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result
             })
             .unwrap_or_default();
         let msg: String = e.message().lines().next().unwrap_or("").to_owned();
-        let msg = if msg.contains('"') || msg.contains('\'') {
+        let msg = if msg.contains(['"', '\'', '`']) {
             // Unknown variants and keys are quoted by serde; keep the kind, drop the value.
-            "a value is not valid here".to_owned()
+            "a key or value is not valid here".to_owned()
         } else {
             msg
         };
-        Error::corrupt(path, format!("{at}{msg}"))
+        Error::corrupt(path, format!("{at}{msg}"), hint)
     })
 }
 
@@ -335,6 +357,8 @@ mod tests {
         c.set("max_failures", Some("5")).unwrap();
         c.set("backoff_seconds", Some("10")).unwrap();
         c.set("max_backoff_seconds", Some("60")).unwrap();
+        c.set("issuer", Some("Example Corp")).unwrap();
+        assert!(c.set("issuer", Some("a:b")).is_err());
         assert_eq!(c.window, 3);
         assert!(c.debug);
         assert_eq!(c.rate_limit.max_failures, 5);
@@ -393,7 +417,7 @@ mod tests {
     #[test]
     fn toml_errors_do_not_quote_the_file() {
         let secret_line = "secret = \"JBSWY3DPEHPK3PXP\" oops";
-        let err = parse_toml::<toml::Table>(secret_line, Path::new("f"))
+        let err = parse_toml::<toml::Table>(secret_line, Path::new("f"), "")
             .unwrap_err()
             .to_string();
         assert!(!err.contains("JBSWY3DP"), "{err}");

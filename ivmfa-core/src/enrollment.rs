@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
+use crate::recovery::RecoveryCodes;
 
 /// Format version written into `secret.toml`; readers refuse any other.
 pub const FORMAT_VERSION: u32 = 1;
+const SECRET_HINT: &str =
+    "restore it from a backup, or remove the enrollment (ivmfa-enroll remove) and enroll again";
 
 /// Shortest secret accepted: RFC 4226 asks for at least 128 bits.
 pub const MIN_SECRET_BYTES: usize = 16;
@@ -94,6 +97,10 @@ pub struct Enrollment {
     pub period: u64,
     /// Unix time of enrollment.
     pub created: u64,
+    /// Steps accepted on each side of now for this user, overriding the `window` option
+    /// (kept from an imported google-authenticator file).
+    pub window: Option<u8>,
+    pub recovery: RecoveryCodes,
 }
 
 impl Enrollment {
@@ -105,6 +112,8 @@ impl Enrollment {
             digits: 6,
             period: 30,
             created,
+            window: None,
+            recovery: RecoveryCodes::default(),
         }
     }
 
@@ -115,7 +124,13 @@ impl Enrollment {
         if !(1..=300).contains(&self.period) {
             return Err(format!("period = {} (must be 1 to 300)", self.period));
         }
-        Ok(())
+        if let Some(w) = self.window.filter(|w| *w > crate::config::MAX_WINDOW) {
+            return Err(format!(
+                "window = {w} (must be 0 to {})",
+                crate::config::MAX_WINDOW
+            ));
+        }
+        self.recovery.validate()
     }
 
     pub fn to_toml(&self) -> Result<Zeroizing<String>> {
@@ -127,6 +142,8 @@ impl Enrollment {
             digits: self.digits,
             period: self.period,
             secret: self.secret.to_base32(),
+            window: self.window,
+            recovery: self.recovery.clone(),
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -134,25 +151,28 @@ impl Enrollment {
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Enrollment> {
-        let file: File = crate::config::parse_toml(text, path)?;
+        let file: File = crate::config::parse_toml(text, path, SECRET_HINT)?;
         if file.version != FORMAT_VERSION {
             return Err(Error::corrupt(
                 path,
                 format!("format version {} is not supported", file.version),
+                SECRET_HINT,
             ));
         }
-        let secret =
-            Secret::from_base32(&file.secret).map_err(|e| Error::corrupt(path, e.to_string()))?;
+        let secret = Secret::from_base32(&file.secret)
+            .map_err(|e| Error::corrupt(path, e.to_string(), SECRET_HINT))?;
         let enrollment = Enrollment {
             secret,
             algorithm: file.algorithm,
             digits: file.digits,
             period: file.period,
             created: file.created,
+            window: file.window,
+            recovery: file.recovery.clone(),
         };
         enrollment
             .validate()
-            .map_err(|why| Error::corrupt(path, why))?;
+            .map_err(|why| Error::corrupt(path, why, SECRET_HINT))?;
         Ok(enrollment)
     }
 }
@@ -167,6 +187,10 @@ struct File {
     digits: u8,
     period: u64,
     secret: Zeroizing<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<u8>,
+    #[serde(default)]
+    recovery: RecoveryCodes,
 }
 
 #[cfg(test)]
@@ -202,7 +226,9 @@ mod tests {
 
     #[test]
     fn file_round_trip() {
-        let e = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1_700_000_000);
+        let mut e = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1_700_000_000);
+        e.window = Some(2);
+        e.recovery = crate::recovery::from_plain(&[1; 16], ["12345678"].into_iter(), 9);
         let text = e.to_toml().unwrap();
         assert!(text.contains("version = 1"), "{}", text.as_str());
         let back = Enrollment::from_toml(&text, Path::new("secret.toml")).unwrap();

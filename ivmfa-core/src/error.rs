@@ -14,7 +14,12 @@ pub enum Error {
     /// A file or directory failed the ownership, mode, type or size checks.
     Unsafe { path: PathBuf, why: String },
     /// A file passed the checks but its contents do not parse or have an unknown version.
-    Corrupt { path: PathBuf, why: String },
+    Corrupt {
+        path: PathBuf,
+        why: String,
+        /// What to do about it; depends on which file it is.
+        hint: &'static str,
+    },
     /// A system call on a store or config path failed.
     Io {
         path: PathBuf,
@@ -47,10 +52,15 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        why: impl Into<String>,
+        hint: &'static str,
+    ) -> Self {
         Error::Corrupt {
             path: path.into(),
             why: why.into(),
+            hint,
         }
     }
 }
@@ -59,17 +69,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(msg) => write!(f, "configuration error: {msg}"),
-            Error::Unsafe { path, why } => write!(
-                f,
-                "refusing to use {}: {why}; it must be owned by root, not a symbolic link, \
-                 and not accessible to group or others",
-                path.display()
-            ),
-            Error::Corrupt { path, why } => write!(
-                f,
-                "{} is corrupt: {why}; restore it from a backup or re-enroll the user",
-                path.display()
-            ),
+            Error::Unsafe { path, why } => {
+                write!(f, "refusing to use {}: {why}", path.display())
+            }
+            Error::Corrupt { path, why, hint } => {
+                write!(f, "{} cannot be used: {why}; {hint}", path.display())
+            }
             Error::Io { path, op, source } => {
                 write!(f, "cannot {op} {}: {source}", path.display())?;
                 match source.raw_os_error() {
@@ -79,7 +84,7 @@ impl fmt::Display for Error {
                 }
             }
             Error::Invalid(msg) => write!(f, "{msg}"),
-            Error::Conversation(msg) => write!(f, "PAM conversation failed: {msg}"),
+            Error::Conversation(msg) => write!(f, "the PAM conversation failed: {msg}"),
             Error::System(msg) => write!(f, "{msg}"),
         }
     }

@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 /// Who may own the files we trust, and how private they must be.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
-    /// The process's effective uid; root (0) is always trusted too.
-    pub euid: u32,
+    /// The uid trusted to own the files besides root: the process's effective uid for the
+    /// store and config, the user's own uid for a file in their home directory.
+    pub owner: u32,
     /// Largest file we will read.
     pub max_len: u64,
     /// Secret-bearing files allow no group or other bits at all; the config file may be
@@ -32,6 +33,8 @@ pub struct Policy {
 
 /// Prefix of temporary files, so stale ones can be recognised and removed.
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+const SYMLINK: &str = "it is a symbolic link; put the real file or directory in its place";
 
 impl Policy {
     fn forbidden_bits(&self) -> u32 {
@@ -45,23 +48,39 @@ impl Policy {
     fn check_meta(&self, path: &Path, meta: &fs::Metadata, want_dir: bool) -> Result<()> {
         let ft = meta.file_type();
         if ft.is_symlink() {
-            return Err(Error::unsafe_file(path, "it is a symbolic link"));
+            return Err(Error::unsafe_file(path, SYMLINK));
         }
         if want_dir && !ft.is_dir() {
             return Err(Error::unsafe_file(path, "it is not a directory"));
         }
         if !want_dir && !ft.is_file() {
-            return Err(Error::unsafe_file(path, "it is not a regular file"));
-        }
-        if meta.uid() != 0 && meta.uid() != self.euid {
             return Err(Error::unsafe_file(
                 path,
-                format!("it is owned by uid {}", meta.uid()),
+                "it is not a regular file; put the real file in its place",
+            ));
+        }
+        if meta.uid() != 0 && meta.uid() != self.owner {
+            return Err(Error::unsafe_file(
+                path,
+                format!(
+                    "it is owned by uid {}; only root (or uid {}) may own it: chown root {}",
+                    meta.uid(),
+                    self.owner,
+                    path.display()
+                ),
             ));
         }
         let mode = meta.mode() & 0o7777;
         if mode & self.forbidden_bits() != 0 {
-            return Err(Error::unsafe_file(path, format!("its mode is {mode:04o}")));
+            let fix = if self.private { "go-rwx" } else { "go-w" };
+            return Err(Error::unsafe_file(
+                path,
+                format!(
+                    "its mode is {mode:04o}, which lets others {}: chmod {fix} {}",
+                    if self.private { "in" } else { "change it" },
+                    path.display()
+                ),
+            ));
         }
         if !want_dir && meta.len() > self.max_len {
             return Err(Error::unsafe_file(
@@ -108,7 +127,7 @@ impl Policy {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(Error::unsafe_file(path, "it is a symbolic link"))
+                return Err(Error::unsafe_file(path, SYMLINK))
             }
             Err(e) => return Err(Error::io(path, "open", e)),
         };
@@ -138,8 +157,9 @@ impl Policy {
         let Some(mut bytes) = self.read(path)? else {
             return Ok(None);
         };
-        let text = String::from_utf8(std::mem::take(&mut *bytes))
-            .map_err(|_| Error::corrupt(path, "it is not UTF-8 text"))?;
+        let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| {
+            Error::corrupt(path, "it is not UTF-8 text", "replace it with a valid file")
+        })?;
         Ok(Some(Zeroizing::new(text)))
     }
 
@@ -154,7 +174,7 @@ impl Policy {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => Error::unsafe_file(path, "it is a symbolic link"),
+                Some(libc::ELOOP) => Error::unsafe_file(path, SYMLINK),
                 _ => Error::io(path, "open lock file", e),
             })?;
         let meta = file.metadata().map_err(|e| Error::io(path, "inspect", e))?;

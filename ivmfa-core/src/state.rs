@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub const FORMAT_VERSION: u32 = 1;
-/// Sources remembered per user; the least recently failing one is forgotten first, so a
-/// client rotating addresses cannot grow the file without bound.
+const STATE_HINT: &str = "remove it to start afresh (this forgets the failure counts and lets \
+                          the last code used be used once more)";
+/// Sources remembered per user, so a client rotating addresses cannot grow the file without
+/// bound. A source is forgotten only once its back-off is over; rotating addresses gains
+/// nothing anyway, because the per-user total ([`RateLimit::max_failures_per_user`]) still
+/// counts every failure.
 pub const MAX_SOURCES: usize = 32;
 /// Longest source (remote host) kept; longer ones are cut.
 const MAX_SOURCE_LEN: usize = 255;
@@ -26,6 +30,8 @@ pub struct RateLimit {
     pub backoff: u64,
     /// Longest wait, in seconds, so nobody can lock a user out for good.
     pub max_backoff: u64,
+    /// Consecutive failures from all sources together before the user has to wait.
+    pub max_failures_per_user: u32,
 }
 
 impl Default for RateLimit {
@@ -34,17 +40,27 @@ impl Default for RateLimit {
             max_failures: 3,
             backoff: 30,
             max_backoff: 900,
+            max_failures_per_user: 10,
         }
     }
 }
 
 impl RateLimit {
-    /// Seconds to wait after the `count`-th consecutive failure.
+    /// Seconds to wait after the `count`-th consecutive failure from one source.
     pub fn delay_after(&self, count: u32) -> u64 {
-        if count < self.max_failures {
+        self.delay(count, self.max_failures)
+    }
+
+    /// Seconds to wait after the `count`-th consecutive failure from any source.
+    pub fn user_delay_after(&self, count: u32) -> u64 {
+        self.delay(count, self.max_failures_per_user)
+    }
+
+    fn delay(&self, count: u32, threshold: u32) -> u64 {
+        if count < threshold {
             return 0;
         }
-        let doublings = (count - self.max_failures).min(63);
+        let doublings = (count - threshold).min(63);
         self.backoff
             .saturating_mul(1u64 << doublings)
             .min(self.max_backoff)
@@ -61,22 +77,45 @@ pub struct Failures {
     pub last: u64,
 }
 
+/// Failures of the user from every source together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Total {
+    pub count: u32,
+    pub last: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     /// Highest time step accepted so far; a code must be for a later step.
     pub last_step: u64,
+    pub total: Total,
     pub failures: Vec<Failures>,
 }
 
+fn remaining(last: u64, delay: u64, now: u64) -> Option<u64> {
+    let until = last.saturating_add(delay);
+    (until > now).then(|| until - now)
+}
+
 impl State {
-    /// Seconds `source` must still wait before another code is checked, if any.
+    /// Seconds `source` must still wait before another code is checked, if any: the longer
+    /// of its own back-off and the user's.
     pub fn wait_for(&self, source: &str, now: u64, limit: &RateLimit) -> Option<u64> {
-        let entry = self.entry(source)?;
-        let until = entry.last.saturating_add(limit.delay_after(entry.count));
-        (until > now).then(|| until - now)
+        let own = self
+            .entry(source)
+            .and_then(|e| remaining(e.last, limit.delay_after(e.count), now));
+        let user = remaining(
+            self.total.last,
+            limit.user_delay_after(self.total.count),
+            now,
+        );
+        own.max(user)
     }
 
-    pub fn record_failure(&mut self, source: &str, now: u64) {
+    pub fn record_failure(&mut self, source: &str, now: u64, limit: &RateLimit) {
+        self.total.count = self.total.count.saturating_add(1);
+        self.total.last = now;
         let source = cap(source);
         if let Some(entry) = self.failures.iter_mut().find(|f| f.source == source) {
             entry.count = entry.count.saturating_add(1);
@@ -84,8 +123,14 @@ impl State {
             return;
         }
         if self.failures.len() >= MAX_SOURCES {
-            if let Some(oldest) = (0..self.failures.len()).min_by_key(|&i| self.failures[i].last) {
-                self.failures.swap_remove(oldest);
+            // Forget a source whose back-off is over, the oldest first; if every one is still
+            // backing off, the oldest goes, and the per-user total keeps holding it back.
+            let backing_off =
+                |f: &Failures| remaining(f.last, limit.delay_after(f.count), now).is_some();
+            let victim = (0..self.failures.len())
+                .min_by_key(|&i| (backing_off(&self.failures[i]), self.failures[i].last));
+            if let Some(i) = victim {
+                self.failures.swap_remove(i);
             }
         }
         self.failures.push(Failures {
@@ -98,6 +143,7 @@ impl State {
     /// A correct code proves possession of the secret: every counter starts over.
     pub fn record_success(&mut self, step: u64) {
         self.last_step = step;
+        self.total = Total::default();
         self.failures.clear();
     }
 
@@ -114,24 +160,27 @@ impl State {
         let file = File {
             version: FORMAT_VERSION,
             last_step: self.last_step,
+            total: self.total,
             failures: self.failures.clone(),
         };
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<State> {
-        let file: File = crate::config::parse_toml(text, path)?;
+        let file: File = crate::config::parse_toml(text, path, STATE_HINT)?;
         if file.version != FORMAT_VERSION {
             return Err(Error::corrupt(
                 path,
                 format!("format version {} is not supported", file.version),
+                STATE_HINT,
             ));
         }
         if file.failures.len() > MAX_SOURCES {
-            return Err(Error::corrupt(path, "too many failure entries"));
+            return Err(Error::corrupt(path, "too many failure entries", STATE_HINT));
         }
         Ok(State {
             last_step: file.last_step,
+            total: file.total,
             failures: file.failures,
         })
     }
@@ -154,6 +203,8 @@ struct File {
     version: u32,
     last_step: u64,
     #[serde(default)]
+    total: Total,
+    #[serde(default)]
     failures: Vec<Failures>,
 }
 
@@ -165,6 +216,7 @@ mod tests {
         max_failures: 3,
         backoff: 30,
         max_backoff: 900,
+        max_failures_per_user: 10,
     };
 
     #[test]
@@ -172,6 +224,9 @@ mod tests {
         let delays: Vec<u64> = (0..10).map(|n| LIMIT.delay_after(n)).collect();
         assert_eq!(delays, [0, 0, 0, 30, 60, 120, 240, 480, 900, 900]);
         assert_eq!(LIMIT.delay_after(u32::MAX), 900);
+        assert_eq!(LIMIT.user_delay_after(9), 0);
+        assert_eq!(LIMIT.user_delay_after(10), 30);
+        assert_eq!(LIMIT.user_delay_after(u32::MAX), 900);
     }
 
     #[test]
@@ -179,7 +234,7 @@ mod tests {
         let mut s = State::default();
         for t in [100, 101, 102] {
             assert_eq!(s.wait_for("a", t, &LIMIT), None);
-            s.record_failure("a", t);
+            s.record_failure("a", t, &LIMIT);
         }
         assert_eq!(s.wait_for("a", 102, &LIMIT), Some(30));
         assert_eq!(s.wait_for("a", 131, &LIMIT), Some(1));
@@ -189,7 +244,7 @@ mod tests {
             None,
             "other sources are not held back"
         );
-        s.record_failure("a", 140);
+        s.record_failure("a", 140, &LIMIT);
         assert_eq!(s.wait_for("a", 140, &LIMIT), Some(60));
         s.record_success(7);
         assert_eq!(s.wait_for("a", 141, &LIMIT), None);
@@ -200,23 +255,62 @@ mod tests {
     fn sources_are_bounded() {
         let mut s = State::default();
         for i in 0..(MAX_SOURCES as u64 + 10) {
-            s.record_failure(&format!("10.0.0.{i}"), i);
+            s.record_failure(&format!("10.0.0.{i}"), i, &LIMIT);
         }
         assert_eq!(s.failures.len(), MAX_SOURCES);
         assert!(
             s.failures.iter().all(|f| f.last >= 10),
             "the oldest were evicted"
         );
-        s.record_failure(&"h".repeat(10_000), 1);
+        s.record_failure(&"h".repeat(10_000), 1, &LIMIT);
         assert!(s.failures.iter().all(|f| f.source.len() <= 255));
+    }
+
+    #[test]
+    fn rotating_sources_meet_the_per_user_limit() {
+        let mut s = State::default();
+        let mut checked = 0;
+        // A frozen clock and a new address for every guess.
+        for i in 0..2000 {
+            let source = format!("2001:db8::{i:x}");
+            if s.wait_for(&source, 1000, &LIMIT).is_none() {
+                checked += 1;
+                s.record_failure(&source, 1000, &LIMIT);
+            }
+        }
+        assert_eq!(
+            checked, 10,
+            "only max_failures_per_user guesses are checked"
+        );
+        assert_eq!(s.wait_for("fresh", 1000, &LIMIT), Some(30));
+        assert_eq!(s.wait_for("fresh", 1030, &LIMIT), None);
+    }
+
+    #[test]
+    fn a_full_table_forgets_sources_that_are_done_waiting_first() {
+        let mut s = State::default();
+        for i in 0..MAX_SOURCES as u64 {
+            s.record_failure(&format!("h{i}"), 100, &LIMIT);
+        }
+        // h0 is backing off (3 failures) until 130; the others failed once and are free.
+        for _ in 0..2 {
+            s.record_failure("h0", 100, &LIMIT);
+        }
+        s.record_failure("new", 110, &LIMIT);
+        assert!(
+            s.failures.iter().any(|f| f.source == "h0"),
+            "h0 is still held back"
+        );
+        assert_eq!(s.failures.len(), MAX_SOURCES);
+        assert!(s.failures.iter().any(|f| f.source == "new"));
     }
 
     #[test]
     fn file_round_trip_and_versions() {
         let mut s = State::default();
         s.record_success(123_456);
-        s.record_failure("192.0.2.1", 99);
-        s.record_failure("", 100);
+        s.record_failure("192.0.2.1", 99, &LIMIT);
+        s.record_failure("", 100, &LIMIT);
         let text = s.to_toml().unwrap();
         let back = State::from_toml(&text, Path::new("state.toml")).unwrap();
         assert_eq!(back, s);

@@ -7,6 +7,8 @@
 //!       secret.toml        0600  the enrollment (changes at enrollment only)
 //!       state.toml         0600  replay watermark, failure counters (every login)
 //!       lock               0600  flock(2)ed while state is read and written
+//!   archive/               0700
+//!     <name>.<time>.toml   0600  enrollments removed or replaced, kept for the record
 //! ```
 //!
 //! Every directory on the way is checked before use, every file is read through
@@ -44,7 +46,7 @@ impl Store {
         Store {
             root: root.into(),
             policy: Policy {
-                euid,
+                owner: euid,
                 max_len: MAX_FILE_LEN,
                 private: true,
             },
@@ -103,12 +105,67 @@ impl Store {
         Ok(UserLock { _file: file, dir })
     }
 
-    /// Writes a new enrollment and clears the state that belonged to the old secret.
+    /// Writes the enrollment (a new one, or new recovery codes for the current one).
     pub fn save_enrollment(&self, lock: &UserLock, enrollment: &Enrollment) -> Result<()> {
         safefile::remove_stale_temps(&lock.dir)?;
         let text = enrollment.to_toml()?;
-        safefile::write_atomic(&lock.dir, SECRET_FILE, text.as_bytes())?;
-        self.save_state(lock, &State::default())
+        safefile::write_atomic(&lock.dir, SECRET_FILE, text.as_bytes())
+    }
+
+    /// Re-reads the enrollment while holding the lock, for read-modify-write.
+    pub fn reload_enrollment(&self, lock: &UserLock) -> Result<Option<Enrollment>> {
+        let path = lock.dir.join(SECRET_FILE);
+        match self.policy.read_text(&path)? {
+            Some(text) => Enrollment::from_toml(&text, &path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the user's enrollment into `archive/` (never deleting it) and forgets the
+    /// state. Returns where the enrollment went, or `None` if there was none.
+    pub fn archive_enrollment(
+        &self,
+        lock: &UserLock,
+        user: &UserName,
+        now: u64,
+    ) -> Result<Option<PathBuf>> {
+        let secret = lock.dir.join(SECRET_FILE);
+        if self.reload_enrollment(lock)?.is_none() {
+            return Ok(None);
+        }
+        let archive = self.root.join("archive");
+        self.policy.ensure_dir(&archive)?;
+        let mut target = archive.join(format!("{user}.{now}.toml"));
+        let mut n = 1;
+        while target.exists() {
+            target = archive.join(format!("{user}.{now}.{n}.toml"));
+            n += 1;
+        }
+        std::fs::rename(&secret, &target).map_err(|e| Error::io(&secret, "archive", e))?;
+        safefile::sync_dir(&archive)?;
+        match std::fs::remove_file(lock.dir.join(STATE_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(lock.dir.join(STATE_FILE), "remove", e)),
+        }
+        safefile::sync_dir(&lock.dir)?;
+        Ok(Some(target))
+    }
+
+    /// Names of the users with a directory in the store, sorted. Entries that cannot be user
+    /// names are skipped.
+    pub fn users(&self) -> Result<Vec<UserName>> {
+        let dir = self.users_dir();
+        if !self.policy.check_dir(&self.root)? || !self.policy.check_dir(&dir)? {
+            return Ok(Vec::new());
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, "list", e))?;
+        let mut users: Vec<UserName> = entries
+            .flatten()
+            .filter_map(|e| UserName::parse(&e.file_name().to_string_lossy()))
+            .collect();
+        users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(users)
     }
 
     pub fn load_state(&self, lock: &UserLock) -> Result<State> {

@@ -1,11 +1,10 @@
-//! The only unsafe code of ivmfa: libpam's entry points and calls, and the libc user database.
+//! libpam's entry points and calls: with `ivmfa-sys` (user database, euid) the only unsafe code.
 //!
 //! Everything here is a translation: C strings in, Rust values out, and back. No decision is
 //! made here; see `ivmfa_core::auth` for those. Each unsafe block names the contract it relies
-//! on (Linux-PAM's pam_get_item(3), pam_conv(3), pam_syslog(3), glibc's getpwnam_r(3)).
+//! on (Linux-PAM's pam_get_item(3), pam_get_user(3), pam_conv(3), pam_syslog(3)).
 
 use std::ffi::{CStr, CString};
-use std::io;
 use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -55,6 +54,8 @@ const PAM_CONV: c_int = 5;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
+/// The application asks for no informational or error messages (prompts still go out).
+const PAM_SILENT: c_int = 0x8000;
 
 /// The answer is cut here before it is even copied; the core refuses anything over 64 bytes.
 const MAX_ANSWER_COPY: usize = 1025;
@@ -70,7 +71,7 @@ extern "C" {
 #[no_mangle]
 pub extern "C" fn pam_sm_authenticate(
     pamh: *mut PamHandle,
-    _flags: c_int,
+    flags: c_int,
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
@@ -97,7 +98,10 @@ pub extern "C" fn pam_sm_authenticate(
             &args,
             &login,
             &handle,
-            &mut PamConversation { handle: &handle },
+            &mut PamConversation {
+                handle: &handle,
+                silent: flags & PAM_SILENT != 0,
+            },
         ))
     }));
     outcome.unwrap_or_else(|_| {
@@ -249,8 +253,7 @@ unsafe fn take_response(responses: *mut PamResponse) -> Option<Zeroizing<String>
 
 impl Host for Handle {
     fn euid(&self) -> u32 {
-        // SAFETY: geteuid(2) cannot fail and has no preconditions.
-        unsafe { libc::geteuid() }
+        ivmfa_sys::euid()
     }
 
     fn now(&self) -> u64 {
@@ -260,18 +263,15 @@ impl Host for Handle {
             .map_or(0, |d| d.as_secs())
     }
 
-    fn user_exists(&self, user: &str) -> Result<bool, Error> {
-        Ok(primary_gid(user)?.is_some())
+    fn canonical_user(&self, user: &str) -> Result<Option<String>, Error> {
+        ivmfa_sys::passwd_by_name(user)
+            .map(|pw| pw.map(|pw| pw.name))
+            .map_err(|e| Error::System(format!("cannot read the user database: {e}")))
     }
 
     fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>, Error> {
-        let Some(gid) = group_gid(group)? else {
-            return Ok(None);
-        };
-        let Some(primary) = primary_gid(user)? else {
-            return Ok(Some(false));
-        };
-        Ok(Some(group_list(user, primary)?.contains(&gid)))
+        ivmfa_sys::in_group(user, group)
+            .map_err(|e| Error::System(format!("cannot read the group database: {e}")))
     }
 
     fn log(&self, priority: Priority, message: &str) {
@@ -294,6 +294,7 @@ impl Host for Handle {
 
 struct PamConversation<'a> {
     handle: &'a Handle,
+    silent: bool,
 }
 
 impl Conversation for PamConversation<'_> {
@@ -304,99 +305,16 @@ impl Conversation for PamConversation<'_> {
     }
 
     fn info(&mut self, text: &str) -> Result<(), Error> {
+        if self.silent {
+            return Ok(());
+        }
         self.handle.converse(PAM_TEXT_INFO, text).map(drop)
     }
 
     fn error(&mut self, text: &str) -> Result<(), Error> {
+        if self.silent {
+            return Ok(());
+        }
         self.handle.converse(PAM_ERROR_MSG, text).map(drop)
     }
-}
-
-/// Grows a buffer for the reentrant user and group database calls until they fit.
-fn with_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<T, c_int>) -> Result<T, Error> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        match call(&mut buf) {
-            Ok(value) => return Ok(value),
-            Err(libc::ERANGE) if buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
-            Err(rc) => {
-                return Err(Error::System(format!(
-                    "cannot read the user or group database: {}",
-                    io::Error::from_raw_os_error(rc)
-                )))
-            }
-        }
-    }
-}
-
-fn c_name(name: &str) -> Result<CString, Error> {
-    CString::new(name).map_err(|_| Error::Invalid("name contains NUL".into()))
-}
-
-/// The user's primary group, or `None` if there is no such user.
-fn primary_gid(user: &str) -> Result<Option<libc::gid_t>, Error> {
-    let name = c_name(user)?;
-    with_buffer(|buf| {
-        // SAFETY: zeroed is a valid bit pattern for the plain C struct `passwd`.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = ptr::null_mut();
-        // SAFETY: getpwnam_r(3): name is NUL-terminated, pwd and buf are ours and writable for
-        // buf.len() bytes; the result points into them and is read before they are reused.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                name.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 => Ok((!found.is_null()).then_some(pwd.pw_gid)),
-            rc => Err(rc),
-        }
-    })
-}
-
-fn group_gid(group: &str) -> Result<Option<libc::gid_t>, Error> {
-    let name = c_name(group)?;
-    with_buffer(|buf| {
-        // SAFETY: zeroed is a valid bit pattern for the plain C struct `group`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = ptr::null_mut();
-        // SAFETY: getgrnam_r(3), same contract as getpwnam_r above.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 => Ok((!found.is_null()).then_some(grp.gr_gid)),
-            rc => Err(rc),
-        }
-    })
-}
-
-/// All groups of `user`, including its primary group.
-fn group_list(user: &str, primary: libc::gid_t) -> Result<Vec<libc::gid_t>, Error> {
-    let name = c_name(user)?;
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
-    for _ in 0..8 {
-        let mut count = groups.len() as c_int;
-        // SAFETY: getgrouplist(3): name is NUL-terminated; `groups` has room for `count`
-        // entries; on -1 it sets `count` to the size needed and we retry with that.
-        let rc =
-            unsafe { libc::getgrouplist(name.as_ptr(), primary, groups.as_mut_ptr(), &mut count) };
-        if rc >= 0 {
-            groups.truncate(count.max(0) as usize);
-            return Ok(groups);
-        }
-        let needed = (count.max(0) as usize).max(groups.len() * 2).min(1 << 16);
-        groups.resize(needed, 0);
-    }
-    Err(Error::System(format!("cannot list the groups of {user}")))
 }

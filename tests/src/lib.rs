@@ -33,7 +33,30 @@ pub fn module_path() -> PathBuf {
          test command does",
         path.display()
     );
+    assert_fresh(&path);
     path.canonicalize().unwrap()
+}
+
+/// Refuses a module older than the sources it is built from: `cargo test` alone does not
+/// rebuild a cdylib, and a stale one would test yesterday's code.
+fn assert_fresh(module: &std::path::Path) {
+    let built = fs::metadata(module).and_then(|m| m.modified()).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["pam_ivmfa/src", "ivmfa-core/src", "ivmfa-sys/src"] {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let changed = entry.metadata().and_then(|m| m.modified()).unwrap();
+            assert!(
+                changed <= built,
+                "{} is older than {}: run cargo build --workspace (the README's test command \
+                 does)",
+                module.display(),
+                entry.path().display()
+            );
+        }
+    }
 }
 
 pub fn driver() -> PathBuf {

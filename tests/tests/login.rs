@@ -244,3 +244,48 @@ fn no_conversation_answer_fails_closed() {
     // The driver has no answer left and its conversation fails.
     f.login("daemon", &[]).assert("PAM_CONV_ERR");
 }
+
+#[test]
+fn enrollment_replaced_while_at_the_prompt_is_honoured() {
+    let f = Fixture::new("");
+    let old = f.enroll("daemon");
+    settle();
+    let go = f.dir.join("go");
+    let mut args = f.auth_args("daemon", &[&code(&old, 0)]);
+    args.extend(["--hold-answer-until".to_string(), go.display().to_string()]);
+    let child = std::process::Command::new(driver())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = go.with_extension("waiting");
+    for _ in 0..500 {
+        if waiting.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(waiting.exists(), "the login never reached the prompt");
+    // The administrator replaces the enrollment (lost phone) while the prompt is open.
+    let new = f.enroll("daemon");
+    std::fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("result: PAM_AUTH_ERR"),
+        "the old phone's code got in: {text}"
+    );
+    f.login("daemon", &[&code(&new, 0)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn silent_flag_suppresses_messages_but_not_the_prompt() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let mut args = f.auth_args("daemon", &[&wrong_code(&e)]);
+    args.push("--silent".into());
+    let out = f.run(args);
+    out.assert("PAM_AUTH_ERR").assert_said("prompt-hidden");
+    assert!(!out.said("error:"), "{out:?}");
+}

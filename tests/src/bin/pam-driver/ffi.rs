@@ -39,6 +39,7 @@ const PAM_BUF_ERR: c_int = 5;
 const PAM_CONV_ERR: c_int = 19;
 pub const PAM_TTY: c_int = 3;
 pub const PAM_RHOST: c_int = 4;
+pub const PAM_SILENT: c_int = 0x8000;
 
 #[link(name = "pam")]
 extern "C" {
@@ -58,6 +59,9 @@ extern "C" {
 pub struct Script {
     pub answers: VecDeque<Vec<u8>>,
     pub transcript: Vec<String>,
+    /// Before answering a prompt, create `<path>.waiting` and wait (up to 20 s) until `path`
+    /// exists: lets a test act while a login sits at the prompt.
+    pub hold_until: Option<std::path::PathBuf>,
 }
 
 unsafe extern "C" fn converse(
@@ -98,6 +102,15 @@ unsafe extern "C" fn converse(
         };
         script.transcript.push(format!("{style}: {text}"));
         if matches!(m.msg_style, 1 | 2) {
+            if let Some(path) = &script.hold_until {
+                let _ = std::fs::write(path.with_extension("waiting"), b"");
+                for _ in 0..2000 {
+                    if path.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
             let Some(answer) = script.answers.pop_front() else {
                 // SAFETY: replies came from calloc above and holds no strings yet.
                 unsafe { free_replies(replies, n) };
@@ -181,9 +194,9 @@ impl Transaction {
         unsafe { pam_set_item(self.pamh, item, value.as_ptr().cast()) }
     }
 
-    pub fn authenticate(&mut self) -> c_int {
+    pub fn authenticate(&mut self, flags: c_int) -> c_int {
         // SAFETY: pamh is live.
-        unsafe { pam_authenticate(self.pamh, 0) }
+        unsafe { pam_authenticate(self.pamh, flags) }
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! pam-driver auth --confdir DIR --service NAME --user USER [--rhost HOST] [--tty TTY]
 //!                 [--answer TEXT]... [--answer-file FILE]... [--start-at UNIX_MS]
-//!                 [--repeat N]
+//!                 [--repeat N] [--silent] [--hold-answer-until PATH]
 //! pam-driver dlopen MODULE.so
 //! ```
 //!
@@ -52,6 +52,8 @@ struct Options {
     answers: Vec<Vec<u8>>,
     start_at: Option<u64>,
     repeat: Option<usize>,
+    flags: i32,
+    hold_until: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -73,6 +75,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--start-at" => o.start_at = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--repeat" => o.repeat = Some(value()?.parse().map_err(|e| format!("{e}"))?),
+            "--silent" => o.flags |= ffi::PAM_SILENT,
+            "--hold-answer-until" => o.hold_until = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -106,7 +110,7 @@ fn auth(args: &[String]) -> ExitCode {
             std::thread::sleep(at - now);
         }
     }
-    let rc = t.authenticate();
+    let rc = t.authenticate(o.flags);
     for line in &t.script.transcript {
         println!("{line}");
     }
@@ -118,6 +122,7 @@ fn start(o: &Options) -> Result<Transaction, i32> {
     let script = Script {
         answers: o.answers.iter().cloned().collect::<VecDeque<_>>(),
         transcript: Vec::new(),
+        hold_until: o.hold_until.clone(),
     };
     let mut t = Transaction::start(&o.confdir, &o.service, &o.user, script)?;
     for (item, value) in [(ffi::PAM_RHOST, &o.rhost), (ffi::PAM_TTY, &o.tty)] {
@@ -142,7 +147,7 @@ fn repeat(o: &Options, n: usize) -> ExitCode {
     let mut results = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..n {
         let rc = match start(o) {
-            Ok(mut t) => t.authenticate(),
+            Ok(mut t) => t.authenticate(o.flags),
             Err(rc) => rc,
         };
         *results.entry(name(rc)).or_default() += 1;

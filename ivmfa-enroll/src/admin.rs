@@ -1,0 +1,129 @@
+//! `status`, `remove` and `recovery-codes`: the administrator's view of the store.
+
+use ivmfa_core::config::printable;
+use ivmfa_core::username::UserName;
+use ivmfa_sys::Level;
+
+use crate::context::{existing_user, format_time, Context};
+use crate::enroll::{new_recovery_codes, print_recovery_codes};
+use crate::error::{CliError, Kind, Result};
+
+pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
+    match user {
+        Some(name) => {
+            let user = UserName::parse(name).ok_or_else(|| {
+                CliError::new(
+                    Kind::Usage,
+                    format!("{:?} is not a valid user name", printable(name)),
+                    "check the spelling",
+                )
+            })?;
+            for line in describe(ctx, &user)? {
+                println!("{line}");
+            }
+        }
+        None => {
+            let users = ctx.store.users()?;
+            if users.is_empty() {
+                println!(
+                    "No users are enrolled (store {}).",
+                    ctx.store.root().display()
+                );
+            }
+            for user in users {
+                println!("{}", describe(ctx, &user)?.join("; "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One user's status, one fact per line.
+fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
+    let Some(e) = ctx.store.load_enrollment(user)? else {
+        return Ok(vec![format!("{user}: not enrolled")]);
+    };
+    let mut lines = vec![
+        format!("{user}: enrolled since {}", format_time(e.created)),
+        format!("recovery codes left: {}", e.recovery.remaining()),
+    ];
+    let lock = ctx.store.lock(user)?;
+    let state = ctx.store.load_state(&lock)?;
+    drop(lock);
+    let limit = &ctx.config.rate_limit;
+    let mut held = false;
+    for f in &state.failures {
+        let source = if f.source.is_empty() {
+            "local logins"
+        } else {
+            &f.source
+        };
+        let wait = state.wait_for(&f.source, ctx.now, limit);
+        held |= wait.is_some();
+        lines.push(match wait {
+            Some(w) => format!(
+                "back-off: {} for {} more (after {} failures)",
+                printable(source),
+                ivmfa_core::messages::duration(w),
+                f.count
+            ),
+            None => format!("failures: {} from {}", f.count, printable(source)),
+        });
+    }
+    if !held {
+        lines.push("back-off: none".into());
+    }
+    Ok(lines)
+}
+
+pub fn remove(ctx: &Context, name: &str) -> Result<()> {
+    // A user deleted from passwd may still have an enrollment: only the name must be valid.
+    let user = UserName::parse(name).ok_or_else(|| {
+        CliError::new(
+            Kind::Usage,
+            format!("{:?} is not a valid user name", printable(name)),
+            "check the spelling",
+        )
+    })?;
+    let lock = ctx.store.lock(&user)?;
+    let Some(archived) = ctx.store.archive_enrollment(&lock, &user, ctx.now)? else {
+        return Err(CliError::new(
+            Kind::Refused,
+            format!("{user} is not enrolled"),
+            "see who is with: ivmfa-enroll status",
+        ));
+    };
+    drop(lock);
+    ctx.audit(
+        Level::Notice,
+        &format!("removed the enrollment of user={user}"),
+    );
+    println!(
+        "Removed {user}'s enrollment; it is archived as {}.",
+        archived.display()
+    );
+    Ok(())
+}
+
+pub fn recovery_codes(ctx: &Context, name: &str, count: usize) -> Result<()> {
+    let (user, _) = existing_user(name)?;
+    let (codes, set) = new_recovery_codes(ctx, count)?;
+    let lock = ctx.store.lock(&user)?;
+    let Some(mut e) = ctx.store.reload_enrollment(&lock)? else {
+        return Err(CliError::new(
+            Kind::Refused,
+            format!("{user} is not enrolled"),
+            format!("enroll first: ivmfa-enroll enroll {user}"),
+        ));
+    };
+    e.recovery = set;
+    ctx.store.save_enrollment(&lock, &e)?;
+    drop(lock);
+    ctx.audit(
+        Level::Notice,
+        &format!("issued {count} new recovery codes for user={user}"),
+    );
+    println!("New recovery codes for {user}; the previous ones no longer work.");
+    print_recovery_codes(&codes);
+    Ok(())
+}

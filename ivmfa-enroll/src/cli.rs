@@ -1,0 +1,137 @@
+//! The command line: every command, option and example that `--help` shows.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ivmfa-enroll",
+    version,
+    about = "Set up and manage multi-factor authentication (TOTP codes) for Linux logins",
+    long_about = "Set up and manage multi-factor authentication for Linux logins.\n\n\
+        pam_ivmfa.so asks for the six-digit code from an authenticator app after the password; \
+        this tool creates each user's secret, shows it as a QR code to scan, and handles the \
+        administrators' side. Run it as root (or through sudo).",
+    after_help = "Examples:\n  \
+        sudo ivmfa-enroll enroll alice          set up alice (QR code, confirm, recovery codes)\n  \
+        sudo ivmfa-enroll status                list enrolled users\n  \
+        sudo ivmfa-enroll check                 find problems in config, store, PAM and sshd\n\n\
+        Exit status: 0 done, 1 failed or problems found, 2 usage error, 3 refused."
+)]
+pub struct Cli {
+    /// Config file (same keys as the PAM module's options)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Root of the store, overriding the config file
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a user's secret, show it as a QR code, confirm it with a code from the app
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll enroll alice\n      \
+            QR code in the terminal, then type the code the app shows; prints recovery codes\n  \
+        sudo ivmfa-enroll enroll alice --qr none --qr-png /root/alice.png\n      \
+            no picture in the terminal; write a PNG to hand over instead\n  \
+        sudo ivmfa-enroll enroll alice --force\n      \
+            replace alice's enrollment (the old one is archived)\n  \
+        printf '%s\\n' \"$KEY\" | sudo ivmfa-enroll enroll bob --secret-file - --no-confirm\n      \
+            provision a known key (migration, hardware token) without it showing in ps")]
+    Enroll(EnrollArgs),
+    /// Show whether users are enrolled, recovery codes left and any back-off
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll status          every user in the store\n  \
+        sudo ivmfa-enroll status alice    one user in detail")]
+    Status {
+        /// User to show; all users in the store if omitted
+        user: Option<String>,
+    },
+    /// Remove a user's enrollment (it is archived under <store>/archive, not destroyed)
+    #[command(after_help = "Example:\n  sudo ivmfa-enroll remove alice")]
+    Remove { user: String },
+    /// Issue a new set of recovery codes; the old set stops working
+    #[command(after_help = "Example:\n  sudo ivmfa-enroll recovery-codes alice")]
+    RecoveryCodes {
+        user: String,
+        /// How many codes
+        #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N")]
+        count: usize,
+    },
+    /// Take over a user's ~/.google_authenticator (TOTP secret, window, scratch codes)
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll import-google-authenticator alice\n  \
+        sudo ivmfa-enroll import-google-authenticator alice --file /backup/alice.ga\n\n\
+        The user keeps the account already in their phone; scratch codes become recovery \
+        codes. The file is left in place: remove it, and pam_google_authenticator from the \
+        PAM stack, once logins with pam_ivmfa work.")]
+    ImportGoogleAuthenticator {
+        user: String,
+        /// File to import instead of the user's ~/.google_authenticator
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Replace an existing enrollment (the old one is archived)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check config, store permissions, PAM stacks and sshd settings; say what to fix
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll check\n  \
+        sudo ivmfa-enroll check --pam-dir /mnt/etc/pam.d --sshd /usr/sbin/sshd\n\n\
+        Exit status 0 when nothing is wrong, 1 when something is.")]
+    Check {
+        /// Directory of PAM service files
+        #[arg(long, default_value = "/etc/pam.d", value_name = "DIR")]
+        pam_dir: PathBuf,
+        /// sshd binary to ask for its effective settings (sshd -T)
+        #[arg(long, default_value = "sshd", value_name = "PATH")]
+        sshd: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// User to enroll; the user who ran sudo if omitted
+    pub user: Option<String>,
+    /// Replace an existing enrollment (the old one is archived)
+    #[arg(long)]
+    pub force: bool,
+    /// How to draw the QR code in the terminal
+    #[arg(long, value_enum, default_value_t = QrStyle::Utf8)]
+    pub qr: QrStyle,
+    /// Also write the QR code as a PNG image (mode 0600; the file must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub qr_png: Option<PathBuf>,
+    /// Also write the QR code as an SVG image (mode 0600; the file must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
+    /// Issuer name shown in the app [default: config key issuer, else the host name]
+    #[arg(long, value_name = "NAME")]
+    pub issuer: Option<String>,
+    /// Use this base32 key instead of a new random one (visible in ps; prefer --secret-file)
+    #[arg(long, value_name = "BASE32", conflicts_with = "secret_file")]
+    pub secret: Option<String>,
+    /// Read the base32 key from the first line of FILE, or of standard input for '-'
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Save without asking for a code from the app (for provisioning known keys)
+    #[arg(long)]
+    pub no_confirm: bool,
+    /// How many recovery codes to issue
+    #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N")]
+    pub recovery_codes: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QrStyle {
+    /// Unicode half blocks, forced black on white (scans on dark and light themes)
+    Utf8,
+    /// ANSI colours and spaces only, for terminals without Unicode (needs twice the width)
+    Ansi,
+    /// No picture; the URI and the key only
+    None,
+}

@@ -1,0 +1,335 @@
+//! `enroll`: flow 1 of the user guide at the terminal. A new secret, the QR code, one code
+//! from the app to prove it was scanned, and only then the store is written.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use ivmfa_core::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
+use ivmfa_core::input::{self, Answer};
+use ivmfa_core::qr::{Blocks, Qr};
+use ivmfa_core::state::State;
+use ivmfa_core::totp::{self, Check};
+use ivmfa_core::username::UserName;
+use ivmfa_core::{otpauth, random, recovery};
+use ivmfa_sys::Level;
+use zeroize::Zeroizing;
+
+use crate::cli::{EnrollArgs, QrStyle};
+use crate::context::{existing_user, format_time, Context};
+use crate::error::{CliError, Kind, Result};
+
+const TRIES: usize = 3;
+
+pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
+    let name = match &args.user {
+        Some(name) => name.clone(),
+        None => invoking_user()?,
+    };
+    let (user, _) = existing_user(&name)?;
+    refuse_if_enrolled(ctx, &user, args.force)?;
+
+    let provided = args.secret.is_some() || args.secret_file.is_some();
+    let secret = match (&args.secret, &args.secret_file) {
+        (Some(text), _) => Secret::from_base32(text)?,
+        (None, Some(path)) => Secret::from_base32(&read_secret_file(path)?)?,
+        (None, None) => {
+            let mut bytes = Zeroizing::new([0u8; DEFAULT_SECRET_BYTES]);
+            random::fill(&mut *bytes)?;
+            Secret::from_bytes(&*bytes)?
+        }
+    };
+    let enrollment = Enrollment::standard(secret, ctx.now);
+    let issuer = issuer(ctx, args.issuer.as_deref())?;
+    let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
+
+    let qr = Qr::new(&uri)?;
+    for (path, bytes) in [
+        (&args.qr_png, args.qr_png.as_ref().map(|_| qr.png(8))),
+        (
+            &args.qr_svg,
+            args.qr_svg.as_ref().map(|_| qr.svg().into_bytes()),
+        ),
+    ] {
+        if let (Some(path), Some(bytes)) = (path, bytes) {
+            write_private_file(path, &bytes)?;
+            println!("QR code written to {}", path.display());
+        }
+    }
+    // A key the caller supplied is theirs already; echoing it would only leak it into logs.
+    if !provided || args.qr != QrStyle::Utf8 {
+        show(&qr, args.qr, &uri, &enrollment, &issuer, user.as_str());
+    }
+
+    let confirmed_step = if args.no_confirm {
+        0
+    } else {
+        confirm(&enrollment, ctx.now)?
+    };
+
+    let (codes, set) = new_recovery_codes(ctx, args.recovery_codes)?;
+    let enrollment = Enrollment {
+        recovery: set,
+        ..enrollment
+    };
+    let archived = save(ctx, &user, &enrollment, confirmed_step, args.force)?;
+    ctx.audit(
+        Level::Notice,
+        &format!(
+            "enrolled user={user}{}",
+            if archived {
+                ", replacing the previous enrollment"
+            } else {
+                ""
+            }
+        ),
+    );
+    println!("\n{user} is enrolled. From now on, logins ask for the code from the app.");
+    print_recovery_codes(&codes);
+    Ok(())
+}
+
+/// The user who ran sudo, else the current user.
+fn invoking_user() -> Result<String> {
+    if let Ok(name) = std::env::var("SUDO_USER") {
+        if !name.is_empty() && name != "root" {
+            return Ok(name);
+        }
+    }
+    Err(CliError::new(
+        Kind::Usage,
+        "no user given",
+        "name the user to enroll: ivmfa-enroll enroll USER",
+    ))
+}
+
+pub fn refuse_if_enrolled(ctx: &Context, user: &UserName, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    if let Some(e) = ctx.store.load_enrollment(user)? {
+        return Err(CliError::new(
+            Kind::Refused,
+            format!(
+                "{user} is already enrolled (since {})",
+                format_time(e.created)
+            ),
+            "add --force to replace the enrollment; the old one is archived",
+        ));
+    }
+    Ok(())
+}
+
+fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    let read = if path == Path::new("-") {
+        io::stdin().lock().read_line(&mut line)
+    } else {
+        std::fs::File::open(path).and_then(|f| io::BufReader::new(f).read_line(&mut line))
+    };
+    read.map_err(|e| {
+        CliError::new(
+            Kind::Failed,
+            format!("cannot read the key from {}: {e}", path.display()),
+            "give a readable file, or - for standard input",
+        )
+    })?;
+    Ok(Zeroizing::new(line.trim().to_owned()))
+}
+
+fn issuer(ctx: &Context, given: Option<&str>) -> Result<String> {
+    let issuer = match (given, &ctx.config.issuer) {
+        (Some(i), _) => i.to_owned(),
+        (None, Some(i)) => i.clone(),
+        (None, None) => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default(),
+    };
+    if issuer.is_empty() || issuer.contains(':') {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!("the issuer name {issuer:?} is empty or contains ':'"),
+            "give one with --issuer NAME",
+        ));
+    }
+    Ok(issuer)
+}
+
+/// Writes a file that did not exist, readable by root only.
+fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::AlreadyExists {
+                "choose a new file name; an existing file is never overwritten"
+            } else {
+                "choose a writable location"
+            };
+            CliError::new(
+                Kind::Failed,
+                format!("cannot write {}: {e}", path.display()),
+                hint,
+            )
+        })
+}
+
+/// Prints the QR code (if the terminal can show it), the URI and the key.
+fn show(qr: &Qr, style: QrStyle, uri: &str, e: &Enrollment, issuer: &str, account: &str) {
+    let stdout = io::stdout();
+    let needed = match style {
+        QrStyle::Utf8 => qr.columns(),
+        QrStyle::Ansi => 2 * qr.columns(),
+        QrStyle::None => 0,
+    };
+    println!("Scan this QR code with your authenticator app (for example Microsoft Authenticator:");
+    println!("\"Add account\", \"Other account\", then scan), or type the key in by hand.\n");
+    if style != QrStyle::None {
+        if !stdout.is_terminal() {
+            eprintln!("note: standard output is not a terminal, so no QR code is drawn; use the URI or key below");
+        } else {
+            let columns = ivmfa_sys::terminal_columns(&stdout).map_or(80, usize::from);
+            if columns < needed {
+                eprintln!(
+                    "note: the terminal is {columns} columns wide and the QR code needs {needed}; \
+                     widen it, use --qr-png FILE, or type the key below"
+                );
+            } else {
+                print!(
+                    "{}",
+                    match style {
+                        QrStyle::Ansi => qr.ansi_spaces(),
+                        _ => qr.half_blocks(Blocks::ForcedColours),
+                    }
+                );
+            }
+        }
+    }
+    println!();
+    println!("URI:     {}", uri);
+    println!("Key:     {}", otpauth::grouped_key(e).as_str());
+    println!("Account: {issuer}:{account}");
+    println!(
+        "Type:    time-based, SHA1, {} digits, every {} seconds",
+        e.digits, e.period
+    );
+    let _ = io::stdout().flush();
+}
+
+/// Asks for a code until one is right; returns its time step. Never says what the right code
+/// was, and gives up after three tries, having written nothing.
+fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
+    let stdin = io::stdin();
+    for attempt in 1..=TRIES {
+        print!("\nEnter the {}-digit code the app shows now: ", e.digits);
+        let _ = io::stdout().flush();
+        let mut line = Zeroizing::new(String::new());
+        let n = stdin.lock().read_line(&mut line).map_err(|err| {
+            CliError::new(
+                Kind::Failed,
+                format!("cannot read the code: {err}"),
+                "run enroll again",
+            )
+        })?;
+        if n == 0 {
+            return Err(CliError::new(
+                Kind::Refused,
+                "no code was entered; nothing was saved",
+                "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
+            ));
+        }
+        let check = match input::parse(line.trim_end_matches(['\n', '\r']), e.digits) {
+            Answer::Code(code) => totp::verify(e, &code, now_or(now), 1, 0)?,
+            Answer::Empty | Answer::Malformed => Check::Wrong,
+        };
+        match check {
+            Check::Accepted { step } => {
+                println!("Code confirmed.");
+                return Ok(step);
+            }
+            _ if attempt < TRIES => println!(
+                "That code is not correct. Check the app shows this account, then try again ({} left).",
+                TRIES - attempt
+            ),
+            _ => {}
+        }
+    }
+    Err(CliError::new(
+        Kind::Refused,
+        "the code was wrong three times; nothing was saved",
+        "check that the phone sets its clock automatically, then run enroll again",
+    ))
+}
+
+/// The clock moves on while the person reads the screen; check against the time of the answer.
+fn now_or(fallback: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(fallback, |d| d.as_secs())
+}
+
+pub fn new_recovery_codes(
+    ctx: &Context,
+    count: usize,
+) -> Result<(Vec<Zeroizing<String>>, recovery::RecoveryCodes)> {
+    let mut bytes = Zeroizing::new(vec![
+        0u8;
+        recovery::random_bytes_needed(
+            count.min(recovery::MAX_COUNT)
+        )
+    ]);
+    random::fill(&mut bytes)?;
+    Ok(recovery::generate(&bytes, count, ctx.now)?)
+}
+
+pub fn print_recovery_codes(codes: &[Zeroizing<String>]) {
+    if codes.is_empty() {
+        return;
+    }
+    println!("\nRecovery codes: each one logs in once in place of a code from the app, if the");
+    println!("phone is lost. Keep them somewhere safe; they are not shown again.\n");
+    for pair in codes.chunks(2) {
+        let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
+        println!("    {}", line.join("    "));
+    }
+}
+
+/// Writes the enrollment under the user's lock, archiving a previous one when replacing it.
+/// The state starts at `step`, so the code used to confirm cannot also log in.
+pub fn save(
+    ctx: &Context,
+    user: &UserName,
+    e: &Enrollment,
+    step: u64,
+    force: bool,
+) -> Result<bool> {
+    let lock = ctx.store.lock(user)?;
+    let archived = match ctx.store.reload_enrollment(&lock)? {
+        Some(_) if !force => {
+            return Err(CliError::new(
+                Kind::Refused,
+                format!("{user} was enrolled by someone else meanwhile; nothing was saved"),
+                "check with ivmfa-enroll status, and add --force to replace it",
+            ))
+        }
+        Some(_) => ctx
+            .store
+            .archive_enrollment(&lock, user, ctx.now)?
+            .is_some(),
+        None => false,
+    };
+    ctx.store.save_enrollment(&lock, e)?;
+    ctx.store.save_state(
+        &lock,
+        &State {
+            last_step: step,
+            ..State::default()
+        },
+    )?;
+    Ok(archived)
+}

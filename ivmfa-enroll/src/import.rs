@@ -1,0 +1,66 @@
+//! `import-google-authenticator`: take over a user's `~/.google_authenticator`.
+
+use std::path::PathBuf;
+
+use ivmfa_core::enrollment::Enrollment;
+use ivmfa_core::safefile::Policy;
+use ivmfa_core::{google, random, recovery};
+use ivmfa_sys::Level;
+
+use crate::context::{existing_user, Context};
+use crate::enroll::{refuse_if_enrolled, save};
+use crate::error::{CliError, Kind, Result};
+
+pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Result<()> {
+    let (user, pw) = existing_user(name)?;
+    refuse_if_enrolled(ctx, &user, force)?;
+    let path = file
+        .cloned()
+        .unwrap_or_else(|| pw.home.join(".google_authenticator"));
+    // Same rules google-authenticator itself applies: the user's (or root's), private.
+    let policy = Policy {
+        owner: pw.uid,
+        max_len: 64 * 1024,
+        private: true,
+    };
+    let text = policy.read_text(&path)?.ok_or_else(|| {
+        CliError::new(
+            Kind::Usage,
+            format!("{} does not exist", path.display()),
+            "name the file with --file PATH",
+        )
+    })?;
+    let shown = path.display().to_string();
+    let imported = google::parse(&text, &shown)?;
+
+    let mut salt = [0u8; 16];
+    random::fill(&mut salt)?;
+    let codes = recovery::from_plain(&salt, imported.scratch.iter().map(|c| c.as_str()), ctx.now);
+    let enrollment = Enrollment {
+        period: imported.period,
+        window: Some(imported.window),
+        recovery: codes,
+        ..Enrollment::standard(imported.secret, ctx.now)
+    };
+    let archived = save(ctx, &user, &enrollment, 0, force)?;
+    ctx.audit(
+        Level::Notice,
+        &format!(
+            "imported the google-authenticator enrollment of user={user} from {shown}{}",
+            if archived {
+                ", replacing the previous enrollment"
+            } else {
+                ""
+            }
+        ),
+    );
+    println!(
+        "Imported {user}'s google-authenticator account: the app keeps working as it is.\n\
+         Window: {} step(s) either side; {} scratch code(s) kept as recovery codes.\n\
+         {shown} was left in place; remove it, and pam_google_authenticator from the PAM\n\
+         stack, once logins through pam_ivmfa work.",
+        imported.window,
+        enrollment.recovery.remaining()
+    );
+    Ok(())
+}
