@@ -196,6 +196,9 @@ impl Fixture {
         let store = self.store();
         let lock = store.lock(&name).unwrap();
         store.save_enrollment(&lock, &e).unwrap();
+        store
+            .save_state(&lock, &ivmfa_core::state::State::default())
+            .unwrap();
         e
     }
 
