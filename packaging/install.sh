@@ -29,6 +29,7 @@ find_security_dir() {
 
 security_dir=$(find_security_dir)
 echo "module:  $security_dir/pam_ivmfa.so"
+echo "tool:    /usr/local/sbin/ivmfa-enroll (man ivmfa-enroll)"
 echo "store:   /var/lib/ivmfa (0700 root)"
 echo "config:  /etc/ivmfa/ivmfa.toml (optional; built-in defaults without it)"
 $dry_run && exit 0
@@ -51,6 +52,8 @@ else
 fi
 
 install -D -o root -g root -m 0644 target/release/libpam_ivmfa.so "$security_dir/pam_ivmfa.so"
+install -D -o root -g root -m 0755 target/release/ivmfa-enroll /usr/local/sbin/ivmfa-enroll
+install -D -o root -g root -m 0644 docs/man/ivmfa-enroll.1 /usr/local/share/man/man1/ivmfa-enroll.1
 install -d -o root -g root -m 0700 /var/lib/ivmfa
 install -d -o root -g root -m 0755 /etc/ivmfa
-echo "installed. Next: enroll users, then add pam_ivmfa.so to a PAM stack (see README.md)."
+echo "installed. Next: sudo ivmfa-enroll enroll USER, then add pam_ivmfa.so to a PAM stack (see README.md)."

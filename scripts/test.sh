@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libpam0g-dev libpam-modules binutils util-linux coreutils)
+packages=(libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools librsvg2-bin
+          libpam-google-authenticator)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

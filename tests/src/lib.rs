@@ -227,21 +227,34 @@ impl Fixture {
         args
     }
 
-    /// Logs in from a private mount namespace after running `setup` (a shell command) in it,
-    /// so faults such as a read-only or full file system never touch the real machine.
-    pub fn login_in_namespace(&self, setup: &str, user: &str, answers: &[&str]) -> Outcome {
-        Outcome::of(
-            Command::new("unshare")
-                .args(["-m", "--propagation", "private", "sh", "-ec"])
-                .arg(format!("{setup}\nexec \"$0\" \"$@\""))
-                .arg(driver())
-                .args(self.auth_args(user, answers)),
-        )
+    /// A command that runs `program args` in a private mount namespace after the shell
+    /// commands `setup`, so faults such as a read-only or full file system never touch the
+    /// real machine.
+    pub fn in_namespace(setup: &str, program: &std::path::Path, args: &[String]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-ec"])
+            .arg(format!("{setup}\nexec \"$0\" \"$@\""))
+            .arg(program)
+            .args(args);
+        cmd
     }
 
-    /// Logs in with `/dev/log` pointed at a socket of ours (in a private mount namespace) and
-    /// returns what the module sent to syslog beside the outcome.
-    pub fn login_logged(&self, user: &str, answers: &[&str]) -> (Outcome, Vec<String>) {
+    /// Logs in from a private mount namespace prepared by `setup`.
+    pub fn login_in_namespace(&self, setup: &str, user: &str, answers: &[&str]) -> Outcome {
+        Outcome::of(&mut Fixture::in_namespace(
+            setup,
+            &driver(),
+            &self.auth_args(user, answers),
+        ))
+    }
+
+    /// Runs `program args` with `/dev/log` pointed at a socket of ours (in a private mount
+    /// namespace); returns its output and what it sent to syslog.
+    pub fn logged(
+        &self,
+        program: &std::path::Path,
+        args: &[String],
+    ) -> (std::process::Output, Vec<String>) {
         let sock_path = self.dir.join("log.sock");
         let _ = fs::remove_file(&sock_path);
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
@@ -257,14 +270,23 @@ impl Fixture {
              mount --bind {dir}/realdev/$n /dev/$n; done\n\
              touch /dev/log; mount --bind {sock_name} /dev/log; fi"
         );
-        let outcome = self.login_in_namespace(&setup, user, answers);
+        let output = Fixture::in_namespace(&setup, program, args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
         sock.set_nonblocking(true).unwrap();
         let mut lines = Vec::new();
         let mut buf = vec![0u8; 65536];
         while let Ok(n) = sock.recv(&mut buf) {
             lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        (outcome, lines)
+        (output, lines)
+    }
+
+    /// Logs in with syslog captured; see [`Fixture::logged`].
+    pub fn login_logged(&self, user: &str, answers: &[&str]) -> (Outcome, Vec<String>) {
+        let (output, lines) = self.logged(&driver(), &self.auth_args(user, answers));
+        (Outcome::parse(&output), lines)
     }
 
     pub fn run(&self, args: Vec<String>) -> Outcome {
@@ -297,7 +319,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn of(cmd: &mut Command) -> Outcome {
-        let out = cmd.output().expect("run pam-driver");
+        Outcome::parse(&cmd.output().expect("run pam-driver"))
+    }
+
+    pub fn parse(out: &std::process::Output) -> Outcome {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let mut result = None;
@@ -336,4 +361,171 @@ impl Outcome {
         );
         self
     }
+}
+
+pub mod terminal;
+
+/// Decodes a QR code drawn with half blocks (`▀ ▄ █` and spaces) with a real decoder
+/// (zbarimg). `ink_is_dark`: the drawn cells are the dark modules (forced colours, light
+/// backgrounds); false for the rendering meant for dark backgrounds.
+pub fn decode_half_blocks(text: &str, ink_is_dark: bool) -> Option<String> {
+    let is_block_line =
+        |l: &&str| l.chars().count() >= 21 && l.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█'));
+    let plain = terminal::plain(text);
+    let lines: Vec<&str> = plain
+        .lines()
+        .skip_while(|l| !is_block_line(l))
+        .take_while(is_block_line)
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap();
+    let n = width.max(lines.len() * 2) + 8;
+    // Padding is light: for the dark-background rendering that means "not ink".
+    let mut grid = vec![false; n * n];
+    for (row, line) in lines.iter().enumerate() {
+        for (col, c) in line.chars().enumerate() {
+            let (upper, lower) = match c {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                _ => (false, false),
+            };
+            for (dy, ink) in [(0, upper), (1, lower)] {
+                grid[(4 + row * 2 + dy) * n + 4 + col] = ink == ink_is_dark;
+            }
+        }
+    }
+    // Outside the drawn area is light either way.
+    if !ink_is_dark {
+        for y in 0..n {
+            for x in 0..n {
+                let inside = (4..4 + width).contains(&x) && (4..4 + lines.len() * 2).contains(&y);
+                if !inside {
+                    grid[y * n + x] = false;
+                }
+            }
+        }
+    }
+    decode_png(&ivmfa_core::qr::png_of_grid(&grid, n, 4))
+}
+
+/// Decodes a PNG with zbarimg; `None` if it finds no code.
+pub fn decode_png(png: &[u8]) -> Option<String> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "ivmfa-qr-{}-{}.png",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&path, png).unwrap();
+    let out = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&path)
+        .output()
+        .expect("zbarimg (zbar-tools) is needed to decode QR codes");
+    let _ = fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The ivmfa-enroll binary built beside the tests.
+pub fn enroll_bin() -> PathBuf {
+    let path = profile_dir().join("ivmfa-enroll");
+    assert!(
+        path.exists(),
+        "{} is missing; run cargo build --workspace",
+        path.display()
+    );
+    path
+}
+
+impl Fixture {
+    /// `--config` and `--store` of this fixture, then `args`.
+    pub fn cli_args(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec![
+            "--config".to_string(),
+            self.config.display().to_string(),
+            "--store".to_string(),
+            self.store.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// Runs ivmfa-enroll with this fixture's config and store; no terminal, stdin as given.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> CliOutput {
+        use std::io::Write;
+        let mut child = Command::new(enroll_bin())
+            .args(self.cli_args(args))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn enrollment(&self, user: &str) -> Option<Enrollment> {
+        let name = ivmfa_core::username::UserName::parse(user).unwrap();
+        self.store().load_enrollment(&name).unwrap()
+    }
+}
+
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Checks the exit status and that stderr is the two-line `error:` / `hint:` form
+    /// containing `text` (or, for status 0, that stdout contains it).
+    #[track_caller]
+    pub fn expect(&self, code: i32, text: &str) -> &Self {
+        assert_eq!(self.code, code, "{self:#?}");
+        if code == 0 {
+            assert!(self.stdout.contains(text), "{text:?} not in {self:#?}");
+        } else {
+            assert!(self.stderr.contains(text), "{text:?} not in {self:#?}");
+            let lines: Vec<&str> = self.stderr.lines().collect();
+            assert!(
+                lines.len() >= 2
+                    && lines[lines.len() - 2].starts_with("error: ")
+                    && lines[lines.len() - 1].starts_with("hint: "),
+                "not an error:/hint: pair: {self:#?}"
+            );
+        }
+        self
+    }
+}
+
+/// The secret in an otpauth URI shown on screen, as an enrollment to compute codes with.
+pub fn enrollment_from_uri(screen: &str) -> (String, Enrollment) {
+    let plain = terminal::plain(screen);
+    let uri = plain
+        .lines()
+        .find_map(|l| l.strip_prefix("URI:"))
+        .expect("a URI line on screen")
+        .trim()
+        .to_owned();
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap();
+    let e = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
+    (uri, e)
 }
