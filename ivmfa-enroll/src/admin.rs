@@ -4,20 +4,14 @@ use ivmfa_core::config::printable;
 use ivmfa_core::username::UserName;
 use ivmfa_sys::Level;
 
-use crate::context::{existing_user, format_time, Context};
+use crate::context::{existing_user, format_time, user_name, Context};
 use crate::enroll::{new_recovery_codes, print_recovery_codes};
 use crate::error::{CliError, Kind, Result};
 
 pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
     match user {
         Some(name) => {
-            let user = UserName::parse(name).ok_or_else(|| {
-                CliError::new(
-                    Kind::Usage,
-                    format!("{:?} is not a valid user name", printable(name)),
-                    "check the spelling",
-                )
-            })?;
+            let user = user_name(name)?;
             for line in describe(ctx, &user)? {
                 println!("{line}");
             }
@@ -78,13 +72,7 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
 
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     // A user deleted from passwd may still have an enrollment: only the name must be valid.
-    let user = UserName::parse(name).ok_or_else(|| {
-        CliError::new(
-            Kind::Usage,
-            format!("{:?} is not a valid user name", printable(name)),
-            "check the spelling",
-        )
-    })?;
+    let user = user_name(name)?;
     let lock = ctx.store.lock(&user)?;
     let Some(archived) = ctx.store.archive_enrollment(&lock, &user, ctx.now)? else {
         return Err(CliError::new(

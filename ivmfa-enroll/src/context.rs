@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ivmfa_core::config::Config;
+use ivmfa_core::config::{printable, Config};
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 use ivmfa_sys::{Level, Passwd};
@@ -74,16 +74,21 @@ fn actor() -> String {
     }
 }
 
-/// Checks a user name and that the user exists.
-pub fn existing_user(name: &str) -> Result<(UserName, Passwd)> {
-    let shown = ivmfa_core::config::printable(name);
-    let user = UserName::parse(name).ok_or_else(|| {
+/// Checks that a name can be a user name (it becomes a directory in the store).
+pub fn user_name(name: &str) -> Result<UserName> {
+    UserName::parse(name).ok_or_else(|| {
         CliError::new(
             Kind::Usage,
-            format!("{shown:?} is not a valid user name"),
+            format!("{:?} is not a valid user name", printable(name)),
             "use the login name as shown by getent passwd",
         )
-    })?;
+    })
+}
+
+/// Checks a user name and that the user exists.
+pub fn existing_user(name: &str) -> Result<(UserName, Passwd)> {
+    let shown = printable(name);
+    let user = user_name(name)?;
     let pw = ivmfa_sys::passwd_by_name(name)
         .map_err(|e| {
             CliError::new(

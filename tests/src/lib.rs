@@ -59,14 +59,19 @@ fn assert_fresh(module: &std::path::Path) {
     }
 }
 
-pub fn driver() -> PathBuf {
-    let path = profile_dir().join("pam-driver");
+/// A binary of the workspace, built beside the tests.
+fn built(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing; run cargo build --workspace",
         path.display()
     );
     path
+}
+
+pub fn driver() -> PathBuf {
+    built("pam-driver")
 }
 
 pub fn is_ci() -> bool {
@@ -289,6 +294,32 @@ impl Fixture {
         (Outcome::parse(&output), lines)
     }
 
+    /// Starts one login per answer, all presenting at the same instant; returns what each
+    /// driver printed.
+    pub fn race(&self, user: &str, answers: &[String]) -> Vec<String> {
+        let start_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 150;
+        let children: Vec<_> = answers
+            .iter()
+            .map(|answer| {
+                let mut args = self.auth_args(user, &[answer]);
+                args.extend(["--start-at".to_string(), start_at.to_string()]);
+                Command::new(driver())
+                    .args(args)
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned())
+            .collect()
+    }
+
     pub fn run(&self, args: Vec<String>) -> Outcome {
         Outcome::of(Command::new(driver()).args(args))
     }
@@ -430,15 +461,8 @@ pub fn decode_png(png: &[u8]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// The ivmfa-enroll binary built beside the tests.
 pub fn enroll_bin() -> PathBuf {
-    let path = profile_dir().join("ivmfa-enroll");
-    assert!(
-        path.exists(),
-        "{} is missing; run cargo build --workspace",
-        path.display()
-    );
-    path
+    built("ivmfa-enroll")
 }
 
 impl Fixture {

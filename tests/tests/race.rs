@@ -1,11 +1,16 @@
-//! Many processes presenting one valid code at the same instant: exactly one gets in.
-
-use std::process::{Command, Stdio};
+//! Many processes presenting one code at the same instant: the per-user lock serialises them.
 
 use ivmfa_tests::*;
 
 const PROCESSES: usize = 8;
 const ROUNDS: usize = 50;
+
+fn result(output: &str) -> &str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("result: "))
+        .unwrap_or("no result")
+}
 
 #[test]
 fn one_code_many_logins_exactly_one_success() {
@@ -15,39 +20,14 @@ fn one_code_many_logins_exactly_one_success() {
     for round in 0..ROUNDS {
         // A fresh watermark each round, so the same current code is valid again.
         let _ = std::fs::remove_file(&state);
-        let c = code(&e, 0);
-        let start_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            + 150;
-        let children: Vec<_> = (0..PROCESSES)
-            .map(|_| {
-                let mut args = f.auth_args("daemon", &[&c]);
-                args.extend(["--start-at".to_string(), start_at.to_string()]);
-                Command::new(driver())
-                    .args(args)
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let results: Vec<String> = children
-            .into_iter()
-            .map(|c| {
-                let out = c.wait_with_output().unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.lines()
-                    .find_map(|l| l.strip_prefix("result: ").map(str::to_owned))
-                    .unwrap_or_else(|| format!("no result: {text}"))
-            })
-            .collect();
-        let wins = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
+        let outputs = f.race("daemon", &vec![code(&e, 0); PROCESSES]);
+        let results: Vec<&str> = outputs.iter().map(|o| result(o)).collect();
+        let wins = results.iter().filter(|r| **r == "PAM_SUCCESS").count();
         assert_eq!(wins, 1, "round {round}: {results:?}");
         assert!(
             results
                 .iter()
-                .all(|r| r == "PAM_SUCCESS" || r == "PAM_AUTH_ERR"),
+                .all(|r| *r == "PAM_SUCCESS" || *r == "PAM_AUTH_ERR"),
             "round {round}: {results:?}"
         );
     }
@@ -60,34 +40,14 @@ fn parallel_wrong_codes_are_judged_one_at_a_time() {
     let f = Fixture::new("max_failures=1 backoff_seconds=60 max_backoff_seconds=60");
     let e = f.enroll("daemon");
     settle();
-    let wrong = wrong_code(&e);
-    let start_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 150;
-    let children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            let mut args = f.auth_args("daemon", &[&wrong]);
-            args.extend(["--start-at".to_string(), start_at.to_string()]);
-            Command::new(driver())
-                .args(args)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outputs: Vec<String> = children
-        .into_iter()
-        .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned())
-        .collect();
+    let outputs = f.race("daemon", &vec![wrong_code(&e); PROCESSES]);
     let judged = outputs
         .iter()
         .filter(|o| o.contains("That code is not correct"))
         .count();
     assert_eq!(judged, 1, "{outputs:#?}");
     assert!(
-        outputs.iter().all(|o| o.contains("result: PAM_AUTH_ERR")),
+        outputs.iter().all(|o| result(o) == "PAM_AUTH_ERR"),
         "{outputs:#?}"
     );
 }
