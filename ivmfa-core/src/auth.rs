@@ -2,15 +2,21 @@
 //!
 //! The PAM module gathers facts (user, service, remote host), provides the conversation and
 //! the system look-ups through [`Host`] and [`Conversation`], and turns the [`Verdict`] into a
-//! PAM code. Every decision is made here, so it can be read in one place, top to bottom.
+//! PAM code. Every decision is made here (and, for set-up inside the login, in
+//! [`crate::inband`]), so it can be read in one place, top to bottom.
+
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
 use crate::config::{printable, Config, Unenrolled};
+use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
-use crate::input::{self, Answer};
+use crate::input::{self, Accepts, Answer, Code};
 use crate::messages;
-use crate::store::Store;
+use crate::reset::{self, ResetRequest};
+use crate::state::State;
+use crate::store::{Store, UserLock};
 use crate::totp::{self, Check};
 use crate::username::UserName;
 
@@ -41,11 +47,13 @@ pub enum Priority {
     Debug,
 }
 
-/// The system around the login: clock, identity, user database, log.
+/// The system around the login: clock, identity, randomness, user database, log.
 pub trait Host {
     fn euid(&self) -> u32;
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
+    /// Fills `buf` from a cryptographically secure source.
+    fn random(&self, buf: &mut [u8]) -> Result<()>;
     /// The user's name as the user database spells it (`pw_name`), or `None` if there is no
     /// such user. NSS may resolve `ALICE` or `alice@domain` to alice; the store is keyed by the
     /// canonical name so such spellings cannot miss an enrollment.
@@ -53,6 +61,13 @@ pub trait Host {
     /// `Ok(None)` if the group does not exist.
     fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>>;
     fn log(&self, priority: Priority, message: &str);
+    /// Runs `program` with exactly `env`, waiting at most `timeout` seconds.
+    fn notify(
+        &self,
+        program: &Path,
+        env: &[(&'static str, String)],
+        timeout: u64,
+    ) -> std::result::Result<(), String>;
 }
 
 /// The PAM conversation with the person logging in.
@@ -61,6 +76,8 @@ pub trait Conversation {
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>>;
     fn info(&mut self, text: &str) -> Result<()>;
     fn error(&mut self, text: &str) -> Result<()>;
+    /// False when the application asked for silence (PAM_SILENT): no QR code can be shown.
+    fn can_show_text(&self) -> bool;
 }
 
 /// Who is logging in, from the PAM items.
@@ -69,6 +86,7 @@ pub struct Login<'a> {
     pub user: &'a str,
     pub service: &'a str,
     pub rhost: Option<&'a str>,
+    pub tty: Option<&'a str>,
 }
 
 impl Login<'_> {
@@ -111,21 +129,23 @@ pub fn authenticate(
     }
 }
 
-struct Attempt<'a, 'b> {
-    login: &'a Login<'a>,
-    host: &'a dyn Host,
-    conv: &'b mut dyn Conversation,
+pub(crate) struct Attempt<'a, 'b> {
+    pub(crate) login: &'a Login<'a>,
+    pub(crate) host: &'a dyn Host,
+    pub(crate) conv: &'b mut dyn Conversation,
 }
 
 impl Attempt<'_, '_> {
-    fn log(&self, priority: Priority, what: &str) {
+    pub(crate) fn log(&self, priority: Priority, what: &str) {
         self.host
             .log(priority, &format!("{}: {what}", self.login.describe()));
     }
 
-    fn deny(&mut self, priority: Priority, reason: &str, tell: &str) -> Result<Verdict> {
+    /// Denies with a reason for syslog and a message for the user (best effort: the login is
+    /// denied whether or not the message gets through).
+    pub(crate) fn deny(&mut self, priority: Priority, reason: &str, tell: &str) -> Result<Verdict> {
         self.log(priority, &format!("denied: {reason}"));
-        self.conv.error(tell)?;
+        let _ = self.conv.error(tell);
         Ok(Verdict::AuthErr)
     }
 
@@ -172,49 +192,75 @@ impl Attempt<'_, '_> {
         }
 
         let store = Store::new(&config.store, self.host.euid());
-        let Some(enrollment) = store.load_enrollment(&user)? else {
-            return match config.unenrolled {
-                Unenrolled::Allow => {
-                    if store.root().exists() {
-                        self.log(Priority::Info, "not enrolled; unenrolled=allow, ignoring");
-                    } else {
-                        // A typo in store= would wave everybody through: make it loud.
-                        self.log(
-                            Priority::Warning,
-                            &format!(
-                                "the store {} does not exist, so nobody counts as enrolled; \
-                                 unenrolled=allow, ignoring",
-                                store.root().display()
-                            ),
-                        );
-                    }
-                    Ok(Verdict::Ignore)
-                }
-                Unenrolled::Deny => self.deny(
-                    Priority::Notice,
-                    "not enrolled (unenrolled=deny)",
-                    messages::NOT_ENROLLED,
-                ),
-                Unenrolled::Enroll => self.deny(
-                    Priority::Error,
-                    "not enrolled, and in-band enrollment (unenrolled=enroll) is not \
-                     available in this version; enroll the user with ivmfa-enroll",
-                    messages::NOT_ENROLLED,
-                ),
-            };
-        };
+        match store.load_enrollment(&user)? {
+            Some(enrollment) => self.enrolled(&config, &store, &user, &enrollment),
+            None => self.unenrolled(&config, &store, &user),
+        }
+    }
 
-        // Refuse early while backing off, without holding the lock across the prompt: a
-        // person may take minutes to answer and other logins must not wait for them.
+    fn unenrolled(&mut self, config: &Config, store: &Store, user: &UserName) -> Result<Verdict> {
+        match store.ticket(user)? {
+            Some(t) if t.is_valid_at(self.host.now()) => {
+                return crate::inband::enroll(self, config, store, user)
+            }
+            Some(_) => {
+                return self.deny(
+                    Priority::Notice,
+                    "the approved reset has expired",
+                    messages::TICKET_EXPIRED,
+                )
+            }
+            None => {}
+        }
+        match config.unenrolled {
+            Unenrolled::Allow => {
+                if store.root().exists() {
+                    self.log(Priority::Info, "not enrolled; unenrolled=allow, ignoring");
+                } else {
+                    // A typo in store= would wave everybody through: make it loud.
+                    self.log(
+                        Priority::Warning,
+                        &format!(
+                            "the store {} does not exist, so nobody counts as enrolled; \
+                             unenrolled=allow, ignoring",
+                            store.root().display()
+                        ),
+                    );
+                }
+                Ok(Verdict::Ignore)
+            }
+            Unenrolled::Deny => self.deny(
+                Priority::Notice,
+                "not enrolled (unenrolled=deny)",
+                messages::NOT_ENROLLED,
+            ),
+            Unenrolled::Enroll => crate::inband::enroll(self, config, store, user),
+        }
+    }
+
+    fn enrolled(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        enrollment: &Enrollment,
+    ) -> Result<Verdict> {
+        // Refuse early while backing off, and take a denied reset's notice. The lock is not
+        // held across the prompt (a person may take minutes to answer), nor while anything is
+        // said (a conversation may block).
         let source = self.login.source();
-        let limit = &config.rate_limit;
-        let waiting = {
-            let lock = store.lock(&user)?;
-            store
-                .load_state(&lock)?
-                .wait_for(source, self.host.now(), limit)
+        let (waiting, notice) = {
+            let lock = store.lock(user)?;
+            let waiting =
+                store
+                    .load_state(&lock)?
+                    .wait_for(source, self.host.now(), &config.rate_limit);
+            (waiting, store.take_notice(&lock)?)
         };
-        // The lock is released before anything is said: a conversation may block.
+        if let Some(notice) = notice {
+            self.log(Priority::Info, "shown the reason its reset was declined");
+            let _ = self.conv.info(&messages::reset_denied(&notice.reason));
+        }
         if let Some(wait) = waiting {
             return self.deny(
                 Priority::Notice,
@@ -224,30 +270,44 @@ impl Attempt<'_, '_> {
         }
 
         let answer = self.conv.ask_hidden(&config.prompt)?;
-        let code = match input::parse(&answer, enrollment.digits) {
-            Answer::Code(code) => code,
-            Answer::Empty => {
-                return self.deny(
-                    Priority::Notice,
-                    "no code entered",
-                    &messages::malformed(enrollment.digits),
-                )
-            }
-            Answer::Malformed => {
-                return self.deny(
-                    Priority::Notice,
-                    "the answer is not a code",
-                    &messages::malformed(enrollment.digits),
-                )
-            }
+        let accepts = Accepts {
+            digits: enrollment.digits,
+            reset: Some(config.reset_keyword.as_str()),
+            invert: false,
+            recovery: true,
         };
-        drop(answer);
+        let digits = enrollment.digits;
+        match input::parse(&answer, accepts) {
+            Answer::Code(code) => self.check(config, store, user, Offered::Code(code)),
+            Answer::Recovery(code) => self.check(config, store, user, Offered::Recovery(code)),
+            Answer::Reset => self.file_reset(config, store, user),
+            Answer::Empty => self.deny(
+                Priority::Notice,
+                "no code entered",
+                &messages::malformed(digits),
+            ),
+            Answer::Malformed | Answer::Invert => self.deny(
+                Priority::Notice,
+                "the answer is not a code",
+                &messages::malformed(digits),
+            ),
+        }
+    }
 
-        // Check and advance the watermark under the lock, re-reading everything: another login
-        // may have used this very code or failed meanwhile, and an administrator may have
-        // removed or replaced the enrollment while the prompt was open.
-        let lock = store.lock(&user)?;
-        let Some(enrollment) = store.reload_enrollment(&lock)? else {
+    /// Judges a code or recovery code under the user's lock, re-reading everything: another
+    /// login may have used this very code or failed meanwhile, and an administrator may have
+    /// removed or replaced the enrollment while the prompt was open.
+    fn check(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        offered: Offered,
+    ) -> Result<Verdict> {
+        let source = self.login.source();
+        let limit = &config.rate_limit;
+        let lock = store.lock(user)?;
+        let Some(mut enrollment) = store.reload_enrollment(&lock)? else {
             drop(lock);
             return self.deny(
                 Priority::Notice,
@@ -265,28 +325,94 @@ impl Attempt<'_, '_> {
                 &messages::locked_out(wait),
             );
         }
-        let window = enrollment.window.unwrap_or(config.window);
-        let check = totp::verify(&enrollment, &code, now, window, state.last_step)?;
-        let (reason, tell) = match check {
-            Check::Accepted { step } => {
-                state.record_success(step);
-                store.save_state(&lock, &state)?;
-                drop(lock);
-                self.log(Priority::Notice, "accepted: code verified");
-                return Ok(Verdict::Success);
+        let recovery = match offered {
+            Offered::Code(code) => {
+                let window = enrollment.window.unwrap_or(config.window);
+                match totp::verify(&enrollment, &code, now, window, state.last_step)? {
+                    Check::Accepted { step } => {
+                        state.record_success(step);
+                        store.save_state(&lock, &state)?;
+                        drop(lock);
+                        self.log(Priority::Notice, "accepted: code verified");
+                        return Ok(Verdict::Success);
+                    }
+                    Check::Replayed => {
+                        return self.failed(
+                            store,
+                            &lock,
+                            &mut state,
+                            "code already used (replay)",
+                            messages::REPLAYED,
+                            config,
+                        );
+                    }
+                    // An 8-digit enrollment's code may be an imported 8-digit scratch code.
+                    Check::Wrong => match code.as_recovery() {
+                        Some(r) if !enrollment.recovery.hashes.is_empty() => r,
+                        _ => {
+                            return self.failed(
+                                store,
+                                &lock,
+                                &mut state,
+                                "wrong code",
+                                messages::WRONG_CODE,
+                                config,
+                            );
+                        }
+                    },
+                }
             }
-            Check::Replayed => ("code already used (replay)", messages::REPLAYED),
-            Check::Wrong => ("wrong code", messages::WRONG_CODE),
+            Offered::Recovery(r) => r,
         };
-        state.record_failure(source, now, limit);
-        let failures = state.failures_from(source);
-        // A failure that cannot be counted is a fault like any other: answering "wrong code"
-        // here would tell right from wrong codes (a right one fails to save too) and leave
-        // the guesses unlimited.
+        let Some(index) = enrollment.recovery.find(&recovery)? else {
+            return self.failed(
+                store,
+                &lock,
+                &mut state,
+                "wrong recovery code",
+                messages::WRONG_CODE,
+                config,
+            );
+        };
+        // Consumed before anything else: written first, so a crash leaves it used, not reusable.
+        enrollment.recovery.consume(index);
+        store.save_enrollment(&lock, &enrollment)?;
+        let last = state.last_step;
+        state.record_success(last);
         store.save_state(&lock, &state)?;
         drop(lock);
+        let left = enrollment.recovery.remaining();
+        self.log(
+            if left <= 2 {
+                Priority::Warning
+            } else {
+                Priority::Notice
+            },
+            &format!("accepted: recovery code, {left} left"),
+        );
+        let _ = self.conv.info(&messages::recovery_accepted(left));
+        Ok(Verdict::Success)
+    }
+
+    /// Records a failed code under the lock, then denies. A failure that cannot be counted is
+    /// a fault like any other: answering "wrong code" would tell right from wrong codes (a
+    /// right one fails to save too) and leave the guesses unlimited.
+    fn failed(
+        &mut self,
+        store: &Store,
+        lock: &UserLock,
+        state: &mut State,
+        reason: &str,
+        tell: &str,
+        config: &Config,
+    ) -> Result<Verdict> {
+        let source = self.login.source();
+        let now = self.host.now();
+        state.record_failure(source, now, &config.rate_limit);
+        store.save_state(lock, state)?;
+        let failures = state.failures_from(source);
         let mut tell = tell.to_owned();
-        if let Some(wait) = state.wait_for(source, now, limit) {
+        if let Some(wait) = state.wait_for(source, now, &config.rate_limit) {
             tell = format!("{tell} {}", messages::locked_out(wait));
         }
         self.deny(
@@ -295,4 +421,50 @@ impl Attempt<'_, '_> {
             &tell,
         )
     }
+
+    /// Flow 3: the user lost the device. One request per user, however often asked; the
+    /// administrators decide. The login is denied either way.
+    fn file_reset(&mut self, config: &Config, store: &Store, user: &UserName) -> Result<Verdict> {
+        let request = ResetRequest {
+            version: reset::FORMAT_VERSION,
+            user: user.to_string(),
+            time: self.host.now(),
+            service: self.login.service.to_owned(),
+            rhost: self.login.rhost.unwrap_or("").to_owned(),
+            tty: self.login.tty.unwrap_or("").to_owned(),
+        };
+        let filed = {
+            let lock = store.lock(user)?;
+            store.file_reset_request(&lock, user, &request)?
+        };
+        if filed {
+            self.log(
+                Priority::Notice,
+                "denied: filed a request to reset MFA (lost device)",
+            );
+            if let Some(program) = &config.notify_command {
+                let env = reset::notify_env(&request);
+                match self.host.notify(program, &env, config.notify_timeout) {
+                    Ok(()) => self.log(Priority::Info, "notify_command ran"),
+                    Err(why) => self.log(
+                        Priority::Warning,
+                        &format!("notify_command {} failed: {why}", program.display()),
+                    ),
+                }
+            }
+        } else {
+            self.log(
+                Priority::Info,
+                "denied: asked again to reset MFA; a request is pending",
+            );
+        }
+        let _ = self.conv.info(&config.reset_message);
+        Ok(Verdict::AuthErr)
+    }
+}
+
+/// What was typed at the code prompt, once recognised.
+enum Offered {
+    Code(Code),
+    Recovery(Zeroizing<String>),
 }

@@ -16,10 +16,15 @@ use crate::state::RateLimit;
 pub const DEFAULT_CONFIG: &str = "/etc/ivmfa/ivmfa.toml";
 pub const DEFAULT_STORE: &str = "/var/lib/ivmfa";
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
+pub const DEFAULT_RESET_MESSAGE: &str = "Your request to reset multi-factor authentication has \
+been sent to the administrators. They will decide whether it can safely be reset; expect an \
+answer within 24 hours on work days.";
 /// Steps on each side of now; RFC 6238 §5.2 recommends at most one.
 pub const MAX_WINDOW: u8 = 10;
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
+/// Longest value of any key but `reset_message`, which may be a paragraph.
 const MAX_VALUE_LEN: usize = 256;
+const MAX_MESSAGE_LEN: usize = 1024;
 const CONFIG_HINT: &str = "fix the file (the keys are described in ivmfa.toml(5))";
 
 /// What happens to a user who has no enrollment.
@@ -44,6 +49,16 @@ pub struct Config {
     pub rate_limit: RateLimit,
     /// The issuer shown in authenticator apps; the host name when unset.
     pub issuer: Option<String>,
+    /// Typed at the code prompt, files a lost-device request; empty disables.
+    pub reset_keyword: String,
+    pub reset_message: String,
+    /// Run (absolute path, no arguments) when a reset request is filed.
+    pub notify_command: Option<PathBuf>,
+    pub notify_timeout: u64,
+    /// Seconds an approved reset lets the user enroll afresh.
+    pub ticket_lifetime: u64,
+    /// Draw the QR code in the login for a light terminal background instead of a dark one.
+    pub qr_light_background: bool,
 }
 
 impl Default for Config {
@@ -57,6 +72,12 @@ impl Default for Config {
             debug: false,
             rate_limit: RateLimit::default(),
             issuer: None,
+            reset_keyword: "reset".to_owned(),
+            reset_message: DEFAULT_RESET_MESSAGE.to_owned(),
+            notify_command: None,
+            notify_timeout: 10,
+            ticket_lifetime: 72 * 3600,
+            qr_light_background: false,
         }
     }
 }
@@ -133,9 +154,15 @@ impl Config {
                 printable(value.unwrap_or(""))
             )))
         };
-        if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
+        let max = if key == "reset_message" {
+            MAX_MESSAGE_LEN
+        } else {
+            MAX_VALUE_LEN
+        };
+        if value.is_some_and(|v| v.len() > max) {
             return Err(Error::Config(format!(
-                "the value of {key} is longer than {MAX_VALUE_LEN} bytes"
+                "the value of {} is longer than {max} bytes",
+                printable(key)
             )));
         }
         match (key, value) {
@@ -198,6 +225,39 @@ impl Config {
                 Ok(n) if (1..=1000).contains(&n) => self.rate_limit.max_failures = n,
                 _ => return bad("must be a whole number from 1 to 1000"),
             },
+            ("reset_keyword", Some(v)) => {
+                if v.len() > 32 || !v.chars().all(|c| c.is_ascii_alphabetic()) {
+                    return bad("must be a word of letters (or empty to disable reset requests)");
+                }
+                self.reset_keyword = v.to_owned();
+            }
+            ("reset_message", Some(v)) => {
+                if v.trim().is_empty() || v.chars().any(|c| c.is_control() && c != '\n') {
+                    return bad("must be non-empty text");
+                }
+                self.reset_message = v.to_owned();
+            }
+            ("notify_command", Some(v)) => {
+                if !v.starts_with('/') || v.contains(char::is_whitespace) {
+                    return bad("must be the absolute path of a program (no arguments)");
+                }
+                self.notify_command = Some(PathBuf::from(v));
+            }
+            ("notify_timeout_seconds", Some(v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=300).contains(&n) => self.notify_timeout = n,
+                _ => return bad("must be a whole number of seconds from 1 to 300"),
+            },
+            ("ticket_lifetime_hours", Some(v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=8760).contains(&n) => self.ticket_lifetime = n * 3600,
+                _ => return bad("must be a whole number of hours from 1 to 8760"),
+            },
+            ("qr_background", Some(v)) => {
+                self.qr_light_background = match v {
+                    "dark" => false,
+                    "light" => true,
+                    _ => return bad("must be dark or light"),
+                }
+            }
             ("max_failures_per_user", Some(v)) => match v.parse::<u32>() {
                 Ok(n) if (1..=10_000).contains(&n) => self.rate_limit.max_failures_per_user = n,
                 _ => return bad("must be a whole number from 1 to 10000"),

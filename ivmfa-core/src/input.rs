@@ -1,8 +1,10 @@
 //! What the user typed at the code prompt.
 //!
 //! The answer comes from a remote client, so this is the first parser an attacker reaches: it
-//! looks at no more than a bounded prefix and accepts only ASCII digits, optionally split by
-//! spaces the way apps display them ("123 456").
+//! refuses anything longer than a bounded length unread, and accepts only ASCII digits
+//! (optionally split by spaces the way apps display them, "123 456"), a recovery code, or one
+//! of the keywords the prompt offers. The shapes cannot be confused: a code is digits only, a
+//! recovery code has letters or a different length, a keyword is a word.
 
 use std::fmt;
 
@@ -28,14 +30,31 @@ impl fmt::Debug for Code {
 
 #[derive(Debug)]
 pub enum Answer {
+    /// A code of the expected length.
     Code(Code),
+    /// Something shaped like a recovery code, in canonical form.
+    Recovery(Zeroizing<String>),
+    /// The reset keyword: the user has lost the device.
+    Reset,
+    /// `invert`: draw the QR code for the other terminal background.
+    Invert,
     /// Nothing was typed.
     Empty,
-    /// Something that is not a code of the expected length.
+    /// Anything else.
     Malformed,
 }
 
-pub fn parse(raw: &str, digits: u8) -> Answer {
+/// What the prompt being answered accepts besides a code.
+#[derive(Clone, Copy, Debug)]
+pub struct Accepts<'a> {
+    pub digits: u8,
+    /// The reset keyword, if requests are enabled at this prompt.
+    pub reset: Option<&'a str>,
+    pub invert: bool,
+    pub recovery: bool,
+}
+
+pub fn parse(raw: &str, accepts: Accepts) -> Answer {
     if raw.len() > MAX_ANSWER_LEN {
         return Answer::Malformed;
     }
@@ -43,26 +62,66 @@ pub fn parse(raw: &str, digits: u8) -> Answer {
     if trimmed.is_empty() {
         return Answer::Empty;
     }
-    let mut code = Zeroizing::new(String::with_capacity(usize::from(digits)));
-    for c in trimmed.chars() {
+    if accepts
+        .reset
+        .is_some_and(|k| !k.is_empty() && trimmed.eq_ignore_ascii_case(k))
+    {
+        return Answer::Reset;
+    }
+    if accepts.invert && trimmed.eq_ignore_ascii_case("invert") {
+        return Answer::Invert;
+    }
+    if let Some(code) = digits_only(trimmed).filter(|c| c.len() == usize::from(accepts.digits)) {
+        return Answer::Code(Code(code));
+    }
+    if accepts.recovery {
+        if let Some(canonical) = crate::recovery::normalize(trimmed) {
+            return Answer::Recovery(canonical);
+        }
+    }
+    Answer::Malformed
+}
+
+/// The digits of `text` if it has nothing but ASCII digits and spaces.
+fn digits_only(text: &str) -> Option<Zeroizing<String>> {
+    let mut code = Zeroizing::new(String::with_capacity(text.len()));
+    for c in text.chars() {
         match c {
             '0'..='9' => code.push(c),
             ' ' => {}
-            _ => return Answer::Malformed,
+            _ => return None,
         }
     }
-    if code.len() != usize::from(digits) {
-        return Answer::Malformed;
+    Some(code)
+}
+
+impl Code {
+    /// An 8-digit code may also be a google-authenticator scratch code (imported as a
+    /// recovery code) when the enrollment itself uses 8 digits.
+    pub fn as_recovery(&self) -> Option<Zeroizing<String>> {
+        crate::recovery::normalize(self.as_str())
     }
-    Answer::Code(Code(code))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CODE_ONLY: Accepts = Accepts {
+        digits: 6,
+        reset: None,
+        invert: false,
+        recovery: false,
+    };
+    const LOGIN: Accepts = Accepts {
+        digits: 6,
+        reset: Some("reset"),
+        invert: false,
+        recovery: true,
+    };
+
     fn accepted(raw: &str) -> Option<String> {
-        match parse(raw, 6) {
+        match parse(raw, CODE_ONLY) {
             Answer::Code(c) => Some(c.as_str().to_owned()),
             _ => None,
         }
@@ -96,13 +155,45 @@ mod tests {
         ] {
             assert!(accepted(raw).is_none(), "{:?}", &raw[..raw.len().min(20)]);
         }
-        assert!(matches!(parse("", 6), Answer::Empty));
-        assert!(matches!(parse("   ", 6), Answer::Empty));
+        assert!(matches!(parse("", CODE_ONLY), Answer::Empty));
+        assert!(matches!(parse("   ", CODE_ONLY), Answer::Empty));
+    }
+
+    #[test]
+    fn keywords_and_recovery_codes_only_where_offered() {
+        assert!(matches!(parse("reset", LOGIN), Answer::Reset));
+        assert!(matches!(parse(" RESET ", LOGIN), Answer::Reset));
+        assert!(matches!(parse("reset", CODE_ONLY), Answer::Malformed));
+        let no_reset = Accepts {
+            reset: Some(""),
+            ..LOGIN
+        };
+        assert!(matches!(parse("", no_reset), Answer::Empty));
+        assert!(matches!(parse("invert", LOGIN), Answer::Malformed));
+        let enrolling = Accepts {
+            invert: true,
+            ..CODE_ONLY
+        };
+        assert!(matches!(parse("Invert", enrolling), Answer::Invert));
+        assert!(matches!(
+            parse("abcd-efgh-jkmn", LOGIN),
+            Answer::Recovery(_)
+        ));
+        assert!(matches!(
+            parse("ABCD EFGH JKMN", LOGIN),
+            Answer::Recovery(_)
+        ));
+        assert!(matches!(parse("12345678", LOGIN), Answer::Recovery(_)));
+        assert!(matches!(
+            parse("abcd-efgh-jkmn", CODE_ONLY),
+            Answer::Malformed
+        ));
+        assert!(matches!(parse("123456", LOGIN), Answer::Code(_)));
     }
 
     #[test]
     fn debug_is_redacted() {
-        let Answer::Code(c) = parse("123456", 6) else {
+        let Answer::Code(c) = parse("123456", CODE_ONLY) else {
             panic!()
         };
         assert_eq!(format!("{c:?}"), "Code(<redacted>)");

@@ -11,12 +11,16 @@ pub mod config;
 pub mod enrollment;
 pub mod error;
 pub mod google;
+mod inband;
+
 pub mod input;
 pub mod messages;
 pub mod otpauth;
 pub mod qr;
 pub mod random;
 pub mod recovery;
+pub mod reset;
+
 pub mod safefile;
 pub mod state;
 pub mod store;

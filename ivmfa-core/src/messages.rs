@@ -14,6 +14,62 @@ pub const WRONG_CODE: &str = "That code is not correct.";
 pub const REPLAYED: &str =
     "That code has already been used. Wait for the next code in your app, then try again.";
 
+pub const ENROLL_INTRO: &str = "Set up multi-factor authentication for this account.\n\
+Install an authenticator app on your phone (for example Microsoft Authenticator), add an \
+account (\"Other account\" or \"Scan a QR code\") and scan this code:";
+
+pub fn enroll_key(key: &str, issuer: &str, account: &str) -> String {
+    format!(
+        "Cannot scan it? Enter this key in the app instead: {key}\n\
+         (account {issuer}:{account}, time-based, 6 digits). If the picture does not scan, \
+         type invert at the prompt to get it drawn the other way round."
+    )
+}
+
+pub const ENROLL_PROMPT: &str = "Code shown in the app: ";
+
+pub const ENROLL_NEEDS_TEXT: &str = "Multi-factor authentication must be set up, but this \
+login cannot show the QR code. Log in with a client that shows messages (ssh in a terminal), \
+or ask your administrator to enroll you.";
+
+pub fn enroll_wrong(left: usize) -> String {
+    format!("That code is not correct. Check the app shows this account; {left} tries left.")
+}
+
+pub const ENROLL_FAILED: &str =
+    "The code was not correct three times, so nothing was set up. Log in again to start over.";
+
+pub const ENROLL_RACED: &str =
+    "Multi-factor authentication was set up for this account meanwhile. Log in again.";
+
+pub const ENROLLED: &str = "Multi-factor authentication is set up. From now on, enter the \
+code from your app after your password.";
+
+pub fn recovery_codes(codes: &[&str]) -> String {
+    format!(
+        "Recovery codes: each one can be entered once instead of a code from the app, if your \
+         phone is lost. Write them down and keep them safe; they are not shown again.\n    {}",
+        codes.join("\n    ")
+    )
+}
+
+pub fn recovery_accepted(left: usize) -> String {
+    match left {
+        0 => "Recovery code accepted. It was your last one: ask your administrator for new \
+              recovery codes."
+            .to_owned(),
+        1 => "Recovery code accepted. You have 1 recovery code left.".to_owned(),
+        n => format!("Recovery code accepted. You have {n} recovery codes left."),
+    }
+}
+
+pub const TICKET_EXPIRED: &str = "Your multi-factor authentication reset was approved, but the \
+time to set it up again has run out. Please contact your administrators.";
+
+pub fn reset_denied(reason: &str) -> String {
+    format!("Your request to reset multi-factor authentication was declined: {reason}")
+}
+
 pub fn malformed(digits: u8) -> String {
     format!("Please enter the {digits}-digit code from your authenticator app.")
 }

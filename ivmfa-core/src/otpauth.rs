@@ -32,6 +32,18 @@ pub fn uri(enrollment: &Enrollment, issuer: &str, account: &str) -> Result<Zeroi
     )))
 }
 
+/// The configured issuer, else the host name (what apps show above the code).
+pub fn issuer(configured: Option<&str>) -> String {
+    match configured {
+        Some(issuer) => issuer.to_owned(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty() && !h.contains(':'))
+            .unwrap_or_else(|| "Linux".to_owned()),
+    }
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

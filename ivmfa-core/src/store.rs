@@ -7,6 +7,10 @@
 //!       secret.toml        0600  the enrollment (changes at enrollment only)
 //!       state.toml         0600  replay watermark, failure counters (every login)
 //!       lock               0600  flock(2)ed while state is read and written
+//!       ticket.toml        0600  an approved reset: the next login enrolls afresh
+//!       notice.toml        0600  a denied reset's reason, shown once at the next login
+//!   requests/              0700
+//!     <name>.toml          0600  a pending reset request (lost device)
 //!   archive/               0700
 //!     <name>.<time>.toml   0600  enrollments removed or replaced, kept for the record
 //! ```
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
+use crate::reset::{Notice, Record, ResetRequest, Ticket};
 use crate::safefile::{self, Policy};
 use crate::state::State;
 use crate::username::UserName;
@@ -27,6 +32,8 @@ use crate::username::UserName;
 const SECRET_FILE: &str = "secret.toml";
 const STATE_FILE: &str = "state.toml";
 const LOCK_FILE: &str = "lock";
+const TICKET_FILE: &str = "ticket.toml";
+const NOTICE_FILE: &str = "notice.toml";
 /// Our files are a few hundred bytes; anything near this is not ours.
 const MAX_FILE_LEN: u64 = 64 * 1024;
 
@@ -178,5 +185,128 @@ impl Store {
 
     pub fn save_state(&self, lock: &UserLock, state: &State) -> Result<()> {
         safefile::write_atomic(&lock.dir, STATE_FILE, state.to_toml()?.as_bytes())
+    }
+
+    fn read_record<T: Record>(&self, path: &Path) -> Result<Option<T>> {
+        let Some(text) = self.policy.read_text(path)? else {
+            return Ok(None);
+        };
+        let record: T = crate::config::parse_toml(&text, path, T::HINT)?;
+        if record.version() != crate::reset::FORMAT_VERSION {
+            return Err(Error::corrupt(
+                path,
+                format!("format version {} is not supported", record.version()),
+                T::HINT,
+            ));
+        }
+        Ok(Some(record))
+    }
+
+    fn write_record<T: Record>(&self, dir: &Path, name: &str, record: &T) -> Result<()> {
+        let text = toml::to_string(record)
+            .map_err(|e| Error::Invalid(format!("cannot encode {name}: {e}")))?;
+        safefile::write_atomic(dir, name, text.as_bytes())
+    }
+
+    /// Removes a file if present; `Ok(false)` if it was not there.
+    fn remove(&self, dir: &Path, name: &str) -> Result<bool> {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => safefile::sync_dir(dir).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(path, "remove", e)),
+        }
+    }
+
+    fn requests_dir(&self) -> PathBuf {
+        self.root.join("requests")
+    }
+
+    fn request_name(user: &UserName) -> String {
+        format!("{user}.toml")
+    }
+
+    /// The user's pending reset request, if any.
+    pub fn reset_request(&self, user: &UserName) -> Result<Option<ResetRequest>> {
+        let dir = self.requests_dir();
+        if !self.policy.check_dir(&self.root)? || !self.policy.check_dir(&dir)? {
+            return Ok(None);
+        }
+        self.read_record(&dir.join(Self::request_name(user)))
+    }
+
+    /// Files a reset request unless one is pending; `Ok(false)` if one was.
+    pub fn file_reset_request(
+        &self,
+        _held: &UserLock,
+        user: &UserName,
+        request: &ResetRequest,
+    ) -> Result<bool> {
+        if self.reset_request(user)?.is_some() {
+            return Ok(false);
+        }
+        let dir = self.requests_dir();
+        self.policy.ensure_dir(&dir)?;
+        self.write_record(&dir, &Self::request_name(user), request)?;
+        Ok(true)
+    }
+
+    /// Closes the user's request; `Ok(false)` if none was pending.
+    pub fn close_reset_request(&self, _held: &UserLock, user: &UserName) -> Result<bool> {
+        if self.reset_request(user)?.is_none() {
+            return Ok(false);
+        }
+        self.remove(&self.requests_dir(), &Self::request_name(user))
+    }
+
+    /// Every pending request, oldest first. A file that cannot be read is an error: an
+    /// administrator must not overlook a request because its file is damaged.
+    pub fn reset_requests(&self) -> Result<Vec<ResetRequest>> {
+        let dir = self.requests_dir();
+        if !self.policy.check_dir(&self.root)? || !self.policy.check_dir(&dir)? {
+            return Ok(Vec::new());
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, "list", e))?;
+        let mut requests = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(safefile::TEMP_PREFIX) {
+                continue;
+            }
+            if let Some(r) = self.read_record::<ResetRequest>(&entry.path())? {
+                requests.push(r);
+            }
+        }
+        requests.sort_by_key(|r| r.time);
+        Ok(requests)
+    }
+
+    /// The user's reset ticket, if an administrator approved a reset.
+    pub fn ticket(&self, user: &UserName) -> Result<Option<Ticket>> {
+        if !self.user_dir_present(user)? {
+            return Ok(None);
+        }
+        self.read_record(&self.user_dir(user).join(TICKET_FILE))
+    }
+
+    pub fn save_ticket(&self, lock: &UserLock, ticket: &Ticket) -> Result<()> {
+        self.write_record(&lock.dir, TICKET_FILE, ticket)
+    }
+
+    pub fn remove_ticket(&self, lock: &UserLock) -> Result<bool> {
+        self.remove(&lock.dir, TICKET_FILE)
+    }
+
+    pub fn save_notice(&self, lock: &UserLock, notice: &Notice) -> Result<()> {
+        self.write_record(&lock.dir, NOTICE_FILE, notice)
+    }
+
+    /// Reads and removes the notice, so it is shown once.
+    pub fn take_notice(&self, lock: &UserLock) -> Result<Option<Notice>> {
+        let notice = self.read_record(&lock.dir.join(NOTICE_FILE))?;
+        if notice.is_some() {
+            self.remove(&lock.dir, NOTICE_FILE)?;
+        }
+        Ok(notice)
     }
 }

@@ -88,7 +88,13 @@ mod tests {
     }
 
     fn code(text: &str, digits: u8) -> Code {
-        match parse(text, digits) {
+        let accepts = crate::input::Accepts {
+            digits,
+            reset: None,
+            invert: false,
+            recovery: false,
+        };
+        match parse(text, accepts) {
             Answer::Code(c) => c,
             other => panic!("{text} did not parse: {other:?}"),
         }

@@ -34,13 +34,37 @@ pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
 
 /// One user's status, one fact per line.
 fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
-    let Some(e) = ctx.store.load_enrollment(user)? else {
-        return Ok(vec![format!("{user}: not enrolled")]);
-    };
-    let mut lines = vec![
-        format!("{user}: enrolled since {}", format_time(e.created)),
-        format!("recovery codes left: {}", e.recovery.remaining()),
-    ];
+    let mut lines = Vec::new();
+    let enrollment = ctx.store.load_enrollment(user)?;
+    match &enrollment {
+        Some(e) => {
+            lines.push(format!("{user}: enrolled since {}", format_time(e.created)));
+            lines.push(format!("recovery codes left: {}", e.recovery.remaining()));
+        }
+        None => lines.push(format!("{user}: not enrolled")),
+    }
+    if let Some(r) = ctx.store.reset_request(user)? {
+        lines.push(format!(
+            "reset request: pending since {} (ivmfa-enroll reset list)",
+            format_time(r.time)
+        ));
+    }
+    if let Some(t) = ctx.store.ticket(user)? {
+        lines.push(if t.is_valid_at(ctx.now) {
+            format!(
+                "reset approved: sets up a new code at the next login, before {}",
+                format_time(t.expires)
+            )
+        } else {
+            format!(
+                "reset approved, but the set-up time ran out at {}",
+                format_time(t.expires)
+            )
+        });
+    }
+    if enrollment.is_none() {
+        return Ok(lines);
+    }
     let lock = ctx.store.lock(user)?;
     let state = ctx.store.load_state(&lock)?;
     drop(lock);

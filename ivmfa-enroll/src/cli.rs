@@ -78,6 +78,15 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Handle lost-device requests: list them, approve (new set-up at next login) or deny
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        sudo ivmfa-enroll reset list\n  \
+        sudo ivmfa-enroll reset approve alice\n  \
+        sudo ivmfa-enroll reset deny alice --reason \"Call the service desk first\""
+    )]
+    Reset(ResetAction),
     /// Check config, store permissions, PAM stacks and sshd settings; say what to fix
     #[command(after_help = "Examples:\n  \
         sudo ivmfa-enroll check\n  \
@@ -90,6 +99,26 @@ pub enum Command {
         /// sshd binary to ask for its effective settings (sshd -T)
         #[arg(long, default_value = "sshd", value_name = "PATH")]
         sshd: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResetAction {
+    /// Show pending requests: who, when, from where, how long ago
+    #[command(after_help = "Example:\n  sudo ivmfa-enroll reset list")]
+    List,
+    /// Archive the user's secret and let the next login set up a new one (within
+    /// ticket_lifetime_hours, default 72)
+    #[command(after_help = "Example:\n  sudo ivmfa-enroll reset approve alice")]
+    Approve { user: String },
+    /// Keep the user's secret; the next login shows the reason once
+    #[command(after_help = "Example:\n  \
+        sudo ivmfa-enroll reset deny alice --reason \"Call the service desk to confirm who you are\"")]
+    Deny {
+        user: String,
+        /// Shown to the user at the next login
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
 }
 

@@ -139,13 +139,7 @@ fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
 }
 
 fn issuer(ctx: &Context, given: Option<&str>) -> Result<String> {
-    let issuer = match (given, &ctx.config.issuer) {
-        (Some(i), _) => i.to_owned(),
-        (None, Some(i)) => i.clone(),
-        (None, None) => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default(),
-    };
+    let issuer = otpauth::issuer(given.or(ctx.config.issuer.as_deref()));
     if issuer.is_empty() || issuer.contains(':') {
         return Err(CliError::new(
             Kind::Usage,
@@ -243,9 +237,15 @@ fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
                 "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
             ));
         }
-        let check = match input::parse(line.trim_end_matches(['\n', '\r']), e.digits) {
+        let accepts = input::Accepts {
+            digits: e.digits,
+            reset: None,
+            invert: false,
+            recovery: false,
+        };
+        let check = match input::parse(line.trim_end_matches(['\n', '\r']), accepts) {
             Answer::Code(code) => totp::verify(e, &code, now_or(now), 1, 0)?,
-            Answer::Empty | Answer::Malformed => Check::Wrong,
+            _ => Check::Wrong,
         };
         match check {
             Check::Accepted { step } => {

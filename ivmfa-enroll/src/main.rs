@@ -8,12 +8,13 @@ mod context;
 mod enroll;
 mod error;
 mod import;
+mod reset;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ResetAction};
 use context::Context;
 use error::CliError;
 
@@ -41,6 +42,11 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
         Command::RecoveryCodes { user, count } => admin::recovery_codes(&context()?, user, *count)?,
         Command::ImportGoogleAuthenticator { user, file, force } => {
             import::run(&context()?, user, file.as_ref(), *force)?
+        }
+        Command::Reset(ResetAction::List) => reset::list(&context()?)?,
+        Command::Reset(ResetAction::Approve { user }) => reset::approve(&context()?, user)?,
+        Command::Reset(ResetAction::Deny { user, reason }) => {
+            reset::deny(&context()?, user, reason)?
         }
         // The doctor reports a broken config as a finding instead of stopping at it.
         Command::Check { pam_dir, sshd } => {

@@ -49,6 +49,7 @@ struct PamConv {
 
 // Item types and message styles from <security/_pam_types.h>.
 const PAM_SERVICE: c_int = 1;
+const PAM_TTY: c_int = 3;
 const PAM_RHOST: c_int = 4;
 const PAM_CONV: c_int = 5;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
@@ -89,10 +90,12 @@ pub extern "C" fn pam_sm_authenticate(
         };
         let service = handle.string_item(PAM_SERVICE).unwrap_or_default();
         let rhost = handle.string_item(PAM_RHOST).filter(|h| !h.is_empty());
+        let tty = handle.string_item(PAM_TTY).filter(|t| !t.is_empty());
         let login = Login {
             user: &user,
             service: &service,
             rhost: rhost.as_deref(),
+            tty: tty.as_deref(),
         };
         pam_code(authenticate(
             &args,
@@ -263,6 +266,19 @@ impl Host for Handle {
             .map_or(0, |d| d.as_secs())
     }
 
+    fn random(&self, buf: &mut [u8]) -> Result<(), Error> {
+        ivmfa_core::random::fill(buf)
+    }
+
+    fn notify(
+        &self,
+        program: &std::path::Path,
+        env: &[(&'static str, String)],
+        timeout: u64,
+    ) -> Result<(), String> {
+        ivmfa_sys::run_with_timeout(program, env, timeout)
+    }
+
     fn canonical_user(&self, user: &str) -> Result<Option<String>, Error> {
         ivmfa_sys::passwd_by_name(user)
             .map(|pw| pw.map(|pw| pw.name))
@@ -316,5 +332,9 @@ impl Conversation for PamConversation<'_> {
             return Ok(());
         }
         self.handle.converse(PAM_ERROR_MSG, text).map(drop)
+    }
+
+    fn can_show_text(&self) -> bool {
+        !self.silent
     }
 }

@@ -139,10 +139,13 @@ fn unenrolled_policies() {
     deny.append_line("auth required pam_permit.so");
     deny.login("daemon", &[]).assert("PAM_AUTH_ERR");
 
-    // Until in-band enrollment exists, `enroll` must not pretend: it denies.
-    Fixture::new("unenrolled=enroll")
+    // `enroll` sets the user up in the login (see inband.rs); with no answer it saves nothing.
+    let enroll = Fixture::new("unenrolled=enroll");
+    enroll
         .login("daemon", &[])
-        .assert("PAM_AUTH_ERR");
+        .assert("PAM_CONV_ERR")
+        .assert_said("Set up multi-factor authentication");
+    assert!(enroll.enrollment("daemon").is_none());
 
     // With nobody enrolled and no store directory at all, the policy still decides.
     let f = Fixture::new("unenrolled=allow");

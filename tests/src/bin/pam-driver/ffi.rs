@@ -62,6 +62,10 @@ pub struct Script {
     /// Before answering a prompt, create `<path>.waiting` and wait (up to 20 s) until `path`
     /// exists: lets a test act while a login sits at the prompt.
     pub hold_until: Option<std::path::PathBuf>,
+    /// Fail the conversation on PAM_TEXT_INFO, like a client that cannot show text.
+    pub refuse_info: bool,
+    /// The text of every PAM_TEXT_INFO so far, for the phone to scan.
+    pub shown: String,
 }
 
 unsafe extern "C" fn converse(
@@ -101,6 +105,15 @@ unsafe extern "C" fn converse(
             _ => "unknown",
         };
         script.transcript.push(format!("{style}: {text}"));
+        if m.msg_style == 4 {
+            if script.refuse_info {
+                // SAFETY: replies came from calloc above and holds no strings yet.
+                unsafe { free_replies(replies, n) };
+                return PAM_CONV_ERR;
+            }
+            script.shown.push_str(&text);
+            script.shown.push('\n');
+        }
         if matches!(m.msg_style, 1 | 2) {
             if let Some(path) = &script.hold_until {
                 let _ = std::fs::write(path.with_extension("waiting"), b"");
@@ -111,7 +124,11 @@ unsafe extern "C" fn converse(
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
             }
-            let Some(answer) = script.answers.pop_front() else {
+            let Some(answer) = script
+                .answers
+                .pop_front()
+                .map(|a| crate::phone::answer(a, &script.shown))
+            else {
                 // SAFETY: replies came from calloc above and holds no strings yet.
                 unsafe { free_replies(replies, n) };
                 return PAM_CONV_ERR;

@@ -3,7 +3,14 @@
 //! ```text
 //! pam-driver auth --confdir DIR --service NAME --user USER [--rhost HOST] [--tty TTY]
 //!                 [--answer TEXT]... [--answer-file FILE]... [--start-at UNIX_MS]
-//!                 [--repeat N] [--silent] [--hold-answer-until PATH]
+//!                 [--repeat N] [--silent] [--hold-answer-until PATH] [--refuse-info]
+//! ```
+//!
+//! An answer `@phone` is what a person with an authenticator app types: the driver scans the
+//! last QR code the module showed (with zbarimg) and answers that account's current code;
+//! `@phone-wrong` answers a wrong one. See phone.rs.
+//!
+//! ```text
 //! pam-driver dlopen MODULE.so
 //! ```
 //!
@@ -12,6 +19,7 @@
 //! prints thread and descriptor counts before and after, to show the module leaks neither.
 
 mod ffi;
+mod phone;
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -54,6 +62,7 @@ struct Options {
     repeat: Option<usize>,
     flags: i32,
     hold_until: Option<std::path::PathBuf>,
+    refuse_info: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -76,6 +85,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--start-at" => o.start_at = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--repeat" => o.repeat = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--silent" => o.flags |= ffi::PAM_SILENT,
+            "--refuse-info" => o.refuse_info = true,
             "--hold-answer-until" => o.hold_until = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -123,6 +133,8 @@ fn start(o: &Options) -> Result<Transaction, i32> {
         answers: o.answers.iter().cloned().collect::<VecDeque<_>>(),
         transcript: Vec::new(),
         hold_until: o.hold_until.clone(),
+        refuse_info: o.refuse_info,
+        shown: String::new(),
     };
     let mut t = Transaction::start(&o.confdir, &o.service, &o.user, script)?;
     for (item, value) in [(ffi::PAM_RHOST, &o.rhost), (ffi::PAM_TTY, &o.tty)] {

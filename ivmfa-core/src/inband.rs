@@ -1,0 +1,177 @@
+//! Flow 1 of the user guide inside the login: an unenrolled user (with `unenrolled=enroll`,
+//! or with a ticket from an approved reset) is shown a QR code in the PAM conversation, scans
+//! it, and proves it with a code. Only then is anything saved, and the login goes on.
+//!
+//! This runs after the password step has succeeded: the shipped PAM snippets make that step
+//! `requisite`, so only someone who knows the password ever gets here.
+
+use crate::auth::{Attempt, Priority, Verdict};
+use crate::config::Config;
+use crate::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
+use crate::error::Result;
+use crate::input::{self, Accepts, Answer};
+use crate::qr::{Blocks, Qr};
+use crate::state::State;
+use crate::store::Store;
+use crate::totp::{self, Check};
+use crate::username::UserName;
+use crate::{messages, otpauth, recovery};
+
+const TRIES: usize = 3;
+/// Prompts in all, `invert` included, so a client cannot keep the login open forever.
+const MAX_PROMPTS: usize = 10;
+/// Linux-PAM's PAM_MAX_MSG_SIZE: conversation functions may cut longer messages.
+const MAX_MESSAGE: usize = 512;
+
+pub(crate) fn enroll(
+    att: &mut Attempt,
+    config: &Config,
+    store: &Store,
+    user: &UserName,
+) -> Result<Verdict> {
+    if !att.conv.can_show_text() {
+        return att.deny(
+            Priority::Notice,
+            "in-band enrollment needs a conversation that shows text (PAM_SILENT was set)",
+            messages::ENROLL_NEEDS_TEXT,
+        );
+    }
+    let mut bytes = zeroize::Zeroizing::new([0u8; DEFAULT_SECRET_BYTES]);
+    att.host.random(&mut *bytes)?;
+    let mut enrollment = Enrollment::standard(Secret::from_bytes(&*bytes)?, att.host.now());
+    let issuer = otpauth::issuer(config.issuer.as_deref());
+    let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
+    let qr = Qr::new(&uri)?;
+    let key = otpauth::grouped_key(&enrollment);
+
+    let mut light = config.qr_light_background;
+    let shown = att
+        .conv
+        .info(messages::ENROLL_INTRO)
+        .and_then(|()| show(att, &qr, light))
+        .and_then(|()| {
+            att.conv
+                .info(&messages::enroll_key(&key, &issuer, user.as_str()))
+        });
+    if let Err(e) = shown {
+        return att.deny(
+            Priority::Notice,
+            &format!("in-band enrollment needs a conversation that shows text: {e}"),
+            messages::ENROLL_NEEDS_TEXT,
+        );
+    }
+
+    let mut wrong = 0;
+    let mut step = None;
+    for _ in 0..MAX_PROMPTS {
+        let answer = att.conv.ask_hidden(messages::ENROLL_PROMPT)?;
+        let accepts = Accepts {
+            digits: enrollment.digits,
+            reset: None,
+            invert: true,
+            recovery: false,
+        };
+        match input::parse(&answer, accepts) {
+            Answer::Invert => {
+                light = !light;
+                show(att, &qr, light)?;
+                continue;
+            }
+            Answer::Code(code) => {
+                let now = att.host.now();
+                if let Check::Accepted { step: s } =
+                    totp::verify(&enrollment, &code, now, config.window, 0)?
+                {
+                    step = Some(s);
+                    break;
+                }
+            }
+            _ => {}
+        }
+        wrong += 1;
+        if wrong == TRIES {
+            break;
+        }
+        let _ = att.conv.error(&messages::enroll_wrong(TRIES - wrong));
+    }
+    let Some(step) = step else {
+        return att.deny(
+            Priority::Notice,
+            "in-band enrollment failed: no correct code; nothing was saved",
+            messages::ENROLL_FAILED,
+        );
+    };
+
+    let mut random =
+        zeroize::Zeroizing::new(vec![
+            0u8;
+            recovery::random_bytes_needed(recovery::DEFAULT_COUNT)
+        ]);
+    att.host.random(&mut random)?;
+    let (codes, set) = recovery::generate(&random, recovery::DEFAULT_COUNT, att.host.now())?;
+    enrollment.recovery = set;
+
+    let lock = store.lock(user)?;
+    if store.reload_enrollment(&lock)?.is_some() {
+        drop(lock);
+        return att.deny(
+            Priority::Notice,
+            "in-band enrollment lost a race: the user was enrolled meanwhile",
+            messages::ENROLL_RACED,
+        );
+    }
+    let ticket = store.remove_ticket(&lock)?;
+    store.save_enrollment(&lock, &enrollment)?;
+    // The code just used to confirm cannot log in a second time.
+    store.save_state(
+        &lock,
+        &State {
+            last_step: step,
+            ..State::default()
+        },
+    )?;
+    drop(lock);
+    att.log(
+        Priority::Notice,
+        if ticket {
+            "enrolled in the login, after an approved reset"
+        } else {
+            "enrolled in the login (unenrolled=enroll)"
+        },
+    );
+    let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    let told = att
+        .conv
+        .info(messages::ENROLLED)
+        .and_then(|()| att.conv.info(&messages::recovery_codes(&codes)));
+    if let Err(e) = told {
+        att.log(
+            Priority::Warning,
+            &format!("the recovery codes could not be shown: {e}"),
+        );
+    }
+    Ok(Verdict::Success)
+}
+
+/// Sends the QR code as plain half blocks (an SSH client prints escape sequences literally),
+/// in messages no longer than libpam guarantees to pass on whole.
+fn show(att: &mut Attempt, qr: &Qr, light: bool) -> Result<()> {
+    let blocks = if light {
+        Blocks::ForLightBackground
+    } else {
+        Blocks::ForDarkBackground
+    };
+    let text = qr.half_blocks(blocks);
+    let mut chunk = String::new();
+    for line in text.lines() {
+        if !chunk.is_empty() && chunk.len() + line.len() + 1 > MAX_MESSAGE {
+            att.conv.info(&chunk)?;
+            chunk.clear();
+        }
+        if !chunk.is_empty() {
+            chunk.push('\n');
+        }
+        chunk.push_str(line);
+    }
+    att.conv.info(&chunk)
+}

@@ -1,0 +1,397 @@
+//! The three flows of the user guide inside a real libpam login: set-up at first login,
+//! the lost device (request, approve or deny), and recovery codes at the prompt.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use ivmfa_core::reset::{Ticket, FORMAT_VERSION};
+use ivmfa_core::username::UserName;
+use ivmfa_tests::*;
+
+fn recovery_codes_in(out: &Outcome) -> Vec<String> {
+    out.transcript
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn first_login_enrolls_with_the_qr_code_and_goes_on() {
+    let f = Fixture::new("unenrolled=enroll");
+    settle();
+    let out = f.login("daemon", &["@phone"]);
+    out.assert("PAM_SUCCESS")
+        .assert_said("Microsoft Authenticator")
+        .assert_said("Enter this key in the app instead")
+        .assert_said("prompt-hidden: Code shown in the app: ")
+        .assert_said("Multi-factor authentication is set up");
+    // The QR code went through the conversation as plain text: no escape sequences, and
+    // every line fits an 80-column terminal.
+    assert!(out.transcript.iter().all(|l| !l.contains('\x1b')));
+    assert!(out.transcript.iter().filter(|l| l.contains('█')).all(|l| l
+        .trim_start_matches("info: ")
+        .chars()
+        .count()
+        <= 80));
+    // What the phone scanned is what was saved, and the key shown beside it matches.
+    let e = f.enrollment("daemon").expect("saved");
+    let key = ivmfa_core::otpauth::grouped_key(&e);
+    assert!(out.said(key.as_str()), "{out:?}");
+    let codes = recovery_codes_in(&out);
+    assert_eq!(codes.len(), 10, "{out:?}");
+    assert_eq!(e.recovery.remaining(), 10);
+    // The code used to enroll cannot log in again; the next one is needed.
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_AUTH_ERR");
+    f.login("daemon", &[&code(&e, 1)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn the_qr_text_in_the_conversation_decodes_to_the_uri() {
+    let f = Fixture::with_config("unenrolled=enroll", "issuer = \"Example Corp\"\n");
+    settle();
+    let out = f.login("daemon", &["@phone"]);
+    out.assert("PAM_SUCCESS");
+    let shown: String = out
+        .transcript
+        .iter()
+        .map(|l| l.trim_start_matches("info: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let uri = decode_half_blocks(&shown, false).expect("the dark-background QR decodes");
+    let e = f.enrollment("daemon").unwrap();
+    let expected = ivmfa_core::otpauth::uri(&e, "Example Corp", "daemon").unwrap();
+    assert_eq!(uri, expected.as_str());
+}
+
+#[test]
+fn invert_redraws_the_code_for_a_light_background() {
+    let f = Fixture::new("unenrolled=enroll");
+    settle();
+    let out = f.login("daemon", &["invert", "@phone"]);
+    out.assert("PAM_SUCCESS");
+    let e = f.enrollment("daemon").unwrap();
+    let issuer = ivmfa_core::otpauth::issuer(None);
+    let uri = ivmfa_core::otpauth::uri(&e, &issuer, "daemon").unwrap();
+    // After the first prompt the code is drawn again, now with the dark modules as ink.
+    let after: Vec<&str> = out
+        .transcript
+        .iter()
+        .skip_while(|l| !l.starts_with("prompt-hidden"))
+        .map(|l| l.trim_start_matches("info: "))
+        .collect();
+    let redrawn = after.join("\n");
+    assert_eq!(
+        decode_half_blocks(&redrawn, true).as_deref(),
+        Some(uri.as_str())
+    );
+    assert_eq!(decode_half_blocks(&redrawn, false), None);
+}
+
+#[test]
+fn three_wrong_codes_save_nothing() {
+    let f = Fixture::new("unenrolled=enroll");
+    settle();
+    let out = f.login("daemon", &["@phone-wrong", "000000", "not a code"]);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("2 tries left")
+        .assert_said("1 tries left")
+        .assert_said("nothing was set up");
+    assert!(f.enrollment("daemon").is_none());
+    // The next login starts over with a new secret and can succeed.
+    f.login("daemon", &["@phone"]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn a_client_that_cannot_show_text_is_told_and_denied() {
+    let f = Fixture::new("unenrolled=enroll");
+    let mut args = f.auth_args("daemon", &["@phone"]);
+    args.push("--refuse-info".into());
+    let out = f.run(args);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("cannot show the QR code");
+    assert!(f.enrollment("daemon").is_none());
+    let mut silent = f.auth_args("daemon", &["@phone"]);
+    silent.push("--silent".into());
+    f.run(silent).assert("PAM_AUTH_ERR");
+    assert!(f.enrollment("daemon").is_none());
+}
+
+fn request_file(f: &Fixture, user: &str) -> std::path::PathBuf {
+    f.store.join("requests").join(format!("{user}.toml"))
+}
+
+#[test]
+fn reset_keyword_files_one_request_and_denies() {
+    let f = Fixture::new("");
+    f.enroll("daemon");
+    let mut args = f.auth_args("daemon", &["reset"]);
+    args.extend([
+        "--rhost".into(),
+        "192.0.2.7".into(),
+        "--tty".into(),
+        "ssh".into(),
+    ]);
+    let out = f.run(args.clone());
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("info: Your request to reset multi-factor authentication has been sent to the administrators. They will decide whether it can safely be reset; expect an answer within 24 hours on work days.");
+    let first = fs::read_to_string(request_file(&f, "daemon")).unwrap();
+    for key in [
+        "user = \"daemon\"",
+        "service = \"ivmfa-test\"",
+        "rhost = \"192.0.2.7\"",
+        "tty = \"ssh\"",
+    ] {
+        assert!(first.contains(key), "{key} in {first}");
+    }
+    // Asked again (in any case): same message, still one request, unchanged.
+    std::thread::sleep(Duration::from_millis(1100));
+    f.login("daemon", &["RESET"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("sent to the administrators");
+    assert_eq!(
+        fs::read_to_string(request_file(&f, "daemon")).unwrap(),
+        first
+    );
+    assert_eq!(fs::read_dir(f.store.join("requests")).unwrap().count(), 1);
+    // The enrollment is untouched: the current code still works.
+    let e = f.enrollment("daemon").unwrap();
+    settle();
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+
+    // A custom keyword and message; an empty keyword disables requests.
+    let g = Fixture::with_config(
+        "",
+        "reset_keyword = \"lost\"\nreset_message = \"Call the desk.\"\n",
+    );
+    g.enroll("daemon");
+    g.login("daemon", &["lost"])
+        .assert_said("info: Call the desk.");
+    let off = Fixture::with_config("", "reset_keyword = \"\"\n");
+    off.enroll("daemon");
+    off.login("daemon", &["reset"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("6-digit code");
+    assert!(!request_file(&off, "daemon").exists());
+}
+
+#[test]
+fn approve_then_enroll_then_the_new_code() {
+    if !require_root("ivmfa-enroll runs as root only") {
+        return;
+    }
+    // unenrolled=deny: only the approval's ticket lets the user set up again.
+    let f = Fixture::new("");
+    let old = f.enroll("daemon");
+    f.cli(&["reset", "approve", "daemon"], "")
+        .expect(3, "no reset request from daemon");
+    f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
+    f.cli(&["reset", "list"], "").expect(0, "daemon");
+    f.cli(&["reset", "approve", "daemon"], "")
+        .expect(0, "Approved");
+    f.cli(&["reset", "list"], "")
+        .expect(0, "No reset requests are pending");
+    f.cli(&["status", "daemon"], "").expect(0, "reset approved");
+    settle();
+    // The old phone no longer gets in; the next login shows a new QR code.
+    let out = f.login("daemon", &["@phone"]);
+    out.assert("PAM_SUCCESS").assert_said("scan this code");
+    let new = f.enrollment("daemon").unwrap();
+    assert_ne!(new.secret, old.secret);
+    assert!(
+        f.store()
+            .ticket(&UserName::parse("daemon").unwrap())
+            .unwrap()
+            .is_none(),
+        "ticket used up"
+    );
+    f.login("daemon", &[&code(&old, 1)]).assert("PAM_AUTH_ERR");
+    f.login("daemon", &[&code(&new, 1)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn deny_keeps_the_secret_and_shows_the_reason_once() {
+    if !require_root("ivmfa-enroll runs as root only") {
+        return;
+    }
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
+    f.cli(&["reset", "deny", "daemon", "--reason", ""], "")
+        .expect(2, "reason");
+    f.cli(
+        &[
+            "reset",
+            "deny",
+            "daemon",
+            "--reason",
+            "Call the service desk first",
+        ],
+        "",
+    )
+    .expect(0, "Declined");
+    f.cli(&["reset", "deny", "daemon", "--reason", "again"], "")
+        .expect(3, "no reset request");
+    settle();
+    f.login("daemon", &[&code(&e, 0)])
+        .assert("PAM_SUCCESS")
+        .assert_said("declined: Call the service desk first");
+    let again = f.login("daemon", &[&code(&e, 1)]);
+    again.assert("PAM_SUCCESS");
+    assert!(!again.said("declined"), "shown once: {again:?}");
+}
+
+#[test]
+fn an_expired_ticket_denies_and_says_whom_to_ask() {
+    let f = Fixture::new("");
+    let name = UserName::parse("daemon").unwrap();
+    let store = f.store();
+    let lock = store.lock(&name).unwrap();
+    store
+        .save_ticket(
+            &lock,
+            &Ticket {
+                version: FORMAT_VERSION,
+                issued: now() - 7200,
+                expires: now() - 3600,
+            },
+        )
+        .unwrap();
+    drop(lock);
+    let out = f.login("daemon", &["@phone"]);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("has run out. Please contact your administrators");
+    assert!(!out.said("prompt"));
+    assert!(f.enrollment("daemon").is_none());
+}
+
+#[test]
+fn a_recovery_code_works_once() {
+    let f = Fixture::new("unenrolled=enroll");
+    settle();
+    let codes = recovery_codes_in(&f.login("daemon", &["@phone"]));
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    f.login("daemon", &[&typed])
+        .assert("PAM_SUCCESS")
+        .assert_said("You have 9 recovery codes left");
+    f.login("daemon", &[&codes[0]])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("That code is not correct");
+    assert_eq!(f.enrollment("daemon").unwrap().recovery.remaining(), 9);
+    // A made-up one counts as a failure like a wrong code.
+    f.login("daemon", &["abcd-efgh-jkmn"])
+        .assert("PAM_AUTH_ERR");
+}
+
+#[test]
+fn a_recovery_code_raced_by_eight_logins_gets_one_in() {
+    let f = Fixture::new("unenrolled=enroll");
+    settle();
+    let codes = recovery_codes_in(&f.login("daemon", &["@phone"]));
+    for (round, code) in codes.iter().take(5).enumerate() {
+        let outputs = f.race("daemon", &vec![code.clone(); 8]);
+        let wins = outputs
+            .iter()
+            .filter(|o| o.contains("result: PAM_SUCCESS"))
+            .count();
+        assert_eq!(wins, 1, "round {round}: {outputs:#?}");
+        // Losers are told the code is wrong, or held back by the failures of the others.
+        assert!(outputs
+            .iter()
+            .all(|o| o.contains("result: PAM_SUCCESS") || o.contains("result: PAM_AUTH_ERR")));
+        // The losers' failures would hold the next round back.
+        fs::remove_file(f.user_dir("daemon").join("state.toml")).unwrap();
+    }
+    assert_eq!(f.enrollment("daemon").unwrap().recovery.remaining(), 5);
+}
+
+fn script(f: &Fixture, name: &str, body: &str) -> String {
+    let path = f.dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn notify_command_runs_with_the_request_and_never_breaks_the_login() {
+    let f = Fixture::new("");
+    let seen = f.dir.join("seen");
+    let ok = script(
+        &f,
+        "notify-ok",
+        &format!("env | grep ^IVMFA_ | sort > {}", seen.display()),
+    );
+    fs::write(&f.config, format!("notify_command = \"{ok}\"\n")).unwrap();
+    f.enroll("daemon");
+    let mut args = f.auth_args("daemon", &["reset"]);
+    args.extend(["--rhost".into(), "198.51.100.4".into()]);
+    f.run(args)
+        .assert("PAM_AUTH_ERR")
+        .assert_said("sent to the administrators");
+    let env = fs::read_to_string(&seen).unwrap();
+    assert!(env.contains("IVMFA_USER=daemon"), "{env}");
+    assert!(env.contains("IVMFA_RHOST=198.51.100.4"), "{env}");
+    assert!(env.contains("IVMFA_SERVICE=ivmfa-test"), "{env}");
+    assert!(env.contains("IVMFA_TIME="), "{env}");
+    // Only for a new request, not for every repetition.
+    fs::remove_file(&seen).unwrap();
+    f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
+    assert!(!seen.exists());
+
+    // A failing command: the request is still filed and the user told.
+    let g = Fixture::new("");
+    let fail = script(&g, "notify-fail", "exit 3");
+    fs::write(&g.config, format!("notify_command = \"{fail}\"\n")).unwrap();
+    g.enroll("daemon");
+    g.login("daemon", &["reset"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("sent to the administrators");
+    assert!(request_file(&g, "daemon").exists());
+
+    // A hanging command is killed after the timeout.
+    let h = Fixture::new("");
+    let hang = script(&h, "notify-hang", "sleep 30");
+    fs::write(
+        &h.config,
+        format!("notify_command = \"{hang}\"\nnotify_timeout_seconds = 1\n"),
+    )
+    .unwrap();
+    h.enroll("daemon");
+    let started = Instant::now();
+    h.login("daemon", &["reset"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("sent to the administrators");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(request_file(&h, "daemon").exists());
+}
+
+#[test]
+fn notify_failures_are_logged() {
+    if !require_root("a private /dev/log in a mount namespace") {
+        return;
+    }
+    let f = Fixture::new("");
+    let fail = script(&f, "notify-fail", "exit 3");
+    fs::write(&f.config, format!("notify_command = \"{fail}\"\n")).unwrap();
+    f.enroll("daemon");
+    let (out, lines) = f.login_logged("daemon", &["reset"]);
+    out.assert("PAM_AUTH_ERR");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("filed a request to reset MFA")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("notify_command") && l.contains("ended with exit status: 3")),
+        "{lines:#?}"
+    );
+}
