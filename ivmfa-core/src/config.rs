@@ -108,6 +108,7 @@ impl Config {
             owner: euid,
             max_len: MAX_CONFIG_LEN,
             private: false,
+            strict_owner: false,
         };
         let text = match policy.read_text(path)? {
             Some(text) => text,

@@ -29,6 +29,9 @@ pub struct Policy {
     /// Secret-bearing files allow no group or other bits at all; the config file may be
     /// readable by others but never writable by them.
     pub private: bool,
+    /// For a file in a user's home: owned by exactly `owner` (root's files there are not the
+    /// user's to hand over) and with one link (not a hard link to someone else's file).
+    pub strict_owner: bool,
 }
 
 /// Prefix of temporary files, so stale ones can be recognised and removed.
@@ -57,6 +60,17 @@ impl Policy {
             return Err(Error::unsafe_file(
                 path,
                 "it is not a regular file; put the real file in its place",
+            ));
+        }
+        if self.strict_owner && (meta.uid() != self.owner || meta.nlink() != 1) {
+            return Err(Error::unsafe_file(
+                path,
+                format!(
+                    "it must be owned by uid {} alone and not be a hard link (owner uid {}, {} links)",
+                    self.owner,
+                    meta.uid(),
+                    meta.nlink()
+                ),
             ));
         }
         if meta.uid() != 0 && meta.uid() != self.owner {

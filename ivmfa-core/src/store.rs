@@ -56,6 +56,7 @@ impl Store {
                 owner: euid,
                 max_len: MAX_FILE_LEN,
                 private: true,
+                strict_owner: false,
             },
         }
     }

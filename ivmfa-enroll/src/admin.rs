@@ -24,8 +24,23 @@ pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
                     ctx.store.root().display()
                 );
             }
+            // One damaged user must not hide the others.
+            let mut broken = 0;
             for user in users {
-                println!("{}", describe(ctx, &user)?.join("; "));
+                match describe(ctx, &user) {
+                    Ok(lines) => println!("{}", lines.join("; ")),
+                    Err(e) => {
+                        broken += 1;
+                        println!("{user}: cannot be read: {}", e.what);
+                    }
+                }
+            }
+            if broken > 0 {
+                return Err(CliError::new(
+                    Kind::Failed,
+                    format!("{broken} user(s) could not be read"),
+                    "ivmfa-enroll check says what to fix",
+                ));
             }
         }
     }
@@ -97,13 +112,20 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     // A user deleted from passwd may still have an enrollment: only the name must be valid.
     let user = user_name(name)?;
-    let lock = ctx.store.lock(&user)?;
-    let Some(archived) = ctx.store.archive_enrollment(&lock, &user, ctx.now)? else {
-        return Err(CliError::new(
+    let not_enrolled = || {
+        CliError::new(
             Kind::Refused,
             format!("{user} is not enrolled"),
             "see who is with: ivmfa-enroll status",
-        ));
+        )
+    };
+    // Checked before locking, which would create a directory for a mistyped name.
+    if ctx.store.load_enrollment(&user)?.is_none() {
+        return Err(not_enrolled());
+    }
+    let lock = ctx.store.lock(&user)?;
+    let Some(archived) = ctx.store.archive_enrollment(&lock, &user, ctx.now)? else {
+        return Err(not_enrolled());
     };
     drop(lock);
     ctx.audit(

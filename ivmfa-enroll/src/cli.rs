@@ -97,7 +97,7 @@ pub enum Command {
         #[arg(long, default_value = "/etc/pam.d", value_name = "DIR")]
         pam_dir: PathBuf,
         /// sshd binary to ask for its effective settings (sshd -T)
-        #[arg(long, default_value = "sshd", value_name = "PATH")]
+        #[arg(long, default_value = "/usr/sbin/sshd", value_name = "PATH")]
         sshd: PathBuf,
     },
 }

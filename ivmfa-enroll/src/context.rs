@@ -88,7 +88,7 @@ pub fn user_name(name: &str) -> Result<UserName> {
 /// Checks a user name and that the user exists.
 pub fn existing_user(name: &str) -> Result<(UserName, Passwd)> {
     let shown = printable(name);
-    let user = user_name(name)?;
+    user_name(name)?;
     let pw = ivmfa_sys::passwd_by_name(name)
         .map_err(|e| {
             CliError::new(
@@ -104,6 +104,9 @@ pub fn existing_user(name: &str) -> Result<(UserName, Passwd)> {
                 "create the account first, or check the spelling (getent passwd NAME)",
             )
         })?;
+    // The store is keyed by the name as the user database spells it, as the module does:
+    // with case-insensitive NSS, `Alice` and `alice` are one account and one enrollment.
+    let user = user_name(&pw.name)?;
     Ok((user, pw))
 }
 

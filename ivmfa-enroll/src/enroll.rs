@@ -29,6 +29,13 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     };
     let (user, _) = existing_user(&name)?;
     refuse_if_enrolled(ctx, &user, args.force)?;
+    if !(1..=recovery::MAX_COUNT).contains(&args.recovery_codes) {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!("--recovery-codes must be 1 to {}", recovery::MAX_COUNT),
+            "the default of 10 suits most people",
+        ));
+    }
 
     let provided = args.secret.is_some() || args.secret_file.is_some();
     let secret = match (&args.secret, &args.secret_file) {
@@ -45,6 +52,8 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
 
     let qr = Qr::new(&uri)?;
+    // Removed again unless the enrollment is saved: a picture of an unused secret is a leak.
+    let mut images = Images(Vec::new());
     for (path, bytes) in [
         (&args.qr_png, args.qr_png.as_ref().map(|_| qr.png(8))),
         (
@@ -54,11 +63,12 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     ] {
         if let (Some(path), Some(bytes)) = (path, bytes) {
             write_private_file(path, &bytes)?;
+            images.0.push(path.clone());
             println!("QR code written to {}", path.display());
         }
     }
     // A key the caller supplied is theirs already; echoing it would only leak it into logs.
-    if !provided || args.qr != QrStyle::Utf8 {
+    if !provided {
         show(&qr, args.qr, &uri, &enrollment, &issuer, user.as_str());
     }
 
@@ -74,6 +84,7 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
         ..enrollment
     };
     let archived = save(ctx, &user, &enrollment, confirmed_step, args.force)?;
+    images.0.clear();
     ctx.audit(
         Level::Notice,
         &format!(
@@ -88,6 +99,17 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     println!("\n{user} is enrolled. From now on, logins ask for the code from the app.");
     print_recovery_codes(&codes);
     Ok(())
+}
+
+/// Image files of the QR code, removed on drop unless emptied.
+struct Images(Vec<std::path::PathBuf>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The user who ran sudo, else the current user.
@@ -121,21 +143,36 @@ pub fn refuse_if_enrolled(ctx: &Context, user: &UserName, force: bool) -> Result
     Ok(())
 }
 
+/// The key from standard input, or from a file that only root can have written: whoever
+/// controls that file chooses the user's secret.
 fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
-    let mut line = Zeroizing::new(String::new());
-    let read = if path == Path::new("-") {
-        io::stdin().lock().read_line(&mut line)
-    } else {
-        std::fs::File::open(path).and_then(|f| io::BufReader::new(f).read_line(&mut line))
+    if path == Path::new("-") {
+        let mut line = Zeroizing::new(String::new());
+        io::stdin().lock().read_line(&mut line).map_err(|e| {
+            CliError::new(
+                Kind::Failed,
+                format!("cannot read the key from standard input: {e}"),
+                "pipe the key in",
+            )
+        })?;
+        return Ok(Zeroizing::new(line.trim().to_owned()));
+    }
+    let policy = ivmfa_core::safefile::Policy {
+        owner: 0,
+        max_len: 4096,
+        private: true,
+        strict_owner: false,
     };
-    read.map_err(|e| {
+    let text = policy.read_text(path)?.ok_or_else(|| {
         CliError::new(
-            Kind::Failed,
-            format!("cannot read the key from {}: {e}", path.display()),
-            "give a readable file, or - for standard input",
+            Kind::Usage,
+            format!("{} does not exist", path.display()),
+            "give the file holding the key, or - for standard input",
         )
     })?;
-    Ok(Zeroizing::new(line.trim().to_owned()))
+    Ok(Zeroizing::new(
+        text.lines().next().unwrap_or("").trim().to_owned(),
+    ))
 }
 
 fn issuer(ctx: &Context, given: Option<&str>) -> Result<String> {
@@ -231,9 +268,14 @@ fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
             )
         })?;
         if n == 0 {
+            let what = if attempt == 1 {
+                "no code was entered; nothing was saved"
+            } else {
+                "the input ended before a correct code; nothing was saved"
+            };
             return Err(CliError::new(
                 Kind::Refused,
-                "no code was entered; nothing was saved",
+                what,
                 "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
             ));
         }

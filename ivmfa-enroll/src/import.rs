@@ -14,14 +14,17 @@ use crate::error::{CliError, Kind, Result};
 pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Result<()> {
     let (user, pw) = existing_user(name)?;
     refuse_if_enrolled(ctx, &user, force)?;
+    // In the user's home the file must be the user's own; a file named with --file is the
+    // administrator's choice and may also be root's. Private either way, as
+    // google-authenticator itself demands.
     let path = file
         .cloned()
         .unwrap_or_else(|| pw.home.join(".google_authenticator"));
-    // Same rules google-authenticator itself applies: the user's (or root's), private.
     let policy = Policy {
         owner: pw.uid,
         max_len: 64 * 1024,
         private: true,
+        strict_owner: file.is_none(),
     };
     let text = policy.read_text(&path)?.ok_or_else(|| {
         CliError::new(

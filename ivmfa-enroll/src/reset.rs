@@ -51,6 +51,11 @@ fn no_request(user: &UserName) -> CliError {
 
 pub fn approve(ctx: &Context, name: &str) -> Result<()> {
     let user = user_name(name)?;
+    // Checked before locking (which would create a directory for a mistyped name) and again
+    // under the lock.
+    if ctx.store.reset_request(&user)?.is_none() {
+        return Err(no_request(&user));
+    }
     let lock = ctx.store.lock(&user)?;
     if ctx.store.reset_request(&user)?.is_none() {
         return Err(no_request(&user));
@@ -90,6 +95,9 @@ pub fn deny(ctx: &Context, name: &str, reason: &str) -> Result<()> {
             format!("the reason must be one line of 1 to {MAX_REASON_LEN} characters"),
             "say briefly why, e.g. --reason \"Call the service desk to confirm who you are\"",
         ));
+    }
+    if ctx.store.reset_request(&user)?.is_none() {
+        return Err(no_request(&user));
     }
     let lock = ctx.store.lock(&user)?;
     if !ctx.store.close_reset_request(&lock, &user)? {

@@ -206,15 +206,24 @@ fn pam_dir(f: &Fixture, files: &[(&str, &str)]) -> String {
     let dir = f.dir.join("pam-check");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
+    // The module under test by absolute path, under its installed name, as it is not
+    // installed on this machine.
+    let installed = f.dir.join("pam_ivmfa.so");
+    if !installed.exists() {
+        std::os::unix::fs::symlink(module_path(), &installed).unwrap();
+    }
+    let module = format!(" {}", installed.display());
     for (name, text) in files {
-        fs::write(dir.join(name), text).unwrap();
+        fs::write(dir.join(name), text.replace(" pam_ivmfa.so", &module)).unwrap();
     }
     dir.display().to_string()
 }
 
 /// Stands in for `sshd -T`: prints the given effective settings.
 fn sshd_printing(f: &Fixture, settings: &str) -> String {
-    let path = f.dir.join("sshd-T");
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = f.dir.join(format!("sshd-T-{n}"));
     fs::write(&path, format!("#!/bin/sh\ncat <<'END'\n{settings}\nEND\n")).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path.display().to_string()
@@ -259,7 +268,7 @@ fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
         "unenrolled=enroll, but a wrong password does not stop the stack",
         "unknown option windwo",
         "KbdInteractiveAuthentication no",
-        "users with a key log in without a code",
+        "without a code through: publickey",
     ] {
         assert!(
             out.stdout.contains(problem),
@@ -361,4 +370,140 @@ fn every_command_has_help_with_examples() {
             "{command:?} has no example:\n{text}"
         );
     }
+}
+
+#[test]
+fn check_sees_through_includes_jumps_and_sshd_bypasses() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    let good_sshd = sshd_printing(
+        &f,
+        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
+         authenticationmethods publickey,keyboard-interactive keyboard-interactive",
+    );
+    let run = |files: &[(&str, &str)], sshd: &str| {
+        let dir = pam_dir(&f, files);
+        f.cli(&["check", "--pam-dir", &dir, "--sshd", sshd], "")
+    };
+    // The module in an included file still counts for sshd, and a key alone is a bypass.
+    let key_alone = sshd_printing(
+        &f,
+        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication host-bound\nauthenticationmethods any",
+    );
+    let out = run(
+        &[
+            (
+                "common-auth",
+                &format!("{COMMON_AUTH}auth required pam_ivmfa.so\n"),
+            ),
+            ("sshd", "@include common-auth\n"),
+        ],
+        &key_alone,
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("without a code through: publickey"),
+        "{}",
+        out.stdout
+    );
+
+    for (stack, problem) in [
+        ("auth sufficient pam_unix.so\nauth required pam_ivmfa.so\n", "ends the stack before pam_ivmfa.so"),
+        ("auth [success=done default=ignore] pam_unix.so\nauth required pam_ivmfa.so\n", "ends the stack"),
+        ("auth [success=2 default=ignore] pam_unix.so\nauth requisite pam_deny.so\nauth required pam_ivmfa.so\n", "jumps past"),
+        ("auth include password-auth\nauth required pam_ivmfa.so\n", "ends the stack before"),
+        ("AUTH required pam_unix.so\n-auth required pam_ivmfa.so\n", "-auth makes libpam skip"),
+        ("auth required pam_unix.so\nauth required /nonexistent/pam_ivmfa.so\n", "is not installed"),
+    ] {
+        let out = run(
+            &[("password-auth", "auth sufficient pam_unix.so\nauth requisite pam_deny.so\n"), ("sshd", stack)],
+            &good_sshd,
+        );
+        assert_eq!(out.code, 1, "{stack}: {}", out.stdout);
+        assert!(out.stdout.contains(problem), "{problem:?} for {stack:?}:\n{}", out.stdout);
+    }
+
+    // sshd settings that cannot be read are a problem, not a shrug; so are gssapi and
+    // hostbased logins that skip keyboard-interactive.
+    let broken = f.dir.join("sshd-broken");
+    fs::write(
+        &broken,
+        "#!/bin/sh\necho 'Missing privilege separation directory: /run/sshd' >&2\nexit 255\n",
+    )
+    .unwrap();
+    fs::set_permissions(&broken, fs::Permissions::from_mode(0o755)).unwrap();
+    let broken = broken.display().to_string();
+    let stack = [
+        ("common-auth", COMMON_AUTH),
+        ("sshd", "@include common-auth\nauth required pam_ivmfa.so\n"),
+    ];
+    let out = run(&stack, &broken);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("cannot read sshd's effective settings"),
+        "{}",
+        out.stdout
+    );
+    let gssapi = sshd_printing(
+        &f,
+        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication no\ngssapiauthentication yes\n\
+         hostbasedauthentication yes\nauthenticationmethods any",
+    );
+    let out = run(&stack, &gssapi);
+    assert!(
+        out.stdout.contains("gssapi-with-mic, hostbased"),
+        "{}",
+        out.stdout
+    );
+
+    // Roll-out settings are reported even when nothing is wrong.
+    let out = run(
+        &[("common-auth", COMMON_AUTH), ("sshd", "@include common-auth\nauth required pam_ivmfa.so unenrolled=allow exempt_group=wheel\n")],
+        &good_sshd,
+    );
+    out.expect(0, "No problems found");
+    assert!(out
+        .stdout
+        .contains("unenrolled=allow: users who have not enrolled log in with the password alone"));
+    assert!(out
+        .stdout
+        .contains("members of group wheel log in without a code"));
+}
+
+#[test]
+fn mistyped_names_leave_no_trace() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    f.cli(&["remove", "daemonn"], "")
+        .expect(3, "daemonn is not enrolled");
+    f.cli(&["reset", "approve", "daemonn"], "")
+        .expect(3, "no reset request from daemonn");
+    f.cli(&["reset", "deny", "daemonn", "--reason", "x"], "")
+        .expect(3, "no reset request");
+    assert!(!f.user_dir("daemonn").exists());
+    let out = f.cli(&["status"], "");
+    assert!(!out.stdout.contains("daemonn"), "{}", out.stdout);
+}
+
+#[test]
+fn one_broken_user_does_not_hide_the_others() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    f.cli(&["enroll", "bin", "--secret", KEY, "--no-confirm"], "")
+        .expect(0, "enrolled");
+    fs::set_permissions(
+        f.user_dir("bin").join("secret.toml"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = f.cli(&["status"], "");
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.contains("bin: cannot be read"), "{out:#?}");
+    assert!(out.stdout.contains("daemon: enrolled since"), "{out:#?}");
 }
