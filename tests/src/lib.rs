@@ -394,6 +394,7 @@ impl Outcome {
     }
 }
 
+pub mod sshd;
 pub mod terminal;
 
 /// Decodes a QR code drawn with half blocks (`▀ ▄ █` and spaces) with a real decoder

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! pam-driver dlopen MODULE.so
+//! pam-driver phone FILE          (prints the code for the last QR code drawn in FILE)
 //! ```
 //!
 //! `auth` prints every message the stack sent (`info: ...`, `prompt-hidden: ...`), then
@@ -30,7 +31,16 @@ use ffi::{Script, Transaction};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("auth") => auth(&args[1..]),
+                Some("auth") => auth(&args[1..]),
+        // For an SSH_ASKPASS script: the code for the last QR code in a file (ssh's stderr).
+        Some("phone") if args.len() == 2 => match std::fs::read_to_string(&args[1]) {
+            Ok(text) => {
+                let code = phone::answer(b"@phone".to_vec(), &text);
+                println!("{}", String::from_utf8_lossy(&code));
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(&format!("{}: {e}", args[1])),
+        },
         Some("dlopen") if args.len() == 2 => match ffi::dlopen_now(&args[1]) {
             Ok((authenticate, setcred)) => {
                 println!("loaded: pam_sm_authenticate={authenticate} pam_sm_setcred={setcred}");
