@@ -49,47 +49,77 @@ pub fn module_line(f: &Fixture, args: &str) -> String {
     )
 }
 
-impl Sshd {
-    /// Starts sshd with `auth` as its PAM auth stack and `extra` appended to sshd_config.
-    pub fn start(f: &Fixture, name: &str, auth: &str, extra: &str) -> Sshd {
-        let dir = f.dir.join(name);
-        let etc = dir.join("etc");
-        let pam = dir.join("pam.d");
-        for d in [&etc, &pam] {
-            fs::create_dir_all(d).unwrap();
+/// Prepares a private system under `f.dir/name` and returns the shell commands that, run in
+/// a private mount namespace, put it in place: copies of /etc/passwd, /etc/shadow and
+/// /etc/group with the test user (password [`PASSWORD`], home `f.dir/home`) added, a PAM
+/// directory holding `services` (each with `auth` lines as given and permissive account,
+/// session and password lines), and a fresh tmpfs on /run.
+pub fn private_system(f: &Fixture, name: &str, services: &[(&str, &str)]) -> String {
+    let dir = f.dir.join(name);
+    let etc = dir.join("etc");
+    let pam = dir.join("pam.d");
+    for d in [&etc, &pam] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let home = f.dir.join("home");
+    fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::os::unix::fs::chown(&home, Some(UID), Some(UID)).unwrap();
+
+    let hash = Command::new("openssl")
+        .args(["passwd", "-6", PASSWORD])
+        .output()
+        .expect("openssl makes the password hash");
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
+    let add = |file: &str, line: String, mode: u32| {
+        let mut text = fs::read_to_string(Path::new("/etc").join(file)).unwrap();
+        if !text.ends_with('\n') {
+            text.push('\n');
         }
-        let home = f.dir.join("home");
-        fs::create_dir_all(home.join(".ssh")).unwrap();
-        std::os::unix::fs::chown(&home, Some(UID), Some(UID)).unwrap();
+        text.push_str(&line);
+        write(&etc.join(file), &text, mode);
+    };
+    add(
+        "passwd",
+        format!("{USER}:x:{UID}:{UID}::{}:/bin/sh\n", home.display()),
+        0o644,
+    );
+    add(
+        "shadow",
+        format!("{USER}:{hash}:19000:0:99999:7:::\n"),
+        0o640,
+    );
+    add("group", format!("{USER}:x:{UID}:\n"), 0o644);
 
-        // The test user, in copies of the user database.
-        let hash = Command::new("openssl")
-            .args(["passwd", "-6", PASSWORD])
-            .output()
-            .expect("openssl makes the password hash");
-        let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
-        let add = |file: &str, line: String, mode: u32| {
-            let mut text = fs::read_to_string(Path::new("/etc").join(file)).unwrap();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&line);
-            write(&etc.join(file), &text, mode);
-        };
-        add("passwd", format!("{USER}:x:{UID}:{UID}::{}:/bin/sh\n", home.display()), 0o644);
-        add("shadow", format!("{USER}:{hash}:19000:0:99999:7:::\n"), 0o640);
-        add("group", format!("{USER}:x:{UID}:\n"), 0o644);
-
+    for (service, auth) in services {
         write(
-            &pam.join("sshd"),
+            &pam.join(service),
             &format!(
                 "{auth}\naccount required pam_unix.so\nsession required pam_permit.so\n\
                  password required pam_deny.so\n"
             ),
             0o644,
         );
-        write(&pam.join("other"), "auth required pam_deny.so\naccount required pam_deny.so\n", 0o644);
+    }
+    write(
+        &pam.join("other"),
+        "auth required pam_deny.so\naccount required pam_deny.so\n",
+        0o644,
+    );
+    format!(
+        "mount -t tmpfs -o mode=755 ivmfa-run /run\n\
+         for f in passwd shadow group; do mount --bind {etc}/$f /etc/$f; done\n\
+         mount --bind {pam} /etc/pam.d",
+        etc = etc.display(),
+        pam = pam.display()
+    )
+}
 
+impl Sshd {
+    /// Starts sshd with `auth` as its PAM auth stack and `extra` appended to sshd_config.
+    pub fn start(f: &Fixture, name: &str, auth: &str, extra: &str) -> Sshd {
+        let dir = f.dir.join(name);
+        let setup = private_system(f, name, &[("sshd", auth)]);
+        let home = f.dir.join("home");
         let key = dir.join("host_ed25519");
         if !key.exists() {
             let ok = Command::new("ssh-keygen")
@@ -114,18 +144,16 @@ impl Sshd {
             ),
             0o644,
         );
-        let setup = format!(
-            "mount -t tmpfs -o mode=755 ivmfa-run /run\nmkdir -m 755 /run/sshd\n\
-             for f in passwd shadow group; do mount --bind {etc}/$f /etc/$f; done\n\
-             mount --bind {pam} /etc/pam.d",
-            etc = etc.display(),
-            pam = pam.display()
-        );
         let log = fs::File::create(dir.join("sshd.log")).unwrap();
         let child = Fixture::in_namespace(
-            &setup,
+            &format!("{setup}\nmkdir -m 755 /run/sshd"),
             Path::new("/usr/sbin/sshd"),
-            &["-D".into(), "-e".into(), "-f".into(), dir.join("sshd_config").display().to_string()],
+            &[
+                "-D".into(),
+                "-e".into(),
+                "-f".into(),
+                dir.join("sshd_config").display().to_string(),
+            ],
         )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -135,7 +163,11 @@ impl Sshd {
         let server = Sshd { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start: {}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -160,7 +192,7 @@ impl Sshd {
         write(
             &askpass,
             &format!(
-                                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {run}/prompts\n\
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {run}/prompts\n\
                  printf '%s\\n' \"$1\" > {run}/shown\ncase \"$1\" in\n\
                  *assword*) cat {run}/password ;;\n\
                  *) if [ \"$(cat {run}/code)\" = @phone ]; then exec {driver} phone {run}/shown; \
@@ -172,7 +204,12 @@ impl Sshd {
         );
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-p", &self.port.to_string()])
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
             .args(["-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"])
             .args(["-o", "GSSAPIAuthentication=no"]);
         match key {
@@ -231,7 +268,7 @@ impl Drop for Sshd {
 pub struct SshLogin {
     /// The command ran: authentication succeeded.
     pub ok: bool,
-        /// What ssh printed itself: messages sent after the last prompt arrive here.
+    /// What ssh printed itself: messages sent after the last prompt arrive here.
     pub stderr: String,
     /// What askpass was shown, in order: ssh puts the module's messages (the QR code among
     /// them) before each prompt, as a terminal user sees them above it.

@@ -44,7 +44,14 @@ fn first_login_enrolls_with_the_qr_code_and_goes_on() {
     assert_eq!(codes.len(), 10, "{out:?}");
     assert_eq!(e.recovery.remaining(), 10);
     // The code used to enroll cannot log in again; the next one is needed.
-    f.login("daemon", &[&code(&e, 0)]).assert("PAM_AUTH_ERR");
+    let name = UserName::parse("daemon").unwrap();
+    let lock = f.store().lock(&name).unwrap();
+    let used = f.store().load_state(&lock).unwrap().last_step;
+    drop(lock);
+    let used_code = ivmfa_core::totp::code_at(&e, used * 30).unwrap();
+    f.login("daemon", &[&used_code])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("already been used");
     f.login("daemon", &[&code(&e, 1)]).assert("PAM_SUCCESS");
 }
 

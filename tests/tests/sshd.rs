@@ -9,7 +9,10 @@ fn available() -> bool {
         return false;
     }
     let present = std::path::Path::new("/usr/sbin/sshd").exists();
-    assert!(present || !is_ci(), "openssh-server is needed for the sshd tier");
+    assert!(
+        present || !is_ci(),
+        "openssh-server is needed for the sshd tier"
+    );
     if !present {
         eprintln!("SKIPPED: openssh-server is not installed");
     }
@@ -28,26 +31,38 @@ fn password_and_code_log_in_and_wrong_ones_do_not() {
     }
     let f = Fixture::new("");
     let e = f.enroll(USER);
-    let sshd = Sshd::start(&f, "sshd", &password_then_code(&f, ""), "AuthenticationMethods keyboard-interactive");
+    let sshd = Sshd::start(
+        &f,
+        "sshd",
+        &password_then_code(&f, ""),
+        "AuthenticationMethods keyboard-interactive",
+    );
     settle();
-    let good = sshd.login(PASSWORD, &code(&e, 0), None);
+    let c = code(&e, 0);
+    let good = sshd.login(PASSWORD, &c, None);
     assert!(good.ok, "{good:#?}\n{}", sshd.log());
     assert!(good.prompts.contains("Password"), "{good:#?}");
     assert!(good.prompts.contains("Verification code: "), "{good:#?}");
 
     // The same code again: replay.
-    let replay = sshd.login(PASSWORD, &code(&e, 0), None);
+    let replay = sshd.login(PASSWORD, &c, None);
     assert!(!replay.ok, "{replay:#?}");
     assert!(replay.stderr.contains("already been used"), "{replay:#?}");
 
     let wrong = sshd.login(PASSWORD, &wrong_code(&e), None);
     assert!(!wrong.ok);
-    assert!(wrong.stderr.contains("That code is not correct"), "{wrong:#?}");
+    assert!(
+        wrong.stderr.contains("That code is not correct"),
+        "{wrong:#?}"
+    );
 
     // A wrong password never reaches the code prompt.
     let bad_password = sshd.login("not the password", &code(&e, 1), None);
     assert!(!bad_password.ok);
-    assert!(!bad_password.prompts.contains("Verification code"), "{bad_password:#?}");
+    assert!(
+        !bad_password.prompts.contains("Verification code"),
+        "{bad_password:#?}"
+    );
 }
 
 #[test]
@@ -57,7 +72,12 @@ fn two_clients_racing_with_one_code_one_gets_in() {
     }
     let f = Fixture::new("");
     let e = f.enroll(USER);
-    let sshd = Sshd::start(&f, "sshd", &password_then_code(&f, ""), "AuthenticationMethods keyboard-interactive");
+    let sshd = Sshd::start(
+        &f,
+        "sshd",
+        &password_then_code(&f, ""),
+        "AuthenticationMethods keyboard-interactive",
+    );
     let state = f.user_dir(USER).join("state.toml");
     for trial in 0..20 {
         let _ = std::fs::remove_file(&state);
@@ -89,7 +109,10 @@ fn key_and_code_with_a_code_only_stack() {
     settle();
     let good = sshd.login(PASSWORD, &code(&e, 0), Some(&key));
     assert!(good.ok, "{good:#?}\n{}", sshd.log());
-    assert!(!good.prompts.contains("Password"), "no password with a key: {good:#?}");
+    assert!(
+        !good.prompts.contains("Password"),
+        "no password with a key: {good:#?}"
+    );
     // The key alone is not enough.
     let wrong = sshd.login(PASSWORD, &wrong_code(&e), Some(&key));
     assert!(!wrong.ok);
@@ -113,14 +136,20 @@ fn first_login_enrollment_over_ssh_with_a_qr_that_scans() {
     settle();
     let first = sshd.login(PASSWORD, "@phone", None);
     assert!(first.ok, "{first:#?}\n{}", sshd.log());
-        // The QR code reached the user's screen as plain half blocks and scanned.
+    // The QR code reached the user's screen as plain half blocks and scanned.
     assert!(first.prompts.contains('▀'), "{first:#?}");
-    assert!(!first.prompts.contains("\\033"), "no escaped escape sequences");
+    assert!(
+        !first.prompts.contains("\\033"),
+        "no escaped escape sequences"
+    );
     let shown_text = format!("{}{}", first.prompts, first.stderr);
     assert!(shown_text.contains("Recovery codes"), "{first:#?}");
     let e = f.enrollment(USER).expect("enrolled over ssh");
     let shown = decode_half_blocks(&first.prompts, false).expect("the QR code on screen decodes");
-    assert!(shown.contains(&format!(":{USER}?secret={}", e.secret.to_base32().as_str())), "{shown}");
+    assert!(
+        shown.contains(&format!(":{USER}?secret={}", e.secret.to_base32().as_str())),
+        "{shown}"
+    );
     // From now on the code is asked for.
     let next = sshd.login(PASSWORD, &code(&e, 1), None);
     assert!(next.ok, "{next:#?}");
@@ -141,7 +170,7 @@ fn reset_request_and_recovery_code_over_ssh() {
     settle();
     let first = sshd.login(PASSWORD, "@phone", None);
     assert!(first.ok, "{first:#?}");
-        let shown = format!("{}{}", first.prompts, first.stderr);
+    let shown = format!("{}{}", first.prompts, first.stderr);
     let recovery: Vec<&str> = shown
         .split_whitespace()
         .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
@@ -150,14 +179,15 @@ fn reset_request_and_recovery_code_over_ssh() {
 
     let with_recovery = sshd.login(PASSWORD, recovery[0], None);
     assert!(with_recovery.ok, "{with_recovery:#?}");
-        let said = format!("{}{}", with_recovery.prompts, with_recovery.stderr);
+    let said = format!("{}{}", with_recovery.prompts, with_recovery.stderr);
     assert!(said.contains("9 recovery codes left"), "{with_recovery:#?}");
 
     let reset = sshd.login(PASSWORD, "reset", None);
     assert!(!reset.ok);
-        let said = format!("{}{}", reset.prompts, reset.stderr);
+    let said = format!("{}{}", reset.prompts, reset.stderr);
     assert!(said.contains("sent to the administrators"), "{reset:#?}");
-    let request = std::fs::read_to_string(f.store.join("requests").join(format!("{USER}.toml"))).unwrap();
+    let request =
+        std::fs::read_to_string(f.store.join("requests").join(format!("{USER}.toml"))).unwrap();
     assert!(request.contains("service = \"sshd\""), "{request}");
     assert!(request.contains("rhost = \"127.0.0.1\""), "{request}");
 }

@@ -31,7 +31,7 @@ use ffi::{Script, Transaction};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-                Some("auth") => auth(&args[1..]),
+        Some("auth") => auth(&args[1..]),
         // For an SSH_ASKPASS script: the code for the last QR code in a file (ssh's stderr).
         Some("phone") if args.len() == 2 => match std::fs::read_to_string(&args[1]) {
             Ok(text) => {
