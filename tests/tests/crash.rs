@@ -1,0 +1,120 @@
+//! Writers killed with SIGKILL at random points: every file still parses (the old or the new
+//! version, never a mix), no code is ever accepted twice, and the next good login works.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ivmfa_core::username::UserName;
+use ivmfa_tests::*;
+
+/// A cheap random number from the clock, enough to spread the kill points.
+fn jitter(max_micros: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    Duration::from_micros(nanos % max_micros)
+}
+
+fn assert_parses(f: &Fixture, user: &str) -> u64 {
+    let name = UserName::parse(user).unwrap();
+    let store = f.store();
+    store
+        .load_enrollment(&name)
+        .unwrap()
+        .expect("the enrollment survives");
+    let lock = store.lock(&name).unwrap();
+    store.load_state(&lock).unwrap().last_step
+}
+
+#[test]
+fn logins_killed_mid_write_leave_parsable_files_and_no_double_use() {
+    let f = Fixture::new(
+        "max_failures=1000 max_failures_per_user=10000 backoff_seconds=1 max_backoff_seconds=1",
+    );
+    let e = f.enroll("daemon");
+    let mut killed = 0;
+    for round in 0..150 {
+        settle();
+        let right = code(&e, 0);
+        let answer = if round % 2 == 0 {
+            right.clone()
+        } else {
+            wrong_code(&e)
+        };
+        let mut child = Command::new(driver())
+            .args(f.auth_args("daemon", &[&answer]))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(jitter(8_000));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let watermark = assert_parses(&f, "daemon");
+        // Whatever the killed login managed, the right code now works at most once.
+        let first = f.login("daemon", &[&right]).result;
+        let second = f.login("daemon", &[&right]).result;
+        assert_ne!(
+            (first.as_str(), second.as_str()),
+            ("PAM_SUCCESS", "PAM_SUCCESS"),
+            "round {round}: a code was accepted twice"
+        );
+        assert!(
+            assert_parses(&f, "daemon") >= watermark,
+            "the watermark never goes back"
+        );
+    }
+    eprintln!("{killed} of 150 logins were killed while running");
+    assert!(killed > 0, "the kill points never hit a running login");
+    // No temp file is left for readers to trip over, or it is harmless: the next login works.
+    settle();
+    f.login("daemon", &[&code(&e, 1)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn enrollment_writes_killed_mid_way_leave_the_old_or_the_new_file() {
+    if !require_root("ivmfa-enroll runs as root only") {
+        return;
+    }
+    let f = Fixture::new("");
+    f.cli(
+        &[
+            "enroll",
+            "daemon",
+            "--secret",
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+            "--no-confirm",
+        ],
+        "",
+    )
+    .expect(0, "enrolled");
+    let name = UserName::parse("daemon").unwrap();
+    for _ in 0..100 {
+        let mut child = Command::new(enroll_bin())
+            .args(f.cli_args(&["recovery-codes", "daemon"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(jitter(6_000));
+        let _ = child.kill();
+        let _ = child.wait();
+        let e = f
+            .store()
+            .load_enrollment(&name)
+            .unwrap()
+            .expect("still enrolled");
+        assert_eq!(
+            e.secret.expose(),
+            b"12345678901234567890",
+            "the secret never changes"
+        );
+        assert_eq!(e.recovery.remaining(), 10, "a whole set, old or new");
+    }
+    settle();
+    let e = f.enrollment("daemon").unwrap();
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
