@@ -118,9 +118,14 @@ impl Config {
                     path.display()
                 )))
             }
-            None => return Ok(()),
+                        None => return Ok(()),
         };
-        let table: toml::Table = parse_toml(&text, path, CONFIG_HINT)?;
+        self.apply_file_text(&text, path)
+    }
+
+    /// Applies the keys of a config file's text; `path` names it in errors.
+    pub fn apply_file_text(&mut self, text: &str, path: &Path) -> Result<()> {
+        let table: toml::Table = parse_toml(text, path, CONFIG_HINT)?;
         for (key, value) in &table {
             if key == "config" {
                 return Err(Error::Config(format!(

@@ -394,6 +394,7 @@ impl Outcome {
     }
 }
 
+pub mod ffi;
 pub mod sshd;
 pub mod terminal;
 

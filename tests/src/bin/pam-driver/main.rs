@@ -19,14 +19,12 @@
 //! `result: PAM_NAME`. With `--repeat N` it runs N transactions in one threaded process and
 //! prints thread and descriptor counts before and after, to show the module leaks neither.
 
-mod ffi;
 mod phone;
 
-use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ffi::{Script, Transaction};
+use ivmfa_tests::ffi::{self, Script, Transaction};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -139,12 +137,11 @@ fn auth(args: &[String]) -> ExitCode {
 }
 
 fn start(o: &Options) -> Result<Transaction, i32> {
-    let script = Script {
-        answers: o.answers.iter().cloned().collect::<VecDeque<_>>(),
-        transcript: Vec::new(),
+        let script = Script {
         hold_until: o.hold_until.clone(),
         refuse_info: o.refuse_info,
-        shown: String::new(),
+        answer_with: Some(phone::answer),
+        ..Script::answering(o.answers.iter().cloned())
     };
     let mut t = Transaction::start(&o.confdir, &o.service, &o.user, script)?;
     for (item, value) in [(ffi::PAM_RHOST, &o.rhost), (ffi::PAM_TTY, &o.tty)] {

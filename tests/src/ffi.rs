@@ -1,5 +1,6 @@
 //! The application side of libpam, as sshd or login would use it: pam_start_confdir,
-//! pam_authenticate, pam_end and a scripted conversation. All unsafe code of the driver.
+//! pam_authenticate, pam_end and a scripted conversation. The only unsafe code of the test
+//! crate (the driver and the benchmark use it).
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
@@ -38,7 +39,9 @@ const PAM_SUCCESS: c_int = 0;
 const PAM_BUF_ERR: c_int = 5;
 const PAM_CONV_ERR: c_int = 19;
 pub const PAM_TTY: c_int = 3;
+pub const PAM_USER: c_int = 2;
 pub const PAM_RHOST: c_int = 4;
+const PAM_FAIL_DELAY: c_int = 10;
 pub const PAM_SILENT: c_int = 0x8000;
 
 #[link(name = "pam")]
@@ -64,8 +67,23 @@ pub struct Script {
     pub hold_until: Option<std::path::PathBuf>,
     /// Fail the conversation on PAM_TEXT_INFO, like a client that cannot show text.
     pub refuse_info: bool,
-    /// The text of every PAM_TEXT_INFO so far, for the phone to scan.
+        /// The text of every PAM_TEXT_INFO so far, for the phone to scan.
     pub shown: String,
+    /// Turns a scripted answer into the one given, seeing what was shown (the phone).
+    pub answer_with: Option<fn(Vec<u8>, &str) -> Vec<u8>>,
+}
+
+impl Script {
+    pub fn answering(answers: impl IntoIterator<Item = Vec<u8>>) -> Script {
+        Script {
+            answers: answers.into_iter().collect(),
+            transcript: Vec::new(),
+            hold_until: None,
+            refuse_info: false,
+            shown: String::new(),
+            answer_with: None,
+        }
+    }
 }
 
 unsafe extern "C" fn converse(
@@ -124,10 +142,15 @@ unsafe extern "C" fn converse(
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
             }
+                        let answer_with = script.answer_with;
+            let shown = &script.shown;
             let Some(answer) = script
                 .answers
                 .pop_front()
-                .map(|a| crate::phone::answer(a, &script.shown))
+                .map(|a| match answer_with {
+                    Some(f) => f(a, shown),
+                    None => a,
+                })
             else {
                 // SAFETY: replies came from calloc above and holds no strings yet.
                 unsafe { free_replies(replies, n) };
@@ -209,6 +232,19 @@ impl Transaction {
         };
         // SAFETY: pamh is live; libpam copies string items.
         unsafe { pam_set_item(self.pamh, item, value.as_ptr().cast()) }
+    }
+
+        /// Makes libpam skip the failure delay a module asks for (as a benchmark wants).
+    pub fn skip_fail_delay(&mut self) -> c_int {
+        extern "C" fn no_delay(_retval: c_int, _usec: std::os::raw::c_uint, _appdata: *mut c_void) {}
+        let delay: extern "C" fn(c_int, std::os::raw::c_uint, *mut c_void) = no_delay;
+        // SAFETY: PAM_FAIL_DELAY takes a function pointer of this signature (pam_fail_delay(3)).
+        unsafe { pam_set_item(self.pamh, PAM_FAIL_DELAY, delay as *const c_void) }
+    }
+
+    /// The next answers the conversation gives.
+    pub fn queue_answer(&mut self, answer: &[u8]) {
+        self.script.answers.push_back(answer.to_vec());
     }
 
     pub fn authenticate(&mut self, flags: c_int) -> c_int {
