@@ -245,17 +245,18 @@ impl Attempt<'_, '_> {
         user: &UserName,
         enrollment: &Enrollment,
     ) -> Result<Verdict> {
-        // Refuse early while backing off, and take a denied reset's notice. The lock is not
-        // held across the prompt (a person may take minutes to answer), nor while anything is
-        // said (a conversation may block).
+        // Refuse early while backing off (a read that changes nothing needs no lock), and take
+        // a denied reset's notice. No lock is held across the prompt (a person may take
+        // minutes to answer), nor while anything is said (a conversation may block).
         let source = self.login.source();
-        let (waiting, notice) = {
+        let waiting = store
+            .peek_state(user)?
+            .wait_for(source, self.host.now(), &config.rate_limit);
+        let notice = if store.has_notice(user) {
             let lock = store.lock(user)?;
-            let waiting =
-                store
-                    .load_state(&lock)?
-                    .wait_for(source, self.host.now(), &config.rate_limit);
-            (waiting, store.take_notice(&lock)?)
+            store.take_notice(&lock)?
+        } else {
+            None
         };
         if let Some(notice) = notice {
             self.log(Priority::Info, "shown the reason its reset was declined");

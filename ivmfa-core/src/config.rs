@@ -118,7 +118,7 @@ impl Config {
                     path.display()
                 )))
             }
-                        None => return Ok(()),
+            None => return Ok(()),
         };
         self.apply_file_text(&text, path)
     }

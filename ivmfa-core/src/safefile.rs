@@ -220,7 +220,8 @@ fn write_then_rename(temp: &Path, target: &Path, contents: &[u8]) -> Result<()> 
         .map_err(|e| Error::io(temp, "create", e))?;
     file.write_all(contents)
         .map_err(|e| Error::io(temp, "write", e))?;
-    file.sync_all().map_err(|e| Error::io(temp, "flush", e))?;
+    // fdatasync: the data and the size; the rename and the directory flush do the rest.
+    file.sync_data().map_err(|e| Error::io(temp, "flush", e))?;
     drop(file);
     fs::rename(temp, target).map_err(|e| Error::io(target, "replace", e))
 }

@@ -106,7 +106,11 @@ impl Store {
     /// Takes the user's lock, creating the user's directory if needed. Blocks while another
     /// process holds it; holders never wait for a person, only for disk I/O.
     pub fn lock(&self, user: &UserName) -> Result<UserLock> {
-        let dir = self.ensure_user_dir(user)?;
+        let dir = if self.user_dir_present(user)? {
+            self.user_dir(user)
+        } else {
+            self.ensure_user_dir(user)?
+        };
         let path = dir.join(LOCK_FILE);
         let file = self.policy.open_lock_file(&path)?;
         file.lock().map_err(|e| Error::io(&path, "lock", e))?;
@@ -182,6 +186,25 @@ impl Store {
             Some(text) => State::from_toml(&text, &path),
             None => Ok(State::default()),
         }
+    }
+
+    /// Reads the state without the lock, for a decision that changes nothing (is the user
+    /// backing off?). Writers replace the file atomically, so this sees one whole version;
+    /// anything that changes state re-reads it under the lock.
+    pub fn peek_state(&self, user: &UserName) -> Result<State> {
+        if !self.user_dir_present(user)? {
+            return Ok(State::default());
+        }
+        let path = self.user_dir(user).join(STATE_FILE);
+        match self.policy.read_text(&path)? {
+            Some(text) => State::from_toml(&text, &path),
+            None => Ok(State::default()),
+        }
+    }
+
+    /// Whether a declined reset's notice waits for the user (checked without the lock).
+    pub fn has_notice(&self, user: &UserName) -> bool {
+        self.user_dir(user).join(NOTICE_FILE).exists()
     }
 
     pub fn save_state(&self, lock: &UserLock, state: &State) -> Result<()> {

@@ -58,6 +58,9 @@ extern "C" {
     fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
 }
 
+/// Turns a scripted answer into the one typed, given what was shown so far.
+pub type AnswerWith = fn(Vec<u8>, &str) -> Vec<u8>;
+
 /// What the scripted person answers, and what they were shown.
 pub struct Script {
     pub answers: VecDeque<Vec<u8>>,
@@ -67,10 +70,10 @@ pub struct Script {
     pub hold_until: Option<std::path::PathBuf>,
     /// Fail the conversation on PAM_TEXT_INFO, like a client that cannot show text.
     pub refuse_info: bool,
-        /// The text of every PAM_TEXT_INFO so far, for the phone to scan.
+    /// The text of every PAM_TEXT_INFO so far, for the phone to scan.
     pub shown: String,
     /// Turns a scripted answer into the one given, seeing what was shown (the phone).
-    pub answer_with: Option<fn(Vec<u8>, &str) -> Vec<u8>>,
+    pub answer_with: Option<AnswerWith>,
 }
 
 impl Script {
@@ -142,16 +145,12 @@ unsafe extern "C" fn converse(
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
             }
-                        let answer_with = script.answer_with;
+            let answer_with = script.answer_with;
             let shown = &script.shown;
-            let Some(answer) = script
-                .answers
-                .pop_front()
-                .map(|a| match answer_with {
-                    Some(f) => f(a, shown),
-                    None => a,
-                })
-            else {
+            let Some(answer) = script.answers.pop_front().map(|a| match answer_with {
+                Some(f) => f(a, shown),
+                None => a,
+            }) else {
                 // SAFETY: replies came from calloc above and holds no strings yet.
                 unsafe { free_replies(replies, n) };
                 return PAM_CONV_ERR;
@@ -234,9 +233,10 @@ impl Transaction {
         unsafe { pam_set_item(self.pamh, item, value.as_ptr().cast()) }
     }
 
-        /// Makes libpam skip the failure delay a module asks for (as a benchmark wants).
+    /// Makes libpam skip the failure delay a module asks for (as a benchmark wants).
     pub fn skip_fail_delay(&mut self) -> c_int {
-        extern "C" fn no_delay(_retval: c_int, _usec: std::os::raw::c_uint, _appdata: *mut c_void) {}
+        extern "C" fn no_delay(_retval: c_int, _usec: std::os::raw::c_uint, _appdata: *mut c_void) {
+        }
         let delay: extern "C" fn(c_int, std::os::raw::c_uint, *mut c_void) = no_delay;
         // SAFETY: PAM_FAIL_DELAY takes a function pointer of this signature (pam_fail_delay(3)).
         unsafe { pam_set_item(self.pamh, PAM_FAIL_DELAY, delay as *const c_void) }

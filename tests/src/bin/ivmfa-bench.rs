@@ -40,7 +40,10 @@ fn user(i: usize) -> String {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 struct Setup {
@@ -56,12 +59,19 @@ impl Setup {
             .lines()
             .map(|l| Secret::from_base32(l).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
-        Ok(Setup { dir: dir.to_owned(), users: secrets.len(), secrets })
+        Ok(Setup {
+            dir: dir.to_owned(),
+            users: secrets.len(),
+            secrets,
+        })
     }
 
     fn code(&self, i: usize, wrong: bool) -> String {
         let e = Enrollment::standard(self.secrets[i].clone(), 0);
-        let mut code = ivmfa_core::totp::code_at(&e, now()).unwrap().to_string().into_bytes();
+        let mut code = ivmfa_core::totp::code_at(&e, now())
+            .unwrap()
+            .to_string()
+            .into_bytes();
         if wrong {
             code[5] = if code[5] == b'9' { b'0' } else { code[5] + 1 };
         }
@@ -108,7 +118,9 @@ fn outer(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    let module = module.canonicalize().map_err(|e| format!("{}: {e}", module.display()))?;
+    let module = module
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", module.display()))?;
     let dir = PathBuf::from("/tmp/ivmfa-bench");
     let _ = fs::remove_dir_all(&dir);
     for d in ["home", "store", "pam.d"] {
@@ -125,7 +137,10 @@ fn outer(args: &[String]) -> Result<(), String> {
         let home = dir.join("home").join(&name);
         fs::create_dir_all(&home).unwrap();
         chown(&home, Some(uid), Some(uid)).unwrap();
-        passwd.push_str(&format!("{name}:x:{uid}:{uid}::{}:/bin/sh\n", home.display()));
+        passwd.push_str(&format!(
+            "{name}:x:{uid}:{uid}::{}:/bin/sh\n",
+            home.display()
+        ));
         group.push_str(&format!("{name}:x:{uid}:\n"));
         let mut bytes = [0u8; 20];
         ivmfa_core::random::fill(&mut bytes).map_err(|e| e.to_string())?;
@@ -154,7 +169,11 @@ fn outer(args: &[String]) -> Result<(), String> {
         ),
     )
     .unwrap();
-    fs::write(dir.join("pam.d/bench-ga"), format!("auth required {GA_MODULE}\n")).unwrap();
+    fs::write(
+        dir.join("pam.d/bench-ga"),
+        format!("auth required {GA_MODULE}\n"),
+    )
+    .unwrap();
     fs::write(dir.join("pam.d/other"), "auth required pam_deny.so\n").unwrap();
 
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -170,7 +189,10 @@ fn outer(args: &[String]) -> Result<(), String> {
         .status()
         .map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all(&dir);
-    status.success().then_some(()).ok_or_else(|| "the benchmark failed".into())
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| "the benchmark failed".into())
 }
 
 /// Median and 99th percentile of latencies in microseconds.
@@ -205,13 +227,20 @@ fn inner(args: &[String]) -> Result<(), String> {
         return work(&setup, &args[2..]);
     }
     let module = PathBuf::from(&args[1]);
-    let ga = ["/usr/lib/x86_64-linux-gnu/security", "/lib/x86_64-linux-gnu/security", "/usr/lib64/security"]
-        .iter()
-        .map(|d| Path::new(d).join(GA_MODULE))
-        .find(|p| p.exists())
-        .ok_or("libpam-google-authenticator is not installed")?;
+    let ga = [
+        "/usr/lib/x86_64-linux-gnu/security",
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib64/security",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(GA_MODULE))
+    .find(|p| p.exists())
+    .ok_or("libpam-google-authenticator is not installed")?;
     let n = setup.users;
-    println!("ivmfa-bench: {n} users, {} cores; latencies in microseconds\n", num_cpus());
+    println!(
+        "ivmfa-bench: {n} users, {} cores; latencies in microseconds\n",
+        num_cpus()
+    );
     println!("| measurement | ivmfa median | ivmfa p99 | google-auth median | google-auth p99 | ivmfa / google-auth |");
     println!("|---|---|---|---|---|---|");
     let mut rss = [0.0; 2];
@@ -238,7 +267,11 @@ fn inner(args: &[String]) -> Result<(), String> {
         }
         println!(
             "| {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
-            row[0].0, row[0].1, row[1].0, row[1].1, row[0].0 / row[1].0
+            row[0].0,
+            row[0].1,
+            row[1].0,
+            row[1].1,
+            row[0].0 / row[1].0
         );
     }
 
@@ -255,7 +288,13 @@ fn inner(args: &[String]) -> Result<(), String> {
                     Command::new(std::env::current_exe().unwrap())
                         .arg("--inner")
                         .arg(&dir)
-                        .args(["-", "success-fresh", module_name, &from.to_string(), &to.to_string()])
+                        .args([
+                            "-",
+                            "success-fresh",
+                            module_name,
+                            &from.to_string(),
+                            &to.to_string(),
+                        ])
                         .stdout(Stdio::null())
                         .spawn()
                         .unwrap()
@@ -266,7 +305,12 @@ fn inner(args: &[String]) -> Result<(), String> {
             }
             rates.push(n as f64 / started.elapsed().as_secs_f64());
         }
-        println!("| {procs} | {:.0} | {:.0} | {:.2} |", rates[0], rates[1], rates[0] / rates[1]);
+        println!(
+            "| {procs} | {:.0} | {:.0} | {:.2} |",
+            rates[0],
+            rates[1],
+            rates[0] / rates[1]
+        );
     }
 
     let trials = 200.min(n);
@@ -275,13 +319,24 @@ fn inner(args: &[String]) -> Result<(), String> {
         setup.reset();
         for i in 0..trials {
             let code = setup.code(i, false);
-            let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 40;
+            let start = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 40;
             let racers: Vec<_> = (0..2)
                 .map(|_| {
                     Command::new(std::env::current_exe().unwrap())
                         .arg("--inner")
                         .arg(&dir)
-                        .args(["-", "race", module_name, &i.to_string(), &code, &start.to_string()])
+                        .args([
+                            "-",
+                            "race",
+                            module_name,
+                            &i.to_string(),
+                            &code,
+                            &start.to_string(),
+                        ])
                         .stdout(Stdio::piped())
                         .spawn()
                         .unwrap()
@@ -289,7 +344,9 @@ fn inner(args: &[String]) -> Result<(), String> {
                 .collect();
             let wins = racers
                 .into_iter()
-                .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).contains("ok 1"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).contains("ok 1")
+                })
                 .filter(|won| *won)
                 .count();
             if wins == 2 {
@@ -299,13 +356,30 @@ fn inner(args: &[String]) -> Result<(), String> {
     }
     println!("\n| replay race ({trials} trials, 2 processes, one code) | ivmfa | google-auth |");
     println!("|---|---|---|");
-    println!("| trials where both logins got in | {} | {} |", both[0], both[1]);
+    println!(
+        "| trials where both logins got in | {} | {} |",
+        both[0], both[1]
+    );
 
-    let size = |p: &Path| fs::metadata(p).map(|m| m.len() as f64 / 1024.0).unwrap_or(f64::NAN);
+    let size = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.len() as f64 / 1024.0)
+            .unwrap_or(f64::NAN)
+    };
     println!("\n| footprint | ivmfa | google-auth | ivmfa / google-auth |");
     println!("|---|---|---|---|");
-    println!("| module size (KiB) | {:.0} | {:.0} | {:.2} |", size(&module), size(&ga), size(&module) / size(&ga));
-    println!("| peak RSS of the benchmark process (KiB) | {:.0} | {:.0} | {:.2} |", rss[0], rss[1], rss[0] / rss[1]);
+    println!(
+        "| module size (KiB) | {:.0} | {:.0} | {:.2} |",
+        size(&module),
+        size(&ga),
+        size(&module) / size(&ga)
+    );
+    println!(
+        "| peak RSS of the benchmark process (KiB) | {:.0} | {:.0} | {:.2} |",
+        rss[0],
+        rss[1],
+        rss[0] / rss[1]
+    );
     Ok(())
 }
 
@@ -330,7 +404,10 @@ fn work(setup: &Setup, args: &[String]) -> Result<(), String> {
                 .map_err(|rc| format!("pam_start: {rc}"))?;
             t.skip_fail_delay();
             t.queue_answer(args[3].as_bytes());
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
             if start > now {
                 std::thread::sleep(Duration::from_millis((start - now) as u64));
             }
@@ -350,8 +427,13 @@ fn work(setup: &Setup, args: &[String]) -> Result<(), String> {
                     let t = match reused.as_mut() {
                         Some(t) => t,
                         None => {
-                            let mut t = Transaction::start(&confdir, &service, &user(i), Script::answering([]))
-                                .map_err(|rc| format!("pam_start: {rc}"))?;
+                            let mut t = Transaction::start(
+                                &confdir,
+                                &service,
+                                &user(i),
+                                Script::answering([]),
+                            )
+                            .map_err(|rc| format!("pam_start: {rc}"))?;
                             t.skip_fail_delay();
                             reused.insert(t)
                         }
@@ -360,8 +442,9 @@ fn work(setup: &Setup, args: &[String]) -> Result<(), String> {
                     t.queue_answer(code.as_bytes());
                     t.authenticate(0)
                 } else {
-                    let mut t = Transaction::start(&confdir, &service, &user(i), Script::answering([]))
-                        .map_err(|rc| format!("pam_start: {rc}"))?;
+                    let mut t =
+                        Transaction::start(&confdir, &service, &user(i), Script::answering([]))
+                            .map_err(|rc| format!("pam_start: {rc}"))?;
                     t.skip_fail_delay();
                     t.queue_answer(code.as_bytes());
                     t.authenticate(0)

@@ -137,7 +137,7 @@ fn auth(args: &[String]) -> ExitCode {
 }
 
 fn start(o: &Options) -> Result<Transaction, i32> {
-        let script = Script {
+    let script = Script {
         hold_until: o.hold_until.clone(),
         refuse_info: o.refuse_info,
         answer_with: Some(phone::answer),
