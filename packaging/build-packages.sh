@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 command -v cargo-generate-rpm >/dev/null || cargo install cargo-generate-rpm --locked
 cargo build --release --locked -p pam_ivmfa -p ivmfa-enroll
-mkdir -p target/man
+mkdir -p packaging/build/man
 for page in docs/man/*.[158]; do
-    gzip -9n -c "$page" > "target/man/$(basename "$page").gz"
+    gzip -9n -c "$page" > "packaging/build/man/$(basename "$page").gz"
 done
 cargo deb -p ivmfa-enroll --no-build
 cargo generate-rpm -p ivmfa-enroll

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the Debian packages the tests need, checks formatting and
-# lints, builds everything, then runs every tier (core unit tests, real libpam, store faults).
+# lints, builds everything (and the .deb and .rpm), then runs every tier: core unit tests,
+# real libpam, store faults and crashes, the CLI on a pseudo-terminal, sshd end to end,
+# console login and su, and the package installed, used and purged.
+# The package tier really installs and purges the package "ivmfa": do not run the suite on a
+# machine that uses ivmfa.
 # Run it as root (or with sudo): some tiers need root (chown, mount namespaces) and, when
 # CI is set, a tier that cannot run fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools librsvg2-bin
-          openssh-server openssh-client openssl
+                    openssh-server openssh-client openssl lintian rpm
           libpam-google-authenticator)
 missing=()
 for p in "${packages[@]}"; do
@@ -30,8 +34,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The tests load the built module and run the driver, so build every binary first.
+# The tests load the built module and run the driver, so build every binary first, and the
+# .deb and .rpm for the package tier.
 cargo build --workspace --locked
+./packaging/build-packages.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -177,6 +177,40 @@ impl Sshd {
         fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
     }
 
+    pub fn login(&self, password: &str, code: &str, key: Option<&Path>) -> SshLogin {
+        Client {
+            dir: self.dir.clone(),
+            port: self.port,
+        }
+        .login(password, code, key)
+    }
+
+    /// A key pair for the test user; the public half goes into authorized_keys.
+    pub fn user_key(&self, f: &Fixture) -> PathBuf {
+        let key = self.dir.join("user_ed25519");
+        if !key.exists() {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+            let auth = f.dir.join("home/.ssh/authorized_keys");
+            write(&auth, &public, 0o644);
+        }
+        key
+    }
+}
+
+/// The OpenSSH client, logging in to sshd on 127.0.0.1 at `port`; its files go in `dir`.
+pub struct Client {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Client {
     /// Logs in as the test user and runs `echo logged-in`, answering the prompts with
     /// `password` and `code` (`@phone` scans the QR code ssh printed). `key`: also offer this
     /// private key.
@@ -236,24 +270,6 @@ impl Sshd {
             stderr: fs::read_to_string(&stderr).unwrap_or_default(),
             prompts: fs::read_to_string(run.join("prompts")).unwrap_or_default(),
         }
-    }
-
-    /// A key pair for the test user; the public half goes into authorized_keys.
-    pub fn user_key(&self, f: &Fixture) -> PathBuf {
-        let key = self.dir.join("user_ed25519");
-        if !key.exists() {
-            let ok = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&key)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
-            let public = fs::read_to_string(key.with_extension("pub")).unwrap();
-            let auth = f.dir.join("home/.ssh/authorized_keys");
-            write(&auth, &public, 0o644);
-        }
-        key
     }
 }
 

@@ -208,7 +208,7 @@ fn read_only_store_denies_and_keeps_the_store() {
     settle();
     let store = f.store.display().to_string();
     let setup = format!("mount --bind {store} {store}\nmount -o remount,bind,ro {store}");
-        // After the prompt the lock cannot be opened for writing: no code can be recorded (a
+    // After the prompt the lock cannot be opened for writing: no code can be recorded (a
     // right one could be replayed) and no failure counted, and both end alike.
     for answer in [code(&e, 0), wrong_code(&e)] {
         let out = f.login_in_namespace(&setup, "daemon", &[&answer]);

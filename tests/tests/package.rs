@@ -1,0 +1,242 @@
+//! The .deb as a sysadmin uses it: install with dpkg, enable the pam-auth-update profile,
+//! enroll with the installed ivmfa-enroll, log in through sshd with the installed module,
+//! remove and purge, and nothing is left behind. Also lintian, and the .rpm's file list.
+//!
+//! The packages are built by scripts/test.sh (packaging/build-packages.sh) before the tests
+//! run. PAM changes happen only inside a private mount namespace over a copy of /etc/pam.d;
+//! the package itself is really installed and purged, so never run this tier on a machine
+//! that uses ivmfa.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ivmfa_tests::sshd::{PASSWORD, USER};
+use ivmfa_tests::*;
+
+const KEY: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+fn built(dir: &str, ext: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(dir);
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+fn available(what: &str, path: Option<&PathBuf>) -> bool {
+    if !require_root("installing a package") {
+        return false;
+    }
+    let ok = path.is_some() && Path::new("/usr/bin/dpkg").exists();
+    assert!(
+        ok || !is_ci(),
+        "{what} was not built: scripts/test.sh runs packaging/build-packages.sh"
+    );
+    if !ok {
+        eprintln!("SKIPPED: {what} not built (packaging/build-packages.sh)");
+    }
+    ok
+}
+
+fn sh(script: &str) -> std::process::Output {
+    Command::new("sh").args(["-ec", script]).output().unwrap()
+}
+
+#[track_caller]
+fn run_ok(script: &str) -> String {
+    let out = sh(script);
+    assert!(
+        out.status.success(),
+        "{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const INSTALLED: [&str; 6] = [
+    "/lib/x86_64-linux-gnu/security/pam_ivmfa.so",
+    "/usr/sbin/ivmfa-enroll",
+    "/etc/ivmfa/ivmfa.toml",
+    "/usr/share/pam-configs/ivmfa",
+    "/usr/lib/tmpfiles.d/ivmfa.conf",
+    "/usr/share/man/man8/pam_ivmfa.8.gz",
+];
+
+#[test]
+fn deb_installs_enables_logs_in_and_purges_clean() {
+    let deb = built("debian", "deb");
+    if !available("the .deb", deb.as_ref()) {
+        return;
+    }
+    let deb = deb.unwrap();
+    // A leftover from an earlier, interrupted run.
+    let _ = sh("dpkg --purge ivmfa >/dev/null 2>&1");
+    run_ok(&format!("dpkg -i {}", deb.display()));
+    for path in INSTALLED {
+        assert!(Path::new(path).exists(), "{path} not installed");
+    }
+    let store = fs::metadata("/var/lib/ivmfa").expect("the store is created");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&store.permissions()) & 0o777,
+        0o700
+    );
+    let profile = fs::read_to_string("/usr/share/pam-configs/ivmfa").unwrap();
+    assert!(profile.contains("Default: no"), "{profile}");
+    // Installing enabled nothing: the machine's PAM files do not mention the module.
+    let common = fs::read_to_string("/etc/pam.d/common-auth").unwrap();
+    assert!(!common.contains("pam_ivmfa"), "{common}");
+
+    // In a private namespace: enable the profile, enroll a user with the installed tool,
+    // and serve SSH with Debian's own sshd PAM file.
+    let f = Fixture::new("");
+    let t = f.dir.display().to_string();
+    let system = ivmfa_tests::sshd::private_system(&f, "pkg", &[]);
+        let setup = format!(
+        "cp -a /etc/pam.d/. {t}/pkg/pam.d/\n\
+         {system}\n\
+         mkdir -p {t}/varlibpam && cp -a /var/lib/pam/. {t}/varlibpam/\n\
+         mount --bind {t}/varlibpam /var/lib/pam\n\
+         pam-auth-update --enable ivmfa\n\
+         cp /etc/pam.d/common-auth {t}/common-auth.enabled\n\
+         /usr/sbin/ivmfa-enroll enroll {USER} --secret {KEY} --no-confirm > {t}/enroll.out\n\
+         mkdir -m 755 /run/sshd"
+    );
+        // The private /etc/pam.d starts as a copy of the machine's, so sshd runs Debian's own
+    // sshd stack, with the profile that pam-auth-update enabled in the copy.
+    let key = f.dir.join("host_key");
+    run_ok(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    fs::write(
+        f.dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {t}/sshd.pid\nUsePAM yes\n\
+             KbdInteractiveAuthentication yes\nPasswordAuthentication no\nStrictModes no\n\
+             AuthenticationMethods keyboard-interactive\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut sshd = Fixture::in_namespace(
+        &setup,
+        Path::new("/usr/sbin/sshd"),
+        &[
+            "-D".into(),
+            "-e".into(),
+            "-f".into(),
+            format!("{t}/sshd_config"),
+        ],
+    )
+    .stdin(Stdio::null())
+    .stderr(fs::File::create(f.dir.join("sshd.log")).unwrap())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd did not start: {}",
+            fs::read_to_string(f.dir.join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let enabled = fs::read_to_string(f.dir.join("common-auth.enabled")).unwrap();
+    let unix = enabled
+        .find("pam_unix.so")
+        .expect("pam_unix in common-auth");
+    let ivmfa = enabled
+        .find("pam_ivmfa.so")
+        .expect("the profile is enabled");
+    assert!(unix < ivmfa, "the password step comes first:\n{enabled}");
+    assert!(fs::read_to_string(f.dir.join("enroll.out"))
+        .unwrap()
+        .contains("enrolled"));
+
+    let e = ivmfa_core::enrollment::Enrollment::standard(
+        ivmfa_core::enrollment::Secret::from_base32(KEY).unwrap(),
+        0,
+    );
+    settle();
+    let client = ivmfa_tests::sshd::Client {
+        dir: f.dir.clone(),
+        port,
+    };
+    let good = client.login(PASSWORD, &code(&e, 0), None);
+    let log = fs::read_to_string(f.dir.join("sshd.log")).unwrap_or_default();
+    assert!(good.ok, "{good:#?}\n{log}");
+    assert!(good.prompts.contains("Verification code"), "{good:#?}");
+    let wrong = client.login(PASSWORD, &wrong_code(&e), None);
+    assert!(!wrong.ok);
+
+    // Removing the package inside that namespace takes the module out of its PAM stack.
+    let pid = sshd.id();
+    run_ok(&format!("nsenter -t {pid} -m dpkg -r ivmfa"));
+    let after = run_ok(&format!("nsenter -t {pid} -m cat /etc/pam.d/common-auth"));
+    assert!(
+        !after.contains("pam_ivmfa"),
+        "a PAM line points at the removed module:\n{after}"
+    );
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+
+    run_ok("dpkg --purge ivmfa");
+    for path in INSTALLED.iter().chain(&["/var/lib/ivmfa", "/etc/ivmfa"]) {
+        assert!(!Path::new(path).exists(), "{path} left behind after purge");
+    }
+    let status = sh("dpkg -s ivmfa");
+    assert!(!status.status.success(), "still known to dpkg");
+    let machine = fs::read_to_string("/etc/pam.d/common-auth").unwrap();
+    assert!(!machine.contains("pam_ivmfa"));
+}
+
+#[test]
+fn lintian_finds_no_errors() {
+    let deb = built("debian", "deb");
+    if !available("the .deb", deb.as_ref()) {
+        return;
+    }
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error", "--no-tag-display-limit"])
+        .arg(deb.unwrap())
+        .output()
+        .expect("lintian is needed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success(), "lintian errors:\n{text}");
+    assert!(!text.lines().any(|l| l.starts_with("E:")), "{text}");
+}
+
+#[test]
+fn rpm_holds_the_module_in_libdir_security() {
+    let rpm = built("generate-rpm", "rpm");
+    if !available("the .rpm", rpm.as_ref()) {
+        return;
+    }
+    let files = run_ok(&format!("rpm -qlp {}", rpm.unwrap().display()));
+    for path in [
+        "/usr/lib64/security/pam_ivmfa.so",
+        "/usr/sbin/ivmfa-enroll",
+        "/etc/ivmfa/ivmfa.toml",
+        "/usr/share/man/man1/ivmfa-enroll.1.gz",
+        "/usr/share/man/man5/ivmfa.toml.5.gz",
+        "/usr/share/man/man8/pam_ivmfa.8.gz",
+    ] {
+        assert!(
+            files.lines().any(|l| l == path),
+            "{path} not in the rpm:\n{files}"
+        );
+    }
+}
