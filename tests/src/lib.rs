@@ -555,3 +555,11 @@ pub fn enrollment_from_uri(screen: &str) -> (String, Enrollment) {
     let e = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
     (uri, e)
 }
+
+/// The recovery codes (`abcd-efgh-jkmn`) shown in some text, in order.
+pub fn recovery_codes_in(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
+        .map(str::to_owned)
+        .collect()
+}

@@ -84,12 +84,7 @@ fn recovery_codes_are_replaced_as_a_set() {
     let before = f.enrollment("daemon").unwrap().recovery;
     let out = f.cli(&["recovery-codes", "daemon", "--count", "5"], "");
     out.expect(0, "the previous ones no longer work");
-    let shown = out
-        .stdout
-        .split_whitespace()
-        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
-        .count();
-    assert_eq!(shown, 5);
+    assert_eq!(recovery_codes_in(&out.stdout).len(), 5);
     let after = f.enrollment("daemon").unwrap().recovery;
     assert_eq!(after.remaining(), 5);
     assert!(before.hashes.iter().all(|h| !after.hashes.contains(h)));
@@ -328,10 +323,7 @@ fn admin_actions_are_audited_without_secrets() {
     assert!(line.contains("ivmfa-enroll["), "{line}");
     assert!(line.contains("(by root"), "{line}");
     assert!(line.starts_with("<85>"), "authpriv.notice: {line}");
-    let codes: Vec<&str> = printed
-        .split_whitespace()
-        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
-        .collect();
+    let codes = recovery_codes_in(&printed);
     for l in &lines {
         assert!(
             !l.contains(KEY) && !l.contains("GEZD"),

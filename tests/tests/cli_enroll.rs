@@ -64,10 +64,7 @@ fn enroll_like_a_person_then_log_in() {
     let screen = plain(&screen);
     assert!(screen.contains("daemon is enrolled"), "{screen}");
     // Ten recovery codes, shown once; only hashes are stored.
-    let codes: Vec<&str> = screen
-        .split_whitespace()
-        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
-        .collect();
+    let codes = recovery_codes_in(&screen);
     assert_eq!(codes.len(), 10, "{screen}");
     let stored = f.enrollment("daemon").unwrap();
     assert_eq!(stored.secret, e.secret);

@@ -68,32 +68,20 @@ fn su_asks_for_the_password_then_the_code() {
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
+    let su = |answer: &str| {
+        let command = format!("/usr/bin/su {USER} -c 'echo su-$((40+2))'");
+        let mut t = console(&f, "su", "", &command);
+        t.expect("Password: ");
+        t.type_line(PASSWORD);
+        t.expect("Verification code: ");
+        t.type_line(answer);
+        t.finish()
+    };
     let c = code(&e, 0);
-    let mut t = console(
-        &f,
-        "su",
-        "",
-        &format!("/usr/bin/su {USER} -c 'echo su-$((40+2))'"),
-    );
-    t.expect("Password: ");
-    t.type_line(PASSWORD);
-    t.expect("Verification code: ");
-    t.type_line(&c);
-    let (status, screen) = t.finish();
+    let (status, screen) = su(&c);
     assert_eq!(status, 0, "{screen}");
     assert!(plain(&screen).contains("su-42"), "{screen}");
-
-    let mut t = console(
-        &f,
-        "su",
-        "",
-        &format!("/usr/bin/su {USER} -c 'echo su-$((40+2))'"),
-    );
-    t.expect("Password: ");
-    t.type_line(PASSWORD);
-    t.expect("Verification code: ");
-    t.type_line(&c);
-    let (status, screen) = t.finish();
+    let (status, screen) = su(&c);
     assert_ne!(status, 0, "a replayed code: {screen}");
     assert!(plain(&screen).contains("already been used"), "{screen}");
 }

@@ -9,13 +9,8 @@ use ivmfa_core::reset::{Ticket, FORMAT_VERSION};
 use ivmfa_core::username::UserName;
 use ivmfa_tests::*;
 
-fn recovery_codes_in(out: &Outcome) -> Vec<String> {
-    out.transcript
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
-        .map(str::to_owned)
-        .collect()
+fn codes_shown(out: &Outcome) -> Vec<String> {
+    recovery_codes_in(&out.transcript.join("\n"))
 }
 
 #[test]
@@ -40,7 +35,7 @@ fn first_login_enrolls_with_the_qr_code_and_goes_on() {
     let e = f.enrollment("daemon").expect("saved");
     let key = ivmfa_core::otpauth::grouped_key(&e);
     assert!(out.said(key.as_str()), "{out:?}");
-    let codes = recovery_codes_in(&out);
+    let codes = codes_shown(&out);
     assert_eq!(codes.len(), 10, "{out:?}");
     assert_eq!(e.recovery.remaining(), 10);
     // The code used to enroll cannot log in again; the next one is needed.
@@ -278,7 +273,7 @@ fn an_expired_ticket_denies_and_says_whom_to_ask() {
 fn a_recovery_code_works_once() {
     let f = Fixture::new("unenrolled=enroll");
     settle();
-    let codes = recovery_codes_in(&f.login("daemon", &["@phone"]));
+    let codes = codes_shown(&f.login("daemon", &["@phone"]));
     let typed = codes[0].to_uppercase().replace('-', " ");
     f.login("daemon", &[&typed])
         .assert("PAM_SUCCESS")
@@ -296,7 +291,7 @@ fn a_recovery_code_works_once() {
 fn a_recovery_code_raced_by_eight_logins_gets_one_in() {
     let f = Fixture::new("unenrolled=enroll");
     settle();
-    let codes = recovery_codes_in(&f.login("daemon", &["@phone"]));
+    let codes = codes_shown(&f.login("daemon", &["@phone"]));
     for (round, code) in codes.iter().take(5).enumerate() {
         let outputs = f.race("daemon", &vec![code.clone(); 8]);
         let wins = outputs

@@ -98,7 +98,7 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
     let f = Fixture::new("");
     let t = f.dir.display().to_string();
     let system = ivmfa_tests::sshd::private_system(&f, "pkg", &[]);
-        let setup = format!(
+    let setup = format!(
         "cp -a /etc/pam.d/. {t}/pkg/pam.d/\n\
          {system}\n\
          mkdir -p {t}/varlibpam && cp -a /var/lib/pam/. {t}/varlibpam/\n\
@@ -108,7 +108,7 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
          /usr/sbin/ivmfa-enroll enroll {USER} --secret {KEY} --no-confirm > {t}/enroll.out\n\
          mkdir -m 755 /run/sshd"
     );
-        // The private /etc/pam.d starts as a copy of the machine's, so sshd runs Debian's own
+    // The private /etc/pam.d starts as a copy of the machine's, so sshd runs Debian's own
     // sshd stack, with the profile that pam-auth-update enabled in the copy.
     let key = f.dir.join("host_key");
     run_ok(&format!(

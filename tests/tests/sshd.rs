@@ -121,20 +121,26 @@ fn key_and_code_with_a_code_only_stack() {
     assert!(!no_key.ok);
 }
 
+/// sshd with `unenrolled=enroll`, and the test user's first login, scanning the QR code.
+fn first_login(f: &Fixture) -> (Sshd, ivmfa_tests::sshd::SshLogin) {
+    let sshd = Sshd::start(
+        f,
+        "sshd",
+        &password_then_code(f, "unenrolled=enroll"),
+        "AuthenticationMethods keyboard-interactive",
+    );
+    settle();
+    let first = sshd.login(PASSWORD, "@phone", None);
+    (sshd, first)
+}
+
 #[test]
 fn first_login_enrollment_over_ssh_with_a_qr_that_scans() {
     if !available() {
         return;
     }
     let f = Fixture::new("");
-    let sshd = Sshd::start(
-        &f,
-        "sshd",
-        &password_then_code(&f, "unenrolled=enroll"),
-        "AuthenticationMethods keyboard-interactive",
-    );
-    settle();
-    let first = sshd.login(PASSWORD, "@phone", None);
+    let (sshd, first) = first_login(&f);
     assert!(first.ok, "{first:#?}\n{}", sshd.log());
     // The QR code reached the user's screen as plain half blocks and scanned.
     assert!(first.prompts.contains('▀'), "{first:#?}");
@@ -161,23 +167,13 @@ fn reset_request_and_recovery_code_over_ssh() {
         return;
     }
     let f = Fixture::new("");
-    let sshd = Sshd::start(
-        &f,
-        "sshd",
-        &password_then_code(&f, "unenrolled=enroll"),
-        "AuthenticationMethods keyboard-interactive",
-    );
-    settle();
-    let first = sshd.login(PASSWORD, "@phone", None);
+    let (sshd, first) = first_login(&f);
     assert!(first.ok, "{first:#?}");
     let shown = format!("{}{}", first.prompts, first.stderr);
-    let recovery: Vec<&str> = shown
-        .split_whitespace()
-        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
-        .collect();
+    let recovery = recovery_codes_in(&shown);
     assert_eq!(recovery.len(), 10, "{first:#?}");
 
-    let with_recovery = sshd.login(PASSWORD, recovery[0], None);
+    let with_recovery = sshd.login(PASSWORD, &recovery[0], None);
     assert!(with_recovery.ok, "{with_recovery:#?}");
     let said = format!("{}{}", with_recovery.prompts, with_recovery.stderr);
     assert!(said.contains("9 recovery codes left"), "{with_recovery:#?}");
