@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, Accepts, Answer, Code};
 use crate::messages;
 use crate::reset::{self, ResetRequest};
-use crate::state::State;
+use crate::state::{RateLimit, State};
 use crate::store::{Store, UserLock};
 use crate::totp::{self, Check};
 use crate::username::UserName;
@@ -295,9 +295,8 @@ impl Attempt<'_, '_> {
         }
     }
 
-    /// Judges a code or recovery code under the user's lock, re-reading everything: another
-    /// login may have used this very code or failed meanwhile, and an administrator may have
-    /// removed or replaced the enrollment while the prompt was open.
+    /// Judges what was offered, then says so. The judging happens under the user's lock; the
+    /// telling after it is released, as a conversation may block.
     fn check(
         &mut self,
         config: &Config,
@@ -305,122 +304,147 @@ impl Attempt<'_, '_> {
         user: &UserName,
         offered: Offered,
     ) -> Result<Verdict> {
+        match self.judge(config, store, user, offered)? {
+            Judged::Accepted => {
+                self.log(Priority::Notice, "accepted: code verified");
+                Ok(Verdict::Success)
+            }
+            Judged::Recovered { left } => {
+                self.log(
+                    if left <= 2 {
+                        Priority::Warning
+                    } else {
+                        Priority::Notice
+                    },
+                    &format!("accepted: recovery code, {left} left"),
+                );
+                let _ = self.conv.info(&messages::recovery_accepted(left));
+                Ok(Verdict::Success)
+            }
+            Judged::Failed { reason, tell } => self.deny(Priority::Notice, &reason, &tell),
+            Judged::Held(wait) => self.deny(
+                Priority::Notice,
+                &format!("rate limited for {wait} more seconds"),
+                &messages::locked_out(wait),
+            ),
+            Judged::Removed => self.deny(
+                Priority::Notice,
+                "the enrollment was removed while the code was being entered",
+                messages::NOT_ENROLLED,
+            ),
+        }
+    }
+
+    /// Judges a code or recovery code under the user's lock, re-reading everything: another
+    /// login may have used this very code or failed meanwhile, and an administrator may have
+    /// removed or replaced the enrollment while the prompt was open.
+    fn judge(
+        &self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        offered: Offered,
+    ) -> Result<Judged> {
         let source = self.login.source();
         let limit = &config.rate_limit;
         let lock = store.lock(user)?;
         let Some(mut enrollment) = store.reload_enrollment(&lock)? else {
-            drop(lock);
-            return self.deny(
-                Priority::Notice,
-                "the enrollment was removed while the code was being entered",
-                messages::NOT_ENROLLED,
-            );
+            return Ok(Judged::Removed);
         };
         let mut state = store.load_state(&lock)?;
         let now = self.host.now();
         if let Some(wait) = state.wait_for(source, now, limit) {
-            drop(lock);
-            return self.deny(
-                Priority::Notice,
-                &format!("rate limited for {wait} more seconds"),
-                &messages::locked_out(wait),
-            );
+            return Ok(Judged::Held(wait));
         }
-        let recovery = match offered {
+        let (reason, tell) = match offered {
             Offered::Code(code) => {
                 let window = enrollment.window.unwrap_or(config.window);
                 match totp::verify(&enrollment, &code, now, window, state.last_step)? {
                     Check::Accepted { step } => {
                         state.record_success(step);
                         store.save_state(&lock, &state)?;
-                        drop(lock);
-                        self.log(Priority::Notice, "accepted: code verified");
-                        return Ok(Verdict::Success);
+                        return Ok(Judged::Accepted);
                     }
-                    Check::Replayed => {
-                        return self.failed(
-                            store,
-                            &lock,
-                            &mut state,
-                            "code already used (replay)",
-                            messages::REPLAYED,
-                            config,
-                        );
-                    }
+                    Check::Replayed => ("code already used (replay)", messages::REPLAYED),
                     // An 8-digit enrollment's code may be an imported 8-digit scratch code.
                     Check::Wrong => match code.as_recovery() {
-                        Some(r) if !enrollment.recovery.hashes.is_empty() => r,
-                        _ => {
-                            return self.failed(
+                        Some(r) if !enrollment.recovery.hashes.is_empty() => {
+                            return self.recover(
                                 store,
                                 &lock,
+                                &mut enrollment,
                                 &mut state,
-                                "wrong code",
-                                messages::WRONG_CODE,
-                                config,
-                            );
+                                &r,
+                                limit,
+                            )
                         }
+                        _ => ("wrong code", messages::WRONG_CODE),
                     },
                 }
             }
-            Offered::Recovery(r) => r,
+            Offered::Recovery(r) => {
+                return self.recover(store, &lock, &mut enrollment, &mut state, &r, limit)
+            }
         };
-        let Some(index) = enrollment.recovery.find(&recovery)? else {
-            return self.failed(
-                store,
-                &lock,
-                &mut state,
-                "wrong recovery code",
-                messages::WRONG_CODE,
-                config,
-            );
-        };
-        // Consumed before anything else: written first, so a crash leaves it used, not reusable.
-        enrollment.recovery.consume(index);
-        store.save_enrollment(&lock, &enrollment)?;
-        let last = state.last_step;
-        state.record_success(last);
-        store.save_state(&lock, &state)?;
-        drop(lock);
-        let left = enrollment.recovery.remaining();
-        self.log(
-            if left <= 2 {
-                Priority::Warning
-            } else {
-                Priority::Notice
-            },
-            &format!("accepted: recovery code, {left} left"),
-        );
-        let _ = self.conv.info(&messages::recovery_accepted(left));
-        Ok(Verdict::Success)
+        self.failed(store, &lock, &mut state, reason, tell, limit)
     }
 
-    /// Records a failed code under the lock, then denies. A failure that cannot be counted is
-    /// a fault like any other: answering "wrong code" would tell right from wrong codes (a
-    /// right one fails to save too) and leave the guesses unlimited.
+    /// Consumes a recovery code if it is one of the user's, under the lock.
+    fn recover(
+        &self,
+        store: &Store,
+        lock: &UserLock,
+        enrollment: &mut Enrollment,
+        state: &mut State,
+        canonical: &str,
+        limit: &RateLimit,
+    ) -> Result<Judged> {
+        let Some(index) = enrollment.recovery.find(canonical)? else {
+            return self.failed(
+                store,
+                lock,
+                state,
+                "wrong recovery code",
+                messages::WRONG_CODE,
+                limit,
+            );
+        };
+        // Written before the login goes on, so a crash leaves the code used, not reusable.
+        enrollment.recovery.consume(index);
+        store.save_enrollment(lock, enrollment)?;
+        let last = state.last_step;
+        state.record_success(last);
+        store.save_state(lock, state)?;
+        Ok(Judged::Recovered {
+            left: enrollment.recovery.remaining(),
+        })
+    }
+
+    /// Records a failure under the lock. A failure that cannot be counted is a fault like any
+    /// other: answering "wrong code" would tell right from wrong codes (a right one fails to
+    /// save too) and leave the guesses unlimited.
     fn failed(
-        &mut self,
+        &self,
         store: &Store,
         lock: &UserLock,
         state: &mut State,
         reason: &str,
         tell: &str,
-        config: &Config,
-    ) -> Result<Verdict> {
+        limit: &RateLimit,
+    ) -> Result<Judged> {
         let source = self.login.source();
         let now = self.host.now();
-        state.record_failure(source, now, &config.rate_limit);
+        state.record_failure(source, now, limit);
         store.save_state(lock, state)?;
         let failures = state.failures_from(source);
         let mut tell = tell.to_owned();
-        if let Some(wait) = state.wait_for(source, now, &config.rate_limit) {
+        if let Some(wait) = state.wait_for(source, now, limit) {
             tell = format!("{tell} {}", messages::locked_out(wait));
         }
-        self.deny(
-            Priority::Notice,
-            &format!("{reason}, {failures} consecutive failure(s) from this source"),
-            &tell,
-        )
+        Ok(Judged::Failed {
+            reason: format!("{reason}, {failures} consecutive failure(s) from this source"),
+            tell,
+        })
     }
 
     /// Flow 3: the user lost the device. One request per user, however often asked; the
@@ -462,6 +486,15 @@ impl Attempt<'_, '_> {
         let _ = self.conv.info(&config.reset_message);
         Ok(Verdict::AuthErr)
     }
+}
+
+/// What the judging under the lock decided; said to the user after the lock is released.
+enum Judged {
+    Accepted,
+    Recovered { left: usize },
+    Failed { reason: String, tell: String },
+    Held(u64),
+    Removed,
 }
 
 /// What was typed at the code prompt, once recognised.
