@@ -1,0 +1,200 @@
+//! The decision flow with an injected clock, randomness and user database, no libpam: the
+//! cases a real system cannot easily produce (case-insensitive user names, a frozen clock).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use ivmfa_core::auth::{authenticate, Conversation, Host, Login, Priority, Verdict};
+use ivmfa_core::enrollment::{Enrollment, Secret};
+use ivmfa_core::store::Store;
+use ivmfa_core::username::UserName;
+use ivmfa_core::Error;
+use zeroize::Zeroizing;
+
+const NOW: u64 = 1_700_000_015;
+
+struct FakeHost {
+    euid: u32,
+    log: RefCell<Vec<String>>,
+}
+
+impl Host for FakeHost {
+    fn euid(&self) -> u32 {
+        self.euid
+    }
+    fn now(&self) -> u64 {
+        NOW
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), Error> {
+        buf.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8 ^ 0x5a);
+        Ok(())
+    }
+    fn canonical_user(&self, user: &str) -> Result<Option<String>, Error> {
+        // A directory service that ignores case, as SSSD can be set up to.
+        Ok(["alice", "bob"]
+            .into_iter()
+            .find(|u| u.eq_ignore_ascii_case(user))
+            .map(str::to_owned))
+    }
+    fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>, Error> {
+        Ok((group == "wheel").then_some(user == "bob"))
+    }
+    fn log(&self, priority: Priority, message: &str) {
+        self.log
+            .borrow_mut()
+            .push(format!("{priority:?} {message}"));
+    }
+    fn notify(&self, _: &Path, _: &[(&'static str, String)], _: u64) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct FakeConv {
+    answers: Vec<String>,
+    shown: Vec<String>,
+}
+
+impl Conversation for FakeConv {
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
+        self.shown.push(prompt.to_owned());
+        if self.answers.is_empty() {
+            return Err(Error::Conversation("no answer".into()));
+        }
+        Ok(Zeroizing::new(self.answers.remove(0)))
+    }
+    fn info(&mut self, text: &str) -> Result<(), Error> {
+        self.shown.push(text.to_owned());
+        Ok(())
+    }
+    fn error(&mut self, text: &str) -> Result<(), Error> {
+        self.shown.push(text.to_owned());
+        Ok(())
+    }
+    fn can_show_text(&self) -> bool {
+        true
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivmfa-core-auth-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    std::fs::write(dir.join("ivmfa.toml"), "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("store"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+fn euid_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().uid()
+}
+
+fn run(dir: &Path, user: &str, answers: &[&str], extra: &[&str]) -> (Verdict, FakeConv, FakeHost) {
+    let host = FakeHost {
+        euid: euid_of(&dir.join("ivmfa.toml")),
+        log: RefCell::new(Vec::new()),
+    };
+    let mut conv = FakeConv {
+        answers: answers.iter().map(|s| s.to_string()).collect(),
+        shown: Vec::new(),
+    };
+    let mut args = vec![
+        format!("store={}", dir.join("store").display()),
+        format!("config={}", dir.join("ivmfa.toml").display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let login = Login {
+        user,
+        service: "test",
+        rhost: Some("192.0.2.1"),
+        tty: None,
+    };
+    let verdict = authenticate(&args, &login, &host, &mut conv);
+    (verdict, conv, host)
+}
+
+fn enroll(dir: &Path, user: &str) -> Enrollment {
+    let store = Store::new(dir.join("store"), euid_of(&dir.join("ivmfa.toml")));
+    let e = Enrollment::standard(Secret::from_bytes(&[7; 20]).unwrap(), 0);
+    let name = UserName::parse(user).unwrap();
+    let lock = store.lock(&name).unwrap();
+    store.save_enrollment(&lock, &e).unwrap();
+    e
+}
+
+fn code(e: &Enrollment, at: u64) -> String {
+    ivmfa_core::totp::code_at(e, at).unwrap().to_string()
+}
+
+#[test]
+fn any_spelling_of_the_name_finds_the_enrollment() {
+    let dir = scratch("case");
+    let e = enroll(&dir, "alice");
+    // ALICE resolves to alice: the enrollment must not be missed (with unenrolled=allow
+    // that would let ALICE in on the password alone).
+    let (v, _, host) = run(&dir, "ALICE", &[], &["unenrolled=allow"]);
+    assert_eq!(
+        v,
+        Verdict::ConvErr,
+        "asked for a code: {:?}",
+        host.log.borrow()
+    );
+    let (v, _, _) = run(&dir, "Alice", &[&code(&e, NOW)], &[]);
+    assert_eq!(v, Verdict::Success);
+    // And the code is then used for alice, whatever the spelling.
+    let (v, conv, _) = run(&dir, "alice", &[&code(&e, NOW)], &[]);
+    assert_eq!(v, Verdict::AuthErr);
+    assert!(conv.shown.iter().any(|s| s.contains("already been used")));
+}
+
+#[test]
+fn exempt_members_skip_the_code_and_others_do_not() {
+    let dir = scratch("exempt");
+    enroll(&dir, "alice");
+    enroll(&dir, "bob");
+    assert_eq!(
+        run(&dir, "bob", &[], &["exempt_group=wheel"]).0,
+        Verdict::Success
+    );
+    assert_eq!(
+        run(&dir, "alice", &[], &["exempt_group=wheel"]).0,
+        Verdict::ConvErr
+    );
+}
+
+#[test]
+fn in_band_enrollment_uses_the_injected_randomness() {
+    let dir = scratch("inband");
+    // The secret the fake random source yields: bytes i ^ 0x5a.
+    let bytes: Vec<u8> = (0..20u8).map(|i| i ^ 0x5a).collect();
+    let expected = Enrollment::standard(Secret::from_bytes(&bytes).unwrap(), 0);
+    let (v, conv, _) = run(
+        &dir,
+        "alice",
+        &[&code(&expected, NOW)],
+        &["unenrolled=enroll"],
+    );
+    assert_eq!(v, Verdict::Success, "{:?}", conv.shown);
+    let store = Store::new(dir.join("store"), euid_of(&dir.join("ivmfa.toml")));
+    let saved = store
+        .load_enrollment(&UserName::parse("alice").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.secret, expected.secret);
+    assert!(conv.shown.iter().any(|s| s.contains("Recovery codes")));
+}
+
+#[test]
+fn unknown_users_and_bad_names_are_user_unknown() {
+    let dir = scratch("unknown");
+    for user in ["carol", "", "../alice", "alice\n", &"a".repeat(300)] {
+        assert_eq!(
+            run(&dir, user, &[], &["unenrolled=allow"]).0,
+            Verdict::UserUnknown,
+            "{user:?}"
+        );
+    }
+}
