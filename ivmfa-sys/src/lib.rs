@@ -73,24 +73,28 @@ unsafe fn from_passwd(pwd: &libc::passwd) -> Passwd {
     }
 }
 
-/// Looks a user up by name. `Ok(None)` if there is no such user.
-pub fn passwd_by_name(name: &str) -> io::Result<Option<Passwd>> {
-    let cname = c_name(name)?;
+/// How to find a user.
+enum UserKey<'a> {
+    Name(&'a CStr),
+    Uid(u32),
+}
+
+fn passwd(key: UserKey) -> io::Result<Option<Passwd>> {
     with_buffer(|buf| {
         // SAFETY: zeroed is a valid bit pattern for the plain C struct `passwd`.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::passwd = ptr::null_mut();
-        // SAFETY: getpwnam_r(3): the name is NUL-terminated; pwd and buf are ours and
-        // writable for buf.len() bytes; the strings it stores point into buf, which we read
-        // (in from_passwd) before buf is reused or dropped.
+        let (buf_ptr, buf_len) = (buf.as_mut_ptr().cast(), buf.len());
+        // SAFETY: getpwnam_r(3) and getpwuid_r(3): the name is NUL-terminated; pwd and buf are
+        // ours and writable for buf_len bytes; the strings stored point into buf, which we
+        // read (in from_passwd) before buf is reused or dropped.
         let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
+            match key {
+                UserKey::Name(name) => {
+                    libc::getpwnam_r(name.as_ptr(), &mut pwd, buf_ptr, buf_len, &mut found)
+                }
+                UserKey::Uid(uid) => libc::getpwuid_r(uid, &mut pwd, buf_ptr, buf_len, &mut found),
+            }
         };
         match rc {
             // SAFETY: success, and buf is alive (see above).
@@ -100,28 +104,14 @@ pub fn passwd_by_name(name: &str) -> io::Result<Option<Passwd>> {
     })
 }
 
+/// Looks a user up by name. `Ok(None)` if there is no such user.
+pub fn passwd_by_name(name: &str) -> io::Result<Option<Passwd>> {
+    passwd(UserKey::Name(&c_name(name)?))
+}
+
 /// Looks a user up by uid. `Ok(None)` if there is no such user.
 pub fn passwd_by_uid(uid: u32) -> io::Result<Option<Passwd>> {
-    with_buffer(|buf| {
-        // SAFETY: zeroed is a valid bit pattern for the plain C struct `passwd`.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = ptr::null_mut();
-        // SAFETY: getpwuid_r(3), same contract as getpwnam_r above.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            // SAFETY: success, and buf is alive.
-            0 => Ok((!found.is_null()).then(|| unsafe { from_passwd(&pwd) })),
-            rc => Err(rc),
-        }
-    })
+    passwd(UserKey::Uid(uid))
 }
 
 /// The gid of a group. `Ok(None)` if there is no such group.

@@ -24,6 +24,16 @@ fn password_then_code(f: &Fixture, args: &str) -> String {
     format!("auth requisite pam_unix.so\n{}", module_line(f, args))
 }
 
+/// sshd asking for the password, then the code, through keyboard-interactive only.
+fn password_sshd(f: &Fixture, args: &str) -> Sshd {
+    Sshd::start(
+        f,
+        "sshd",
+        &password_then_code(f, args),
+        "AuthenticationMethods keyboard-interactive",
+    )
+}
+
 #[test]
 fn password_and_code_log_in_and_wrong_ones_do_not() {
     if !available() {
@@ -31,12 +41,7 @@ fn password_and_code_log_in_and_wrong_ones_do_not() {
     }
     let f = Fixture::new("");
     let e = f.enroll(USER);
-    let sshd = Sshd::start(
-        &f,
-        "sshd",
-        &password_then_code(&f, ""),
-        "AuthenticationMethods keyboard-interactive",
-    );
+    let sshd = password_sshd(&f, "");
     settle();
     let c = code(&e, 0);
     let good = sshd.login(PASSWORD, &c, None);
@@ -72,12 +77,7 @@ fn two_clients_racing_with_one_code_one_gets_in() {
     }
     let f = Fixture::new("");
     let e = f.enroll(USER);
-    let sshd = Sshd::start(
-        &f,
-        "sshd",
-        &password_then_code(&f, ""),
-        "AuthenticationMethods keyboard-interactive",
-    );
+    let sshd = password_sshd(&f, "");
     let state = f.user_dir(USER).join("state.toml");
     for trial in 0..20 {
         let _ = std::fs::remove_file(&state);
@@ -123,12 +123,7 @@ fn key_and_code_with_a_code_only_stack() {
 
 /// sshd with `unenrolled=enroll`, and the test user's first login, scanning the QR code.
 fn first_login(f: &Fixture) -> (Sshd, ivmfa_tests::sshd::SshLogin) {
-    let sshd = Sshd::start(
-        f,
-        "sshd",
-        &password_then_code(f, "unenrolled=enroll"),
-        "AuthenticationMethods keyboard-interactive",
-    );
+    let sshd = password_sshd(f, "unenrolled=enroll");
     settle();
     let first = sshd.login(PASSWORD, "@phone", None);
     (sshd, first)
