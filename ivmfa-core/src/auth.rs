@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use crate::config::{printable, Config, Unenrolled};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
+use crate::inband::{self, Grant};
 use crate::input::{self, Accepts, Answer, Code};
 use crate::messages;
 use crate::reset::{self, ResetRequest};
@@ -201,7 +202,7 @@ impl Attempt<'_, '_> {
     fn unenrolled(&mut self, config: &Config, store: &Store, user: &UserName) -> Result<Verdict> {
         match store.ticket(user)? {
             Some(t) if t.is_valid_at(self.host.now()) => {
-                return crate::inband::enroll(self, config, store, user)
+                return inband::enroll(self, config, store, user, Grant::Ticket)
             }
             Some(_) => {
                 return self.deny(
@@ -234,7 +235,7 @@ impl Attempt<'_, '_> {
                 "not enrolled (unenrolled=deny)",
                 messages::NOT_ENROLLED,
             ),
-            Unenrolled::Enroll => crate::inband::enroll(self, config, store, user),
+            Unenrolled::Enroll => inband::enroll(self, config, store, user, Grant::Policy),
         }
     }
 

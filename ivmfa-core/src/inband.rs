@@ -23,11 +23,21 @@ const MAX_PROMPTS: usize = 10;
 /// Linux-PAM's PAM_MAX_MSG_SIZE: conversation functions may cut longer messages.
 const MAX_MESSAGE: usize = 512;
 
+/// Why an unenrolled user may set up in the login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// `unenrolled=enroll`.
+    Policy,
+    /// An administrator approved a reset; it must still hold when the enrollment is saved.
+    Ticket,
+}
+
 pub(crate) fn enroll(
     att: &mut Attempt,
     config: &Config,
     store: &Store,
     user: &UserName,
+    grant: Grant,
 ) -> Result<Verdict> {
     if !att.conv.can_show_text() {
         return att.deny(
@@ -120,7 +130,20 @@ pub(crate) fn enroll(
             messages::ENROLL_RACED,
         );
     }
-    let ticket = store.remove_ticket(&lock)?;
+    // The prompt may have stayed open for a long time: an approval that has since been
+    // withdrawn or has expired no longer lets anyone enroll.
+    let ticket = store.ticket(user)?;
+    if grant == Grant::Ticket && !ticket.is_some_and(|t| t.is_valid_at(att.host.now())) {
+        drop(lock);
+        return att.deny(
+            Priority::Notice,
+            "in-band enrollment refused: the approved reset expired or was withdrawn meanwhile",
+            messages::TICKET_EXPIRED,
+        );
+    }
+    if ticket.is_some() {
+        store.remove_ticket(&lock)?;
+    }
     store.save_enrollment(&lock, &enrollment)?;
     // The code just used to confirm cannot log in a second time.
     store.save_state(
@@ -133,10 +156,9 @@ pub(crate) fn enroll(
     drop(lock);
     att.log(
         Priority::Notice,
-        if ticket {
-            "enrolled in the login, after an approved reset"
-        } else {
-            "enrolled in the login (unenrolled=enroll)"
+        match grant {
+            Grant::Ticket => "enrolled in the login, after an approved reset",
+            Grant::Policy => "enrolled in the login (unenrolled=enroll)",
         },
     );
     let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();

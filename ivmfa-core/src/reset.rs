@@ -76,13 +76,17 @@ impl Record for Notice {
     }
 }
 
-/// The environment a `notify_command` gets: the request's fields, nothing else of ours.
+/// The environment a `notify_command` gets: the request's fields, nothing else of ours. The
+/// remote host, service and tty come from the client's side of the login, so they are passed
+/// escaped (no control characters, at most 64 characters); scripts must still treat them as
+/// untrusted text.
 pub fn notify_env(r: &ResetRequest) -> Vec<(&'static str, String)> {
+    use crate::config::printable;
     vec![
         ("IVMFA_USER", r.user.clone()),
         ("IVMFA_TIME", r.time.to_string()),
-        ("IVMFA_SERVICE", r.service.clone()),
-        ("IVMFA_RHOST", r.rhost.clone()),
-        ("IVMFA_TTY", r.tty.clone()),
+        ("IVMFA_SERVICE", printable(&r.service)),
+        ("IVMFA_RHOST", printable(&r.rhost)),
+        ("IVMFA_TTY", printable(&r.tty)),
     ]
 }

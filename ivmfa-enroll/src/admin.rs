@@ -127,6 +127,8 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     let Some(archived) = ctx.store.archive_enrollment(&lock, &user, ctx.now)? else {
         return Err(not_enrolled());
     };
+    // A leftover approval must not let the next login enroll a device.
+    ctx.store.remove_ticket(&lock)?;
     drop(lock);
     ctx.audit(
         Level::Notice,

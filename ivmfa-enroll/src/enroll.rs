@@ -365,6 +365,8 @@ pub fn save(
             .is_some(),
         None => false,
     };
+    // An approved reset's ticket is spent: this enrollment replaces what it allowed.
+    ctx.store.remove_ticket(&lock)?;
     ctx.store.save_enrollment(&lock, e)?;
     ctx.store.save_state(
         &lock,

@@ -397,3 +397,129 @@ fn notify_failures_are_logged() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_ticket_withdrawn_while_the_prompt_is_open_enrolls_nobody() {
+    let f = Fixture::new("");
+    let name = UserName::parse("daemon").unwrap();
+    let store = f.store();
+    let lock = store.lock(&name).unwrap();
+    store
+        .save_ticket(
+            &lock,
+            &Ticket {
+                version: FORMAT_VERSION,
+                issued: now(),
+                expires: now() + 3600,
+            },
+        )
+        .unwrap();
+    drop(lock);
+    settle();
+    let go = f.dir.join("go");
+    let mut args = f.auth_args("daemon", &["@phone"]);
+    args.extend(["--hold-answer-until".to_string(), go.display().to_string()]);
+    let child = std::process::Command::new(driver())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = go.with_extension("waiting");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiting.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the login never reached the prompt"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The administrator takes the approval back (here: the ticket file goes away).
+    fs::remove_file(f.user_dir("daemon").join("ticket.toml")).unwrap();
+    fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("result: PAM_AUTH_ERR"), "{text}");
+    assert!(f.enrollment("daemon").is_none(), "nothing was enrolled");
+}
+
+#[test]
+fn a_made_up_recovery_code_counts_as_a_failure() {
+    let f = Fixture::new("");
+    f.enroll("daemon");
+    f.login("daemon", &["abcd-efgh-jkmn"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("not correct");
+    let state = fs::read_to_string(f.user_dir("daemon").join("state.toml")).unwrap();
+    assert!(state.contains("count = 1"), "{state}");
+}
+
+#[test]
+fn a_notify_command_that_cannot_start_is_logged_and_the_request_still_filed() {
+    let f = Fixture::new("");
+    let missing = f.dir.join("no-such-program");
+    fs::write(
+        &f.config,
+        format!("notify_command = \"{}\"\n", missing.display()),
+    )
+    .unwrap();
+    f.enroll("daemon");
+    if !require_root("a private /dev/log in a mount namespace") {
+        return;
+    }
+    let (out, lines) = f.login_logged("daemon", &["reset"]);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("sent to the administrators");
+    assert!(request_file(&f, "daemon").exists());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("notify_command") && l.contains("cannot start it")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_hanging_notify_command_is_killed_with_its_children() {
+    let f = Fixture::new("");
+    let pidfile = f.dir.join("grandchild.pid");
+    let hang = script(
+        &f,
+        "notify-hang",
+        &format!("sleep 60 &\necho $! > {}\nwait", pidfile.display()),
+    );
+    fs::write(
+        &f.config,
+        format!("notify_command = \"{hang}\"\nnotify_timeout_seconds = 1\n"),
+    )
+    .unwrap();
+    f.enroll("daemon");
+    f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
+    let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ");
+    assert!(!alive, "the script's own child {pid} outlived the timeout");
+}
+
+#[test]
+fn an_enrollment_by_the_administrator_spends_the_ticket() {
+    if !require_root("ivmfa-enroll runs as root only") {
+        return;
+    }
+    let f = Fixture::new("");
+    f.enroll("daemon");
+    f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
+    f.cli(&["reset", "approve", "daemon"], "")
+        .expect(0, "Approved");
+    // The administrator sets the new phone up by hand instead, then removes it again.
+    f.cli(&["enroll", "daemon", "--no-confirm", "--qr", "none"], "")
+        .expect(0, "enrolled");
+    f.cli(&["remove", "daemon"], "").expect(0, "archived");
+    // No leftover approval lets the next login enroll a device.
+    let out = f.login("daemon", &["@phone"]);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("has not been set up");
+    assert!(f.enrollment("daemon").is_none());
+}

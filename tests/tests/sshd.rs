@@ -116,7 +116,7 @@ fn key_and_code_with_a_code_only_stack() {
     // The key alone is not enough.
     let wrong = sshd.login(PASSWORD, &wrong_code(&e), Some(&key));
     assert!(!wrong.ok);
-    // And the code without the key gets nowhere.
+    // And the code without the key gets nowhere (sshd's AuthenticationMethods at work).
     let no_key = sshd.login(PASSWORD, &code(&e, 1), None);
     assert!(!no_key.ok);
 }
