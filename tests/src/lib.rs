@@ -563,3 +563,42 @@ pub fn recovery_codes_in(text: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A login stopped at its first prompt, until [`HeldLogin::release`].
+pub struct HeldLogin {
+    child: std::process::Child,
+    go: PathBuf,
+}
+
+impl Fixture {
+    /// Starts a login that waits at its first prompt, so a test can act meanwhile.
+    pub fn login_held(&self, user: &str, answers: &[&str]) -> HeldLogin {
+        let go = self.dir.join("go");
+        let mut args = self.auth_args(user, answers);
+        args.extend(["--hold-answer-until".to_string(), go.display().to_string()]);
+        let child = Command::new(driver())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waiting = go.with_extension("waiting");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !waiting.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the login never reached the prompt"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        HeldLogin { child, go }
+    }
+}
+
+impl HeldLogin {
+    /// Lets the login answer and finish; returns what the driver printed.
+    pub fn release(self) -> String {
+        fs::write(&self.go, b"").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

@@ -245,23 +245,23 @@ fn deny_keeps_the_secret_and_shows_the_reason_once() {
     assert!(!again.said("declined"), "shown once: {again:?}");
 }
 
+/// Writes an approved reset's ticket, as `reset approve` does.
+fn approve(f: &Fixture, user: &str, issued: u64, expires: u64) {
+    let name = UserName::parse(user).unwrap();
+    let store = f.store();
+    let lock = store.lock(&name).unwrap();
+    let ticket = Ticket {
+        version: FORMAT_VERSION,
+        issued,
+        expires,
+    };
+    store.save_ticket(&lock, &ticket).unwrap();
+}
+
 #[test]
 fn an_expired_ticket_denies_and_says_whom_to_ask() {
     let f = Fixture::new("");
-    let name = UserName::parse("daemon").unwrap();
-    let store = f.store();
-    let lock = store.lock(&name).unwrap();
-    store
-        .save_ticket(
-            &lock,
-            &Ticket {
-                version: FORMAT_VERSION,
-                issued: now() - 7200,
-                expires: now() - 3600,
-            },
-        )
-        .unwrap();
-    drop(lock);
+    approve(&f, "daemon", now() - 7200, now() - 3600);
     let out = f.login("daemon", &["@phone"]);
     out.assert("PAM_AUTH_ERR")
         .assert_said("has run out. Please contact your administrators");
@@ -401,43 +401,12 @@ fn notify_failures_are_logged() {
 #[test]
 fn a_ticket_withdrawn_while_the_prompt_is_open_enrolls_nobody() {
     let f = Fixture::new("");
-    let name = UserName::parse("daemon").unwrap();
-    let store = f.store();
-    let lock = store.lock(&name).unwrap();
-    store
-        .save_ticket(
-            &lock,
-            &Ticket {
-                version: FORMAT_VERSION,
-                issued: now(),
-                expires: now() + 3600,
-            },
-        )
-        .unwrap();
-    drop(lock);
+    approve(&f, "daemon", now(), now() + 3600);
     settle();
-    let go = f.dir.join("go");
-    let mut args = f.auth_args("daemon", &["@phone"]);
-    args.extend(["--hold-answer-until".to_string(), go.display().to_string()]);
-    let child = std::process::Command::new(driver())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = go.with_extension("waiting");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !waiting.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the login never reached the prompt"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let held = f.login_held("daemon", &["@phone"]);
     // The administrator takes the approval back (here: the ticket file goes away).
     fs::remove_file(f.user_dir("daemon").join("ticket.toml")).unwrap();
-    fs::write(&go, b"").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = held.release();
     assert!(text.contains("result: PAM_AUTH_ERR"), "{text}");
     assert!(f.enrollment("daemon").is_none(), "nothing was enrolled");
 }

@@ -253,27 +253,10 @@ fn enrollment_replaced_while_at_the_prompt_is_honoured() {
     let f = Fixture::new("");
     let old = f.enroll("daemon");
     settle();
-    let go = f.dir.join("go");
-    let mut args = f.auth_args("daemon", &[&code(&old, 0)]);
-    args.extend(["--hold-answer-until".to_string(), go.display().to_string()]);
-    let child = std::process::Command::new(driver())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = go.with_extension("waiting");
-    for _ in 0..500 {
-        if waiting.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(waiting.exists(), "the login never reached the prompt");
+    let held = f.login_held("daemon", &[&code(&old, 0)]);
     // The administrator replaces the enrollment (lost phone) while the prompt is open.
     let new = f.enroll("daemon");
-    std::fs::write(&go, b"").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = held.release();
     assert!(
         text.contains("result: PAM_AUTH_ERR"),
         "the old phone's code got in: {text}"
