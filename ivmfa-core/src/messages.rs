@@ -33,7 +33,8 @@ login cannot show the QR code. Log in with a client that shows messages (ssh in 
 or ask your administrator to enroll you.";
 
 pub fn enroll_wrong(left: usize) -> String {
-    format!("That code is not correct. Check the app shows this account; {left} tries left.")
+    let tries = if left == 1 { "try" } else { "tries" };
+    format!("That code is not correct. Check the app shows this account; {left} {tries} left.")
 }
 
 pub const ENROLL_FAILED: &str =

@@ -99,7 +99,7 @@ fn three_wrong_codes_save_nothing() {
     let out = f.login("daemon", &["@phone-wrong", "000000", "not a code"]);
     out.assert("PAM_AUTH_ERR")
         .assert_said("2 tries left")
-        .assert_said("1 tries left")
+        .assert_said("1 try left")
         .assert_said("nothing was set up");
     assert!(f.enrollment("daemon").is_none());
     // The next login starts over with a new secret and can succeed.
