@@ -1,0 +1,72 @@
+//! Scanning QR codes with a real decoder (zbarimg), as a phone would.
+
+use std::fs;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::terminal;
+
+/// Decodes a QR code drawn with half blocks (`▀ ▄ █` and spaces) with a real decoder
+/// (zbarimg). `ink_is_dark`: the drawn cells are the dark modules (forced colours, light
+/// backgrounds); false for the rendering meant for dark backgrounds.
+pub fn decode_half_blocks(text: &str, ink_is_dark: bool) -> Option<String> {
+    let is_block_line =
+        |l: &&str| l.chars().count() >= 21 && l.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█'));
+    let plain = terminal::plain(text);
+    let lines: Vec<&str> = plain
+        .lines()
+        .skip_while(|l| !is_block_line(l))
+        .take_while(is_block_line)
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap();
+    let n = width.max(lines.len() * 2) + 8;
+    // Padding is light: for the dark-background rendering that means "not ink".
+    let mut grid = vec![false; n * n];
+    for (row, line) in lines.iter().enumerate() {
+        for (col, c) in line.chars().enumerate() {
+            let (upper, lower) = match c {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                _ => (false, false),
+            };
+            for (dy, ink) in [(0, upper), (1, lower)] {
+                grid[(4 + row * 2 + dy) * n + 4 + col] = ink == ink_is_dark;
+            }
+        }
+    }
+    // Outside the drawn area is light either way.
+    if !ink_is_dark {
+        for y in 0..n {
+            for x in 0..n {
+                let inside = (4..4 + width).contains(&x) && (4..4 + lines.len() * 2).contains(&y);
+                if !inside {
+                    grid[y * n + x] = false;
+                }
+            }
+        }
+    }
+    decode_png(&ivmfa_core::qr::png_of_grid(&grid, n, 4))
+}
+
+/// Decodes a PNG with zbarimg; `None` if it finds no code.
+pub fn decode_png(png: &[u8]) -> Option<String> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "ivmfa-qr-{}-{}.png",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&path, png).unwrap();
+    let out = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&path)
+        .output()
+        .expect("zbarimg (zbar-tools) is needed to decode QR codes");
+    let _ = fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
