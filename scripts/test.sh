@@ -26,6 +26,10 @@ if ((${#missing[@]})); then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# rustup's default location, in case this shell's PATH does not have it (sudo, CI).
+if ! command -v cargo >/dev/null && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null; then
     echo "error: cargo not found" >&2
     echo "hint: install Rust 1.89 or newer with rustup (https://rustup.rs), then run this again" >&2
