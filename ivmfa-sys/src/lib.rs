@@ -252,27 +252,38 @@ pub fn run_with_timeout(
     }
 }
 
-/// syslog levels, as used by the audit log.
+/// syslog levels, as the module and the audit log use them.
 #[derive(Clone, Copy, Debug)]
 pub enum Level {
     Error,
     Warning,
     Notice,
     Info,
+    Debug,
+}
+
+impl Level {
+    pub fn priority(self) -> c_int {
+        match self {
+            Level::Error => libc::LOG_ERR,
+            Level::Warning => libc::LOG_WARNING,
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        }
+    }
+}
+
+/// A log message as a C string; NUL bytes, which C would cut the line at, are spelled out.
+pub fn log_line(message: &str) -> CString {
+    CString::new(message.replace('\0', "\\0")).unwrap_or_default()
 }
 
 /// Writes one line to syslog, facility authpriv, with `ident` as the program name. Goes
 /// through the local socket only (no network fallback); a missing syslog daemon loses the line.
 pub fn syslog_authpriv(ident: &'static CStr, level: Level, message: &str) {
-    let level = match level {
-        Level::Error => libc::LOG_ERR,
-        Level::Warning => libc::LOG_WARNING,
-        Level::Notice => libc::LOG_NOTICE,
-        Level::Info => libc::LOG_INFO,
-    };
-    let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
-        return;
-    };
+    let level = level.priority();
+    let message = log_line(message);
     // SAFETY: openlog(3) keeps the ident pointer, which is 'static; syslog(3) gets a literal
     // "%s" format with one NUL-terminated argument, so the message is never interpreted.
     unsafe {

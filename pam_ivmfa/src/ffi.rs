@@ -291,16 +291,16 @@ impl Host for Handle {
     }
 
     fn log(&self, priority: Priority, message: &str) {
+        use ivmfa_sys::Level;
         let level = match priority {
-            Priority::Error => libc::LOG_ERR,
-            Priority::Warning => libc::LOG_WARNING,
-            Priority::Notice => libc::LOG_NOTICE,
-            Priority::Info => libc::LOG_INFO,
-            Priority::Debug => libc::LOG_DEBUG,
-        };
-        let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
-            return;
-        };
+            Priority::Error => Level::Error,
+            Priority::Warning => Level::Warning,
+            Priority::Notice => Level::Notice,
+            Priority::Info => Level::Info,
+            Priority::Debug => Level::Debug,
+        }
+        .priority();
+        let message = ivmfa_sys::log_line(message);
         // SAFETY: pam_syslog(3) is printf-like; the format is a literal "%s" with exactly one
         // NUL-terminated string argument, so nothing in `message` is interpreted. It logs to
         // LOG_AUTHPRIV with the service name prefixed.
