@@ -1,14 +1,22 @@
-//! The store's file parsers: secret.toml and state.toml. Whatever is on disk, parsing ends
-//! in a value or an error, and an error never carries the secret.
+//! The store's file parsers: secret.toml, and the state file (its slots and the TOML in
+//! them). Whatever is on disk, parsing ends in a value or an error, and an error never
+//! carries the secret.
 #![no_main]
 
 use std::path::Path;
 
 use ivmfa_core::enrollment::Enrollment;
+use ivmfa_core::slotfile;
 use ivmfa_core::state::State;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // The bytes as the first slot of a state file whose second slot is empty.
+    let mut file = data.to_vec();
+    file.resize(2 * 4096, 0);
+    if let Ok(body) = slotfile::decode(&file) {
+        let _ = State::from_toml(body, Path::new("state"));
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -17,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
         let again = Enrollment::from_toml(&e.to_toml().unwrap(), Path::new("secret.toml")).unwrap();
         assert_eq!(again, e);
     }
-    if let Ok(s) = State::from_toml(text, Path::new("state.toml")) {
-        let again = State::from_toml(&s.to_toml().unwrap(), Path::new("state.toml")).unwrap();
+    if let Ok(s) = State::from_toml(text, Path::new("state")) {
+        let again = State::from_toml(&s.to_toml().unwrap(), Path::new("state")).unwrap();
         assert_eq!(again, s);
     }
 });

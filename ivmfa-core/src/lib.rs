@@ -22,6 +22,7 @@ pub mod recovery;
 pub mod reset;
 
 pub mod safefile;
+pub mod slotfile;
 pub mod state;
 pub mod store;
 pub mod totp;

@@ -5,7 +5,8 @@
 //! path, which could change in between) before a byte is parsed. Writes go to a fresh temporary
 //! file in the same directory, are flushed to disk, renamed over the old file and then the
 //! directory itself is flushed: after a crash at any instant the old or the new file is there,
-//! never a torn one.
+//! never a torn one. (The state, written at every login, is kept in a [`crate::slotfile`]
+//! instead, which is created and replaced by [`write_atomic`] but updated in place.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -129,12 +130,13 @@ impl Policy {
         self.check_dir(path).map(|_| ())
     }
 
-    /// Opens a file for reading without following symlinks and checks it on the descriptor.
-    /// `Ok(None)` if it does not exist.
-    fn open_checked(&self, path: &Path) -> Result<Option<File>> {
+    /// Opens a file without following symlinks and checks it on the descriptor. Returns it
+    /// with its length then, or `None` if it does not exist.
+    fn open_checked(&self, path: &Path, write: bool) -> Result<Option<(File, u64)>> {
         // O_NONBLOCK: a FIFO planted at this path must not hang the login; it fails the checks.
         let opened = OpenOptions::new()
             .read(true)
+            .write(write)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path);
         let file = match opened {
@@ -147,15 +149,16 @@ impl Policy {
         };
         let meta = file.metadata().map_err(|e| Error::io(path, "inspect", e))?;
         self.check_meta(path, &meta, false)?;
-        Ok(Some(file))
+        Ok(Some((file, meta.len())))
     }
 
     /// Reads a whole checked file. `Ok(None)` if it does not exist. The buffer is wiped on drop.
     pub fn read(&self, path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let Some(file) = self.open_checked(path)? else {
+        let Some((file, len)) = self.open_checked(path, false)? else {
             return Ok(None);
         };
-        let mut buf = Zeroizing::new(Vec::new());
+        // Sized from the checked length, so the common case is one read(2) and no regrowth.
+        let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
         // Read one byte past the cap so a file that grew after the check is still refused.
         file.take(self.max_len + 1)
             .read_to_end(&mut buf)
@@ -175,6 +178,12 @@ impl Policy {
             Error::corrupt(path, "it is not UTF-8 text", "replace it with a valid file")
         })?;
         Ok(Some(Zeroizing::new(text)))
+    }
+
+    /// Opens an existing file for reading and writing in place, checked like any other.
+    /// `Ok(None)` if it does not exist.
+    pub fn open_for_update(&self, path: &Path) -> Result<Option<(File, u64)>> {
+        self.open_checked(path, true)
     }
 
     /// Opens (creating if needed) a lock file and checks it like any other store file.

@@ -1,9 +1,11 @@
 //! Per-user state that changes at every login: the replay watermark and failure counters.
 //!
-//! On disk this is `users/<name>/state.toml`. It is only read and written while the user's
-//! lock is held (the store API demands the lock guard), so the check "is this step newer than
-//! the last accepted one" and the update that follows are one atomic step across processes.
+//! On disk this is `users/<name>/state`, a [`crate::slotfile`] whose slots hold the TOML text
+//! below. It is only written while the user's lock is held (the store API demands the lock
+//! guard), so the check "is this step newer than the last accepted one" and the update that
+//! follows are one atomic step across processes.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub const FORMAT_VERSION: u32 = 1;
-const STATE_HINT: &str = "remove it to start afresh (this forgets the failure counts and lets \
+pub(crate) const STATE_HINT: &str =
+    "remove it to start afresh (this forgets the failure counts and lets \
                           the last code used be used once more)";
 /// Sources remembered per user, so a client rotating addresses cannot grow the file without
 /// bound. A source is forgotten only once its back-off is over; rotating addresses gains
@@ -117,7 +120,7 @@ impl State {
         self.total.count = self.total.count.saturating_add(1);
         self.total.last = now;
         let source = cap(source);
-        if let Some(entry) = self.failures.iter_mut().find(|f| f.source == source) {
+        if let Some(entry) = self.failures.iter_mut().find(|f| f.source == *source) {
             entry.count = entry.count.saturating_add(1);
             entry.last = now;
             return;
@@ -134,7 +137,7 @@ impl State {
             }
         }
         self.failures.push(Failures {
-            source: source.to_owned(),
+            source: source.into_owned(),
             count: 1,
             last: now,
         });
@@ -153,7 +156,7 @@ impl State {
 
     fn entry(&self, source: &str) -> Option<&Failures> {
         let source = cap(source);
-        self.failures.iter().find(|f| f.source == source)
+        self.failures.iter().find(|f| f.source == *source)
     }
 
     pub fn to_toml(&self) -> Result<String> {
@@ -186,15 +189,17 @@ impl State {
     }
 }
 
-fn cap(source: &str) -> &str {
-    if source.len() <= MAX_SOURCE_LEN {
-        return source;
+/// The form a source is kept in: printable ASCII other than quotes and backslashes (anything
+/// else becomes `?`), at most [`MAX_SOURCE_LEN`] characters. A remote host is a name or an
+/// address, so real ones are kept as they are; a strange one cannot blow up the file, as every
+/// entry stays one short TOML line however it is spelt.
+fn cap(source: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
+    if source.len() <= MAX_SOURCE_LEN && source.chars().all(plain) {
+        return Cow::Borrowed(source);
     }
-    let mut end = MAX_SOURCE_LEN;
-    while !source.is_char_boundary(end) {
-        end -= 1;
-    }
-    &source[..end]
+    let kept = source.chars().take(MAX_SOURCE_LEN);
+    Cow::Owned(kept.map(|c| if plain(c) { c } else { '?' }).collect())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -263,7 +268,18 @@ mod tests {
             "the oldest were evicted"
         );
         s.record_failure(&"h".repeat(10_000), 1, &LIMIT);
+        s.record_failure("\"\\\n\u{7f}é ok", 1, &LIMIT);
         assert!(s.failures.iter().all(|f| f.source.len() <= 255));
+        assert_eq!(s.failures_from("\"\\\n\u{7f}é ok"), 1);
+        assert!(s.failures.iter().any(|f| f.source == "??????ok"));
+        // The largest possible state still fits a slot file.
+        for (i, f) in s.failures.iter_mut().enumerate() {
+            f.source = format!("{i:02}{}", "x".repeat(253));
+            f.count = u32::MAX;
+            f.last = u64::MAX;
+        }
+        s.last_step = u64::MAX;
+        assert!(s.to_toml().unwrap().len() < 16 * 1024);
     }
 
     #[test]

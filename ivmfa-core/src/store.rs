@@ -5,7 +5,7 @@
 //!   users/                 0700
 //!     <name>/              0700
 //!       secret.toml        0600  the enrollment (changes at enrollment only)
-//!       state.toml         0600  replay watermark, failure counters (every login)
+//!       state              0600  replay watermark, failure counters (every login)
 //!       lock               0600  flock(2)ed while state is read and written
 //!       ticket.toml        0600  an approved reset: the next login enrolls afresh
 //!       notice.toml        0600  a denied reset's reason, shown once at the next login
@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Every directory on the way is checked before use, every file is read through
-//! [`Policy`], every write is atomic and durable. State can only be touched through a
+//! [`Policy`], every write is atomic and durable: the state by [`slotfile`], the rest by
+//! [`safefile::write_atomic`]. State can only be touched through a
 //! [`UserLock`], so no code path can change it without holding the user's lock.
 
 use std::fs::File;
@@ -26,11 +27,12 @@ use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
 use crate::reset::{Notice, Record, ResetRequest, Ticket};
 use crate::safefile::{self, Policy};
-use crate::state::State;
+use crate::slotfile;
+use crate::state::{self, State};
 use crate::username::UserName;
 
 const SECRET_FILE: &str = "secret.toml";
-const STATE_FILE: &str = "state.toml";
+const STATE_FILE: &str = "state";
 const LOCK_FILE: &str = "lock";
 const TICKET_FILE: &str = "ticket.toml";
 const NOTICE_FILE: &str = "notice.toml";
@@ -181,24 +183,28 @@ impl Store {
     }
 
     pub fn load_state(&self, lock: &UserLock) -> Result<State> {
-        let path = lock.dir.join(STATE_FILE);
-        match self.policy.read_text(&path)? {
-            Some(text) => State::from_toml(&text, &path),
+        self.read_state(&lock.dir.join(STATE_FILE))
+    }
+
+    fn read_state(&self, path: &Path) -> Result<State> {
+        match slotfile::read(&self.policy, path, state::STATE_HINT)? {
+            Some(text) => State::from_toml(&text, path),
             None => Ok(State::default()),
         }
     }
 
     /// Reads the state without the lock, for a decision that changes nothing (is the user
-    /// backing off?). Writers replace the file atomically, so this sees one whole version;
-    /// anything that changes state re-reads it under the lock.
+    /// backing off?); anything that changes state re-reads it under the lock. A writer never
+    /// touches the newest slot, so this sees it whole; should it find no intact slot (a
+    /// damaged file, or in theory two writes racing past one read), it asks again under the
+    /// lock, where the answer is final.
     pub fn peek_state(&self, user: &UserName) -> Result<State> {
         if !self.user_dir_present(user)? {
             return Ok(State::default());
         }
-        let path = self.user_dir(user).join(STATE_FILE);
-        match self.policy.read_text(&path)? {
-            Some(text) => State::from_toml(&text, &path),
-            None => Ok(State::default()),
+        match self.read_state(&self.user_dir(user).join(STATE_FILE)) {
+            Err(Error::Corrupt { .. }) => self.load_state(&self.lock(user)?),
+            other => other,
         }
     }
 
@@ -208,7 +214,12 @@ impl Store {
     }
 
     pub fn save_state(&self, lock: &UserLock, state: &State) -> Result<()> {
-        safefile::write_atomic(&lock.dir, STATE_FILE, state.to_toml()?.as_bytes())
+        slotfile::write(
+            &self.policy,
+            &lock.dir,
+            STATE_FILE,
+            state.to_toml()?.as_bytes(),
+        )
     }
 
     fn read_record<T: Record>(&self, path: &Path) -> Result<Option<T>> {

@@ -304,7 +304,7 @@ fn a_recovery_code_raced_by_eight_logins_gets_one_in() {
             .iter()
             .all(|o| o.contains("result: PAM_SUCCESS") || o.contains("result: PAM_AUTH_ERR")));
         // The losers' failures would hold the next round back.
-        fs::remove_file(f.user_dir("daemon").join("state.toml")).unwrap();
+        fs::remove_file(f.user_dir("daemon").join("state")).unwrap();
     }
     assert_eq!(f.enrollment("daemon").unwrap().recovery.remaining(), 5);
 }
@@ -418,8 +418,10 @@ fn a_made_up_recovery_code_counts_as_a_failure() {
     f.login("daemon", &["abcd-efgh-jkmn"])
         .assert("PAM_AUTH_ERR")
         .assert_said("not correct");
-    let state = fs::read_to_string(f.user_dir("daemon").join("state.toml")).unwrap();
-    assert!(state.contains("count = 1"), "{state}");
+    let name = UserName::parse("daemon").unwrap();
+    let lock = f.store().lock(&name).unwrap();
+    let state = f.store().load_state(&lock).unwrap();
+    assert_eq!(state.total.count, 1, "{state:?}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ fn result(output: &str) -> &str {
 fn one_code_many_logins_exactly_one_success() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
-    let state = f.user_dir("daemon").join("state.toml");
+    let state = f.user_dir("daemon").join("state");
     for round in 0..ROUNDS {
         // A fresh watermark each round, so the same current code is valid again.
         let _ = std::fs::remove_file(&state);

@@ -78,7 +78,7 @@ fn two_clients_racing_with_one_code_one_gets_in() {
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let sshd = password_sshd(&f, "");
-    let state = f.user_dir(USER).join("state.toml");
+    let state = f.user_dir(USER).join("state");
     for trial in 0..20 {
         let _ = std::fs::remove_file(&state);
         let c = code(&e, 0);

@@ -31,7 +31,7 @@ fn secret(f: &Fixture) -> std::path::PathBuf {
 }
 
 fn state(f: &Fixture) -> std::path::PathBuf {
-    f.user_dir("daemon").join("state.toml")
+    f.user_dir("daemon").join("state")
 }
 
 fn moved_aside(path: &Path) -> std::path::PathBuf {
@@ -40,8 +40,8 @@ fn moved_aside(path: &Path) -> std::path::PathBuf {
 
 #[test]
 fn symlinked_files_and_directories() {
-    // secret.toml, state.toml and lock as links to a good copy elsewhere.
-    for name in ["secret.toml", "state.toml", "lock"] {
+    // secret.toml, state and lock as links to a good copy elsewhere.
+    for name in ["secret.toml", "state", "lock"] {
         eprintln!("symlinked {name}");
         refused_until_mended(
             |f| {
@@ -177,11 +177,30 @@ fn oversized_truncated_and_corrupt_files() {
 }
 
 #[test]
+fn a_torn_state_write_leaves_the_state_before_it() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+    // The login's write went into the second slot; damage it as a crash mid-write would.
+    let mut bytes = fs::read(state(&f)).unwrap();
+    let half = bytes.len() / 2;
+    bytes[half + 10..half + 100].fill(0);
+    fs::write(state(&f), &bytes).unwrap();
+    // The slot from enrollment is still intact: logins go on, failures are counted.
+    f.login("daemon", &[&wrong_code(&e)]).assert("PAM_AUTH_ERR");
+    let name = ivmfa_core::username::UserName::parse("daemon").unwrap();
+    let lock = f.store().lock(&name).unwrap();
+    let now = f.store().load_state(&lock).unwrap();
+    assert_eq!((now.last_step, now.total.count), (0, 1), "{now:?}");
+}
+
+#[test]
 fn stale_temp_files_do_not_matter() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
-    let stale = f.user_dir("daemon").join(".tmp-state.toml.99999.1.0");
+    let stale = f.user_dir("daemon").join(".tmp-state.99999.1.0");
     fs::write(&stale, b"version = 1\nlast_step = 99999999999\n").unwrap();
     chmod(&stale, 0o600);
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
@@ -221,7 +240,7 @@ fn read_only_store_denies_and_keeps_the_store() {
 }
 
 #[test]
-fn full_store_file_system_denies_and_keeps_the_store() {
+fn a_full_store_file_system_loses_nothing_and_tells_nothing() {
     if !require_root("a small tmpfs in a private mount namespace") {
         return;
     }
@@ -231,16 +250,25 @@ fn full_store_file_system_denies_and_keeps_the_store() {
     let store = f.store.display().to_string();
     let copy = f.dir.join("copy").display().to_string();
     // Copy the store onto a 64 KiB tmpfs mounted over it, then fill that up.
-    let setup = format!(
-        "cp -a {store} {copy}\n\
-         mount -t tmpfs -o size=64k,mode=700 ivmfa-full {store}\n\
-         cp -a {copy}/. {store}/\n\
-         dd if=/dev/zero of={store}/fill bs=4k 2>/dev/null || true"
-    );
-    // Here the prompt is reached (the lock file exists); then neither the right code nor a
-    // failure can be recorded, and both end alike, so a full disk is no right/wrong oracle.
+    let setup = |before_filling: &str| {
+        format!(
+            "cp -a {store} {copy}\n\
+             mount -t tmpfs -o size=64k,mode=700 ivmfa-full {store}\n\
+             cp -a {copy}/. {store}/\n\
+             {before_filling}\n\
+             dd if=/dev/zero of={store}/fill bs=4k 2>/dev/null || true"
+        )
+    };
+    // The state is rewritten in place, so a full disk does not stop logins or failure counts.
+    let out = f.login_in_namespace(&setup(""), "daemon", &[&code(&e, 0)]);
+    out.assert("PAM_SUCCESS");
+    let out = f.login_in_namespace(&setup(""), "daemon", &[&wrong_code(&e)]);
+    out.assert("PAM_AUTH_ERR");
+    // Without a state file one has to be created: then neither the right code nor a failure
+    // can be recorded, and both end alike, so a full disk is no right/wrong oracle.
+    let no_state = format!("rm {}", state(&f).display());
     for answer in [code(&e, 0), wrong_code(&e)] {
-        let out = f.login_in_namespace(&setup, "daemon", &[&answer]);
+        let out = f.login_in_namespace(&setup(&no_state), "daemon", &[&answer]);
         out.assert("PAM_SERVICE_ERR")
             .assert_said("prompt-hidden")
             .assert_said("not available");
