@@ -13,9 +13,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // The bytes as the first slot of a state file whose second slot is empty.
     let mut file = data.to_vec();
-    file.resize(2 * 4096, 0);
-    if let Ok(body) = slotfile::decode(&file) {
-        let _ = State::from_toml(body, Path::new("state"));
+    file.resize(slotfile::FILE_LEN, 0);
+    if let Ok(contents) = slotfile::decode(&file) {
+        let _ = State::from_toml(&contents.text, Path::new("state"));
     }
     let Ok(text) = std::str::from_utf8(data) else {
         return;

@@ -353,6 +353,14 @@ impl Attempt<'_, '_> {
             return Ok(Judged::Removed);
         };
         let mut state = store.load_state(&lock)?;
+        if state.damaged_slot {
+            // Mended by the write this check ends with (success or failure).
+            self.log(
+                Priority::Warning,
+                "the state file has a damaged slot (a write cut short by a crash, or disk \
+                 damage); the state before it is used",
+            );
+        }
         let now = self.host.now();
         if let Some(wait) = state.wait_for(source, now, limit) {
             return Ok(Judged::Held(wait));

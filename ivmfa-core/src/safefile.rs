@@ -131,8 +131,8 @@ impl Policy {
     }
 
     /// Opens a file without following symlinks and checks it on the descriptor. Returns it
-    /// with its length then, or `None` if it does not exist.
-    fn open_checked(&self, path: &Path, write: bool) -> Result<Option<(File, u64)>> {
+    /// with what was checked, or `None` if it does not exist.
+    fn open_checked(&self, path: &Path, write: bool) -> Result<Option<(File, fs::Metadata)>> {
         // O_NONBLOCK: a FIFO planted at this path must not hang the login; it fails the checks.
         let opened = OpenOptions::new()
             .read(true)
@@ -149,16 +149,16 @@ impl Policy {
         };
         let meta = file.metadata().map_err(|e| Error::io(path, "inspect", e))?;
         self.check_meta(path, &meta, false)?;
-        Ok(Some((file, meta.len())))
+        Ok(Some((file, meta)))
     }
 
     /// Reads a whole checked file. `Ok(None)` if it does not exist. The buffer is wiped on drop.
     pub fn read(&self, path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let Some((file, len)) = self.open_checked(path, false)? else {
+        let Some((file, meta)) = self.open_checked(path, false)? else {
             return Ok(None);
         };
         // Sized from the checked length, so the common case is one read(2) and no regrowth.
-        let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
+        let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
         // Read one byte past the cap so a file that grew after the check is still refused.
         file.take(self.max_len + 1)
             .read_to_end(&mut buf)
@@ -182,7 +182,7 @@ impl Policy {
 
     /// Opens an existing file for reading and writing in place, checked like any other.
     /// `Ok(None)` if it does not exist.
-    pub fn open_for_update(&self, path: &Path) -> Result<Option<(File, u64)>> {
+    pub fn open_for_update(&self, path: &Path) -> Result<Option<(File, fs::Metadata)>> {
         self.open_checked(path, true)
     }
 

@@ -6,6 +6,7 @@
 //! follows are one atomic step across processes.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,9 @@ pub struct State {
     pub last_step: u64,
     pub total: Total,
     pub failures: Vec<Failures>,
+    /// Read from a file with a damaged slot (a write cut short by a crash, or damage); worth a
+    /// word in the log. Not stored.
+    pub damaged_slot: bool,
 }
 
 fn remaining(last: u64, delay: u64, now: u64) -> Option<u64> {
@@ -185,21 +189,34 @@ impl State {
             last_step: file.last_step,
             total: file.total,
             failures: file.failures,
+            damaged_slot: false,
         })
     }
 }
 
-/// The form a source is kept in: printable ASCII other than quotes and backslashes (anything
-/// else becomes `?`), at most [`MAX_SOURCE_LEN`] characters. A remote host is a name or an
-/// address, so real ones are kept as they are; a strange one cannot blow up the file, as every
-/// entry stays one short TOML line however it is spelt.
+/// The form a source is kept in: printable ASCII as it is, except `"`, `\\` and `%`, which
+/// like every other byte become `%XX`; at most [`MAX_SOURCE_LEN`] characters, never cut inside
+/// an escape. Real remote hosts (names, addresses) are kept as they are, distinct ones stay
+/// distinct, and an entry is one short TOML line however strange the host, so the largest
+/// state always fits its file.
 fn cap(source: &str) -> Cow<'_, str> {
-    let plain = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
-    if source.len() <= MAX_SOURCE_LEN && source.chars().all(plain) {
+    let plain = |b: u8| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'%');
+    if source.len() <= MAX_SOURCE_LEN && source.bytes().all(plain) {
         return Cow::Borrowed(source);
     }
-    let kept = source.chars().take(MAX_SOURCE_LEN);
-    Cow::Owned(kept.map(|c| if plain(c) { c } else { '?' }).collect())
+    let mut kept = String::with_capacity(MAX_SOURCE_LEN);
+    for b in source.bytes() {
+        let width = if plain(b) { 1 } else { 3 };
+        if kept.len() + width > MAX_SOURCE_LEN {
+            break;
+        }
+        if plain(b) {
+            kept.push(char::from(b));
+        } else {
+            let _ = write!(kept, "%{b:02X}");
+        }
+    }
+    Cow::Owned(kept)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -271,15 +288,32 @@ mod tests {
         s.record_failure("\"\\\n\u{7f}é ok", 1, &LIMIT);
         assert!(s.failures.iter().all(|f| f.source.len() <= 255));
         assert_eq!(s.failures_from("\"\\\n\u{7f}é ok"), 1);
-        assert!(s.failures.iter().any(|f| f.source == "??????ok"));
-        // The largest possible state still fits a slot file.
+        assert!(s
+            .failures
+            .iter()
+            .any(|f| f.source == "%22%5C%0A%7F%C3%A9%20ok"));
+        let mut apart = State::default();
+        apart.record_failure("a b", 1, &LIMIT);
+        apart.record_failure("a%20b", 1, &LIMIT);
+        assert_eq!(
+            apart.failures_from("a b"),
+            1,
+            "escaping keeps sources apart"
+        );
+        apart.record_failure(&"é".repeat(200), 1, &LIMIT);
+        let sources: Vec<&str> = apart.failures.iter().map(|f| f.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            ["a%20b", "a%2520b", &("%C3%A9".repeat(42) + "%C3")]
+        );
+        // The largest possible state still fits a slot.
         for (i, f) in s.failures.iter_mut().enumerate() {
             f.source = format!("{i:02}{}", "x".repeat(253));
             f.count = u32::MAX;
             f.last = u64::MAX;
         }
         s.last_step = u64::MAX;
-        assert!(s.to_toml().unwrap().len() < 16 * 1024);
+        assert!(s.to_toml().unwrap().len() <= crate::slotfile::CAPACITY);
     }
 
     #[test]

@@ -33,6 +33,8 @@ use crate::username::UserName;
 
 const SECRET_FILE: &str = "secret.toml";
 const STATE_FILE: &str = "state";
+/// Where ivmfa 0.1.0 kept the state (plain TOML, replaced whole); read until the first write.
+const LEGACY_STATE_FILE: &str = "state.toml";
 const LOCK_FILE: &str = "lock";
 const TICKET_FILE: &str = "ticket.toml";
 const NOTICE_FILE: &str = "notice.toml";
@@ -157,10 +159,8 @@ impl Store {
         }
         std::fs::rename(&secret, &target).map_err(|e| Error::io(&secret, "archive", e))?;
         safefile::sync_dir(&archive)?;
-        match std::fs::remove_file(lock.dir.join(STATE_FILE)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(lock.dir.join(STATE_FILE), "remove", e)),
+        for name in [STATE_FILE, LEGACY_STATE_FILE] {
+            self.remove(&lock.dir, name)?;
         }
         safefile::sync_dir(&lock.dir)?;
         Ok(Some(target))
@@ -183,12 +183,19 @@ impl Store {
     }
 
     pub fn load_state(&self, lock: &UserLock) -> Result<State> {
-        self.read_state(&lock.dir.join(STATE_FILE))
+        self.read_state(&lock.dir)
     }
 
-    fn read_state(&self, path: &Path) -> Result<State> {
-        match slotfile::read(&self.policy, path, state::STATE_HINT)? {
-            Some(text) => State::from_toml(&text, path),
+    fn read_state(&self, dir: &Path) -> Result<State> {
+        let path = dir.join(STATE_FILE);
+        if let Some(contents) = slotfile::read(&self.policy, &path, state::STATE_HINT)? {
+            let mut state = State::from_toml(&contents.text, &path)?;
+            state.damaged_slot = contents.damaged;
+            return Ok(state);
+        }
+        let legacy = dir.join(LEGACY_STATE_FILE);
+        match self.policy.read_text(&legacy)? {
+            Some(text) => State::from_toml(&text, &legacy),
             None => Ok(State::default()),
         }
     }
@@ -202,7 +209,7 @@ impl Store {
         if !self.user_dir_present(user)? {
             return Ok(State::default());
         }
-        match self.read_state(&self.user_dir(user).join(STATE_FILE)) {
+        match self.read_state(&self.user_dir(user)) {
             Err(Error::Corrupt { .. }) => self.load_state(&self.lock(user)?),
             other => other,
         }
@@ -214,12 +221,11 @@ impl Store {
     }
 
     pub fn save_state(&self, lock: &UserLock, state: &State) -> Result<()> {
-        slotfile::write(
-            &self.policy,
-            &lock.dir,
-            STATE_FILE,
-            state.to_toml()?.as_bytes(),
-        )
+        let text = state.to_toml()?;
+        if slotfile::write(&self.policy, &lock.dir, STATE_FILE, text.as_bytes())? {
+            self.remove(&lock.dir, LEGACY_STATE_FILE)?;
+        }
+        Ok(())
     }
 
     fn read_record<T: Record>(&self, path: &Path) -> Result<Option<T>> {

@@ -83,6 +83,13 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
     let lock = ctx.store.lock(user)?;
     let state = ctx.store.load_state(&lock)?;
     drop(lock);
+    if state.damaged_slot {
+        lines.push(
+            "state: one slot of the state file is damaged (a write cut short by a crash, or \
+             disk damage); the other is in use, and the next code checked rewrites it"
+                .into(),
+        );
+    }
     let limit = &ctx.config.rate_limit;
     let mut held = false;
     for f in &state.failures {

@@ -176,23 +176,66 @@ fn oversized_truncated_and_corrupt_files() {
     }
 }
 
+fn load_state(f: &Fixture) -> ivmfa_core::state::State {
+    let name = ivmfa_core::username::UserName::parse("daemon").unwrap();
+    let lock = f.store().lock(&name).unwrap();
+    f.store().load_state(&lock).unwrap()
+}
+
 #[test]
 fn a_torn_state_write_leaves_the_state_before_it() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
-    // The login's write went into the second slot; damage it as a crash mid-write would.
+    let used = load_state(&f).last_step;
+    // Enrollment wrote the first slot, the login the second. The next write goes into the
+    // first: tear it there, as a crash in the middle of that write would.
     let mut bytes = fs::read(state(&f)).unwrap();
-    let half = bytes.len() / 2;
-    bytes[half + 10..half + 100].fill(0);
+    bytes[10..100].fill(0xAA);
     fs::write(state(&f), &bytes).unwrap();
-    // The slot from enrollment is still intact: logins go on, failures are counted.
-    f.login("daemon", &[&wrong_code(&e)]).assert("PAM_AUTH_ERR");
-    let name = ivmfa_core::username::UserName::parse("daemon").unwrap();
-    let lock = f.store().lock(&name).unwrap();
-    let now = f.store().load_state(&lock).unwrap();
-    assert_eq!((now.last_step, now.total.count), (0, 1), "{now:?}");
+    let torn = load_state(&f);
+    assert!(torn.damaged_slot);
+    assert_eq!(
+        torn.last_step, used,
+        "the login's write is intact and in force"
+    );
+    let replay = code(&e, 0);
+    if require_root("a private /dev/log to see the warning") {
+        let (out, lines) = f.login_logged("daemon", &[&replay]);
+        out.assert("PAM_AUTH_ERR").assert_said("already been used");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("the state file has a damaged slot")),
+            "{lines:#?}"
+        );
+    } else {
+        f.login("daemon", &[&replay]).assert("PAM_AUTH_ERR");
+    }
+    // That check's write went into the torn slot and mended the file.
+    let mended = load_state(&f);
+    assert!(!mended.damaged_slot);
+    assert_eq!((mended.last_step, mended.total.count), (used, 1));
+}
+
+#[test]
+fn state_from_version_0_1_is_read_and_replaced() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    let now = ivmfa_tests::now();
+    let legacy = f.user_dir("daemon").join("state.toml");
+    fs::remove_file(state(&f)).unwrap();
+    fs::write(&legacy, format!("version = 1\nlast_step = {}\n", now / 30)).unwrap();
+    chmod(&legacy, 0o600);
+    // Its watermark still holds: the current code was used before the upgrade.
+    f.login("daemon", &[&code(&e, 0)])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("already been used");
+    assert!(!legacy.exists(), "replaced by the new file");
+    assert_eq!(load_state(&f).last_step, now / 30);
+    assert_eq!(load_state(&f).total.count, 1);
 }
 
 #[test]
