@@ -15,7 +15,8 @@
 //!
 //! ```text
 //! file  = slot 0, slot 1                  SLOT bytes each
-//! slot  = "ivmfa-slot 1 <seq> <len> <sha256 hex>\n" <body: len bytes> <zero bytes up to SLOT>
+//! slot  = "ivmfa-slot 1 <seq> <len> <sha256 hex>\n" <body: len bytes> <padding up to SLOT>
+//! padding: zeros, or what an earlier, longer body left there; never read
 //! sha256 over the sequence number (8 bytes, little-endian) followed by the body
 //! ```
 //!
@@ -130,7 +131,7 @@ fn slots(file: &[u8]) -> std::result::Result<Slots<'_>, String> {
     Ok(found)
 }
 
-/// One slot's bytes: header, body, zeros up to the slot size. `None` if the body is too long.
+/// The start of a slot: header and body. `None` if they do not fit in a slot.
 fn slot_image(seq: u64, body: &[u8]) -> Option<Vec<u8>> {
     let header = format!("{MAGIC} {seq} {} {}\n", body.len(), digest(seq, body));
     if header.len() + body.len() > SLOT {
@@ -139,7 +140,6 @@ fn slot_image(seq: u64, body: &[u8]) -> Option<Vec<u8>> {
     let mut image = Vec::with_capacity(SLOT);
     image.extend_from_slice(header.as_bytes());
     image.extend_from_slice(body);
-    image.resize(SLOT, 0);
     Some(image)
 }
 
@@ -189,7 +189,10 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
         if let (Ok(slots), 1) = (slots(&bytes), meta.nlink()) {
             let (index, seq) = slots.newest.map_or((1, 0), |(i, seq, _)| (i, seq));
             if let Some(next) = seq.checked_add(1) {
-                let image = slot_image(next, body).ok_or_else(too_long)?;
+                // Only the blocks that header and body reach: fewer to flush, and what lies
+                // beyond them is never read.
+                let mut image = slot_image(next, body).ok_or_else(too_long)?;
+                image.resize(image.len().div_ceil(BLOCK) * BLOCK, 0);
                 write_in_place(&file, &path, &image, (1 - index) * SLOT)?;
                 return Ok(false);
             }
@@ -267,6 +270,17 @@ mod tests {
             [Some((3, b"three".to_vec())), Some((2, b"two".to_vec()))]
         );
         assert_eq!(inode, std::fs::metadata(&path).unwrap().ino(), "same file");
+        // A short body over a long one: what the long one left behind is never read.
+        let long = "l".repeat(9000);
+        for body in [long.as_str(), "four", "five"] {
+            write(&policy, &dir, "state", body.as_bytes()).unwrap();
+        }
+        assert_eq!(
+            on_disk(&path),
+            [Some((5, b"four".to_vec())), Some((6, b"five".to_vec()))],
+            "five went over the long body"
+        );
+        assert_eq!(text(&policy, &path).as_deref(), Some("five"));
     }
 
     #[test]
