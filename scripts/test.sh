@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools librsvg2-bin
-                    openssh-server openssh-client openssl lintian rpm
+                    openssh-server openssh-client openssl lintian rpm strace
           libpam-google-authenticator)
 missing=()
 for p in "${packages[@]}"; do

@@ -353,17 +353,17 @@ impl Attempt<'_, '_> {
             return Ok(Judged::Removed);
         };
         let mut state = store.load_state(&lock)?;
+        let now = self.host.now();
+        if let Some(wait) = state.wait_for(source, now, limit) {
+            return Ok(Judged::Held(wait));
+        }
         if state.damaged_slot {
-            // Mended by the write this check ends with (success or failure).
+            // Said once: every path from here writes the state, into the damaged slot.
             self.log(
                 Priority::Warning,
                 "the state file has a damaged slot (a write cut short by a crash, or disk \
                  damage); the state before it is used",
             );
-        }
-        let now = self.host.now();
-        if let Some(wait) = state.wait_for(source, now, limit) {
-            return Ok(Judged::Held(wait));
         }
         let (reason, tell) = match offered {
             Offered::Code(code) => {

@@ -184,17 +184,26 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(&path, "read", e))?;
         // Written in place unless the file is not ours (wrong length), has run out of
-        // sequence numbers (only a forged one can) or has other names (a hard link made by a
-        // backup tool must not follow our writes); then it is replaced whole below.
-        if let (Ok(slots), 1) = (slots(&bytes), meta.nlink()) {
+        // sequence numbers (only a forged one can), has other names (a hard link made by a
+        // backup tool must not follow our writes) or has holes (a sparse copy: writing into
+        // a hole needs free space, and the promise is that a full disk stops no write); then
+        // it is replaced whole below.
+        let whole = meta.nlink() == 1 && meta.blocks() * 512 >= FILE_LEN as u64;
+        if let (Ok(slots), true) = (slots(&bytes), whole) {
             let (index, seq) = slots.newest.map_or((1, 0), |(i, seq, _)| (i, seq));
             if let Some(next) = seq.checked_add(1) {
                 // Only the blocks that header and body reach: fewer to flush, and what lies
                 // beyond them is never read.
                 let mut image = slot_image(next, body).ok_or_else(too_long)?;
                 image.resize(image.len().div_ceil(BLOCK) * BLOCK, 0);
-                write_in_place(&file, &path, &image, (1 - index) * SLOT)?;
-                return Ok(false);
+                let written = write_in_place(&file, &path, &image, (1 - index) * SLOT);
+                if written.is_err() {
+                    // The page cache may still hold the slot the disk refused, and the next
+                    // writer would trust it and overwrite the only slot on disk. Put what was
+                    // read back in a new file, so nothing of the failed write stays visible.
+                    let _ = safefile::write_atomic(dir, name, &bytes);
+                }
+                return written.map(|()| false);
             }
         }
     }
@@ -338,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_sequence_number_or_a_hard_link_starts_a_new_file() {
+    fn the_last_sequence_number_a_hard_link_or_a_hole_starts_a_new_file() {
         let (dir, policy) = scratch("replace");
         let path = dir.join("state");
         let mut forged = slot_image(u64::MAX, b"forged").unwrap();
@@ -352,6 +361,21 @@ mod tests {
         assert!(write(&policy, &dir, "state", b"after").unwrap());
         assert_eq!(on_disk(&backup)[0], Some((1, b"next".to_vec())));
         assert_eq!(text(&policy, &path).as_deref(), Some("after"));
+        // A sparse copy (holes where the zeros were) is filled in by replacing it.
+        let mut start = slot_image(9, b"sparse").unwrap();
+        start.resize(BLOCK, 0);
+        put(&path, &start);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(FILE_LEN as u64)
+            .unwrap();
+        assert!(std::fs::metadata(&path).unwrap().blocks() * 512 < FILE_LEN as u64);
+        assert_eq!(text(&policy, &path).as_deref(), Some("sparse"));
+        assert!(write(&policy, &dir, "state", b"dense").unwrap());
+        assert!(std::fs::metadata(&path).unwrap().blocks() * 512 >= FILE_LEN as u64);
+        assert!(!write(&policy, &dir, "state", b"in place").unwrap());
     }
 
     #[test]

@@ -173,7 +173,40 @@ impl State {
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
 
+    /// Reads the TOML of a state slot. Its sources must be in the form [`cap`] gives them, or
+    /// the state might not fit its slot when it is written back.
     pub fn from_toml(text: &str, path: &Path) -> Result<State> {
+        let state = Self::parse(text, path)?;
+        if !state.failures.iter().all(|f| in_kept_form(&f.source)) {
+            return Err(Error::corrupt(
+                path,
+                "a failure source is not in the form ivmfa writes",
+                STATE_HINT,
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Reads `state.toml` as ivmfa 0.1.0 wrote it, with sources kept as given: they are put
+    /// in today's form (merging any that become one), so the state fits a slot.
+    pub fn from_legacy_toml(text: &str, path: &Path) -> Result<State> {
+        let mut state = Self::parse(text, path)?;
+        let mut kept: Vec<Failures> = Vec::with_capacity(state.failures.len());
+        for mut f in state.failures.drain(..) {
+            f.source = cap(&f.source).into_owned();
+            match kept.iter_mut().find(|k| k.source == f.source) {
+                Some(k) => {
+                    k.count = k.count.max(f.count);
+                    k.last = k.last.max(f.last);
+                }
+                None => kept.push(f),
+            }
+        }
+        state.failures = kept;
+        Ok(state)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<State> {
         let file: File = crate::config::parse_toml(text, path, STATE_HINT)?;
         if file.version != FORMAT_VERSION {
             return Err(Error::corrupt(
@@ -192,6 +225,14 @@ impl State {
             damaged_slot: false,
         })
     }
+}
+
+/// Whether a source read from a slot could have come from [`cap`].
+fn in_kept_form(source: &str) -> bool {
+    source.len() <= MAX_SOURCE_LEN
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\'))
 }
 
 /// The form a source is kept in: printable ASCII as it is, except `"`, `\\` and `%`, which
@@ -353,6 +394,41 @@ mod tests {
         );
         assert_eq!(s.failures.len(), MAX_SOURCES);
         assert!(s.failures.iter().any(|f| f.source == "new"));
+    }
+
+    #[test]
+    fn sources_from_0_1_are_put_in_todays_form_and_others_refused() {
+        // As 0.1.0 wrote it: sources kept as given, escaped by the TOML writer alone.
+        let odd = "x\u{1}".repeat(120);
+        let old = State {
+            last_step: 5,
+            failures: vec![
+                Failures {
+                    source: odd.clone(),
+                    count: 2,
+                    last: 7,
+                },
+                Failures {
+                    source: format!("{odd}y"),
+                    count: 4,
+                    last: 6,
+                },
+            ],
+            ..State::default()
+        };
+        let text = old.to_toml().unwrap();
+        let path = Path::new("state.toml");
+        let legacy = State::from_legacy_toml(&text, path).unwrap();
+        // Cut at 255 characters, the two become one, with the larger count and time.
+        assert_eq!(legacy.failures.len(), 1, "{legacy:?}");
+        let f = &legacy.failures[0];
+        assert!(f.source.len() <= MAX_SOURCE_LEN && f.source.starts_with("x%01x%01"));
+        assert_eq!((f.count, f.last), (4, 7));
+        assert!(legacy.to_toml().unwrap().len() < 1000);
+        // The same text in a slot is not what ivmfa writes there.
+        assert!(State::from_toml(&text, path).is_err());
+        let back = State::from_toml(&legacy.to_toml().unwrap(), path).unwrap();
+        assert_eq!(back, legacy);
     }
 
     #[test]

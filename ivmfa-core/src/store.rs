@@ -195,7 +195,7 @@ impl Store {
         }
         let legacy = dir.join(LEGACY_STATE_FILE);
         match self.policy.read_text(&legacy)? {
-            Some(text) => State::from_toml(&text, &legacy),
+            Some(text) => State::from_legacy_toml(&text, &legacy),
             None => Ok(State::default()),
         }
     }
@@ -223,7 +223,8 @@ impl Store {
     pub fn save_state(&self, lock: &UserLock, state: &State) -> Result<()> {
         let text = state.to_toml()?;
         if slotfile::write(&self.policy, &lock.dir, STATE_FILE, text.as_bytes())? {
-            self.remove(&lock.dir, LEGACY_STATE_FILE)?;
+            // Best effort: the new file is in place and wins over the old one from now on.
+            let _ = self.remove(&lock.dir, LEGACY_STATE_FILE);
         }
         Ok(())
     }

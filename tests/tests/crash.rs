@@ -118,3 +118,65 @@ fn enrollment_writes_killed_mid_way_leave_the_old_or_the_new_file() {
     let e = f.enrollment("daemon").unwrap();
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
 }
+
+/// What strace saw one login do to the state file: the calls on its descriptor, in order,
+/// from opening it for writing to closing it.
+fn state_calls(f: &Fixture, answer: &str) -> (String, Vec<String>) {
+    let trace = f.dir.join("strace.out");
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat,pwrite64,fdatasync,close",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(driver())
+        .args(f.auth_args("daemon", &[answer]))
+        .output()
+        .expect("strace is needed to watch the flush (apt install strace)");
+    let result = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let state = f.user_dir("daemon").join("state").display().to_string();
+    let mut calls = Vec::new();
+    let mut fd = None;
+    for line in text.lines() {
+        // "<pid> call(args) = result"
+        let call = line
+            .split_once(' ')
+            .map_or(line, |(_, rest)| rest.trim_start());
+        match fd {
+            None if call.contains(&format!("\"{state}\"")) && call.contains("O_RDWR") => {
+                fd = call.rsplit_once("= ").map(|(_, n)| n.trim().to_owned());
+            }
+            Some(ref n) if call.starts_with(&format!("close({n})")) => break,
+            Some(ref n) if call.contains(&format!("({n},")) || call.contains(&format!("({n})")) => {
+                calls.push(
+                    call.split('(').next().unwrap().to_owned()
+                        + " "
+                        + call.rsplit("= ").next().unwrap(),
+                )
+            }
+            _ => {}
+        }
+    }
+    (result, calls)
+}
+
+/// The step a login used, and a failure, reach the disk before the login is answered: the slot
+/// is written and flushed on the descriptor before the module returns.
+#[test]
+fn state_is_flushed_before_the_login_is_answered() {
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    for (answer, result) in [
+        (code(&e, 0), "PAM_SUCCESS"),
+        (wrong_code(&e), "PAM_AUTH_ERR"),
+    ] {
+        let (out, calls) = state_calls(&f, &answer);
+        assert!(out.contains(&format!("result: {result}")), "{out}");
+        assert_eq!(calls, ["pwrite64 4096", "fdatasync 0"], "{answer}: {out}");
+    }
+}
