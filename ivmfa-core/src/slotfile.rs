@@ -188,8 +188,8 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
         // backup tool must not follow our writes) or has holes (a sparse copy: writing into
         // a hole needs free space, and the promise is that a full disk stops no write); then
         // it is replaced whole below.
-        let whole = meta.nlink() == 1 && meta.blocks() * 512 >= FILE_LEN as u64;
-        if let (Ok(slots), true) = (slots(&bytes), whole) {
+        let in_place = meta.nlink() == 1 && meta.blocks() * 512 >= FILE_LEN as u64;
+        if let (Ok(slots), true) = (slots(&bytes), in_place) {
             let (index, seq) = slots.newest.map_or((1, 0), |(i, seq, _)| (i, seq));
             if let Some(next) = seq.checked_add(1) {
                 // Only the blocks that header and body reach: fewer to flush, and what lies
