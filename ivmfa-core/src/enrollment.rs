@@ -218,10 +218,13 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let e = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1);
+        let mut e = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1);
+        e.recovery = crate::recovery::from_plain(&[1; 16], ["12345678"].into_iter(), 9);
         let shown = format!("{e:?}");
         assert!(!shown.contains("GEZDG"), "{shown}");
         assert!(!shown.contains("49, 50"), "{shown}");
+        assert!(!shown.contains("0101"), "the salt is not shown: {shown}");
+        assert!(shown.contains("RecoveryCodes(1 left"), "{shown}");
     }
 
     #[test]

@@ -28,7 +28,6 @@ impl fmt::Debug for Code {
     }
 }
 
-#[derive(Debug)]
 pub enum Answer {
     /// A code of the expected length.
     Code(Code),
@@ -42,6 +41,19 @@ pub enum Answer {
     Empty,
     /// Anything else.
     Malformed,
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Code(c) => write!(f, "Code({c:?})"),
+            Answer::Recovery(_) => f.write_str("Recovery(<redacted>)"),
+            Answer::Reset => f.write_str("Reset"),
+            Answer::Invert => f.write_str("Invert"),
+            Answer::Empty => f.write_str("Empty"),
+            Answer::Malformed => f.write_str("Malformed"),
+        }
+    }
 }
 
 /// What the prompt being answered accepts besides a code.
@@ -197,5 +209,7 @@ mod tests {
             panic!()
         };
         assert_eq!(format!("{c:?}"), "Code(<redacted>)");
+        let r = parse("abcd-efgh-jkmn", LOGIN);
+        assert_eq!(format!("{r:?}"), "Recovery(<redacted>)");
     }
 }

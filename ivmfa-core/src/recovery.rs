@@ -5,6 +5,8 @@
 //! codes. Either form is told apart from a 6-digit TOTP code by its shape alone. Only salted
 //! SHA-256 hashes are stored; a code is consumed under the user's lock.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -23,8 +25,9 @@ pub fn random_bytes_needed(count: usize) -> usize {
     SALT_BYTES + count * LETTERS
 }
 
-/// The stored, hashed set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The stored, hashed set. Its `Debug` shows only the count: an 8-digit scratch code could be
+/// found from its hash and the salt by trying them all.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryCodes {
     /// Hex; shared by the set.
@@ -33,6 +36,12 @@ pub struct RecoveryCodes {
     pub hashes: Vec<String>,
     /// Unix time the set was issued.
     pub issued: u64,
+}
+
+impl fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecoveryCodes({} left, <redacted>)", self.hashes.len())
+    }
 }
 
 /// Makes `count` codes from `random` (see [`random_bytes_needed`]); returns them for showing
@@ -119,7 +128,8 @@ fn hash(salt: &[u8], canonical: &str) -> String {
     hex(&h.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as the store writes digests.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -79,7 +79,7 @@ fn digest(seq: u64, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(seq.to_le_bytes());
     h.update(body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::recovery::hex(&h.finalize())
 }
 
 fn parse_slot(slot: &[u8]) -> Slot<'_> {
