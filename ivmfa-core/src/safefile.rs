@@ -132,14 +132,22 @@ impl Policy {
 
     /// Opens a file without following symlinks and checks it on the descriptor. Returns it
     /// with what was checked, or `None` if it does not exist.
-    fn open_checked(&self, path: &Path, write: bool) -> Result<Option<(File, fs::Metadata)>> {
+    fn open_checked(&self, path: &Path, access: Access) -> Result<Option<(File, fs::Metadata)>> {
+        let mut options = OpenOptions::new();
         // O_NONBLOCK: a FIFO planted at this path must not hang the login; it fails the checks.
-        let opened = OpenOptions::new()
+        options
             .read(true)
-            .write(write)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        let file = match opened {
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        match access {
+            Access::Read => {}
+            Access::Update => {
+                options.write(true);
+            }
+            Access::Lock => {
+                options.write(true).create(true).truncate(false).mode(0o600);
+            }
+        }
+        let file = match options.open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -154,9 +162,19 @@ impl Policy {
 
     /// Reads a whole checked file. `Ok(None)` if it does not exist. The buffer is wiped on drop.
     pub fn read(&self, path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let Some((file, meta)) = self.open_checked(path, false)? else {
-            return Ok(None);
-        };
+        match self.open_checked(path, Access::Read)? {
+            Some((mut file, meta)) => self.read_opened(path, &mut file, &meta).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the rest of a file [`Self::open_checked`] opened, within the size cap.
+    pub(crate) fn read_opened(
+        &self,
+        path: &Path,
+        file: &mut File,
+        meta: &fs::Metadata,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         // Sized from the checked length, so the common case is one read(2) and no regrowth.
         let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
         // Read one byte past the cap so a file that grew after the check is still refused.
@@ -166,7 +184,7 @@ impl Policy {
         if buf.len() as u64 > self.max_len {
             return Err(Error::unsafe_file(path, "it grew past the size limit"));
         }
-        Ok(Some(buf))
+        Ok(buf)
     }
 
     /// Reads a checked file as UTF-8 text.
@@ -182,28 +200,28 @@ impl Policy {
 
     /// Opens an existing file for reading and writing in place, checked like any other.
     /// `Ok(None)` if it does not exist.
-    pub fn open_for_update(&self, path: &Path) -> Result<Option<(File, fs::Metadata)>> {
-        self.open_checked(path, true)
+    pub(crate) fn open_for_update(&self, path: &Path) -> Result<Option<(File, fs::Metadata)>> {
+        self.open_checked(path, Access::Update)
     }
 
     /// Opens (creating if needed) a lock file and checks it like any other store file.
     pub fn open_lock_file(&self, path: &Path) -> Result<File> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => Error::unsafe_file(path, SYMLINK),
-                _ => Error::io(path, "open lock file", e),
-            })?;
-        let meta = file.metadata().map_err(|e| Error::io(path, "inspect", e))?;
-        self.check_meta(path, &meta, false)?;
-        Ok(file)
+        match self.open_checked(path, Access::Lock)? {
+            Some((file, _)) => Ok(file),
+            // Only if the directory vanished in between.
+            None => Err(Error::io(path, "open", ErrorKind::NotFound.into())),
+        }
     }
+}
+
+/// How [`Policy::open_checked`] opens a file.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    /// Read and write an existing file.
+    Update,
+    /// Read and write, created 0600 if missing.
+    Lock,
 }
 
 /// Replaces `dir/name` with `contents`, atomically and durably. The file is created 0600.

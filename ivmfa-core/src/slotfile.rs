@@ -27,7 +27,6 @@
 //! every write, and then deny success and failure alike).
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
@@ -178,11 +177,7 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
         ))
     };
     if let Some((mut file, meta)) = policy.open_for_update(&path)? {
-        let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
-        (&mut file)
-            .take(policy.max_len + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(&path, "read", e))?;
+        let bytes = policy.read_opened(&path, &mut file, &meta)?;
         // Written in place unless the file is not ours (wrong length), has run out of
         // sequence numbers (only a forged one can), has other names (a hard link made by a
         // backup tool must not follow our writes) or has holes (a sparse copy: writing into

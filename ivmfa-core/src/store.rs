@@ -100,7 +100,11 @@ impl Store {
         if !self.user_dir_present(user)? {
             return Ok(None);
         }
-        let path = self.user_dir(user).join(SECRET_FILE);
+        self.read_enrollment(&self.user_dir(user))
+    }
+
+    fn read_enrollment(&self, dir: &Path) -> Result<Option<Enrollment>> {
+        let path = dir.join(SECRET_FILE);
         match self.policy.read_text(&path)? {
             Some(text) => Enrollment::from_toml(&text, &path).map(Some),
             None => Ok(None),
@@ -130,11 +134,7 @@ impl Store {
 
     /// Re-reads the enrollment while holding the lock, for read-modify-write.
     pub fn reload_enrollment(&self, lock: &UserLock) -> Result<Option<Enrollment>> {
-        let path = lock.dir.join(SECRET_FILE);
-        match self.policy.read_text(&path)? {
-            Some(text) => Enrollment::from_toml(&text, &path).map(Some),
-            None => Ok(None),
-        }
+        self.read_enrollment(&lock.dir)
     }
 
     /// Moves the user's enrollment into `archive/` (never deleting it) and forgets the
