@@ -17,7 +17,7 @@ use crate::input::{self, Accepts, Answer, Code};
 use crate::messages;
 use crate::reset::{self, ResetRequest};
 use crate::state::{RateLimit, State};
-use crate::store::{Store, UserLock};
+use crate::store::{LoadedState, Store, UserLock};
 use crate::totp::{self, Check};
 use crate::username::UserName;
 
@@ -250,9 +250,11 @@ impl Attempt<'_, '_> {
         // a denied reset's notice. No lock is held across the prompt (a person may take
         // minutes to answer), nor while anything is said (a conversation may block).
         let source = self.login.source();
-        let waiting = store
-            .peek_state(user)?
-            .wait_for(source, self.host.now(), &config.rate_limit);
+        let waiting =
+            store
+                .peek_state(user)?
+                .state
+                .wait_for(source, self.host.now(), &config.rate_limit);
         let notice = if store.has_notice(user) {
             let lock = store.lock(user)?;
             store.take_notice(&lock)?
@@ -352,12 +354,15 @@ impl Attempt<'_, '_> {
         let Some(mut enrollment) = store.reload_enrollment(&lock)? else {
             return Ok(Judged::Removed);
         };
-        let mut state = store.load_state(&lock)?;
+        let LoadedState {
+            mut state,
+            damaged_slot,
+        } = store.load_state(&lock)?;
         let now = self.host.now();
         if let Some(wait) = state.wait_for(source, now, limit) {
             return Ok(Judged::Held(wait));
         }
-        if state.damaged_slot {
+        if damaged_slot {
             // Said once: every path from here writes the state, into the damaged slot.
             self.log(
                 Priority::Warning,

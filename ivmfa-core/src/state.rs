@@ -95,9 +95,6 @@ pub struct State {
     pub last_step: u64,
     pub total: Total,
     pub failures: Vec<Failures>,
-    /// Read from a file with a damaged slot (a write cut short by a crash, or damage); worth a
-    /// word in the log. Not stored.
-    pub damaged_slot: bool,
 }
 
 fn remaining(last: u64, delay: u64, now: u64) -> Option<u64> {
@@ -222,7 +219,6 @@ impl State {
             last_step: file.last_step,
             total: file.total,
             failures: file.failures,
-            damaged_slot: false,
         })
     }
 }

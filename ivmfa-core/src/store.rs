@@ -46,6 +46,14 @@ pub struct Store {
     policy: Policy,
 }
 
+/// The state as read from the store.
+pub struct LoadedState {
+    pub state: State,
+    /// The file has a damaged slot (a write cut short by a crash, or damage), so the state
+    /// from before the last write may be in use: worth a word in the log.
+    pub damaged_slot: bool,
+}
+
 /// Proof that the user's lock is held; released on drop (closing the descriptor unlocks).
 pub struct UserLock {
     _file: File,
@@ -182,22 +190,27 @@ impl Store {
         Ok(users)
     }
 
-    pub fn load_state(&self, lock: &UserLock) -> Result<State> {
+    pub fn load_state(&self, lock: &UserLock) -> Result<LoadedState> {
         self.read_state(&lock.dir)
     }
 
-    fn read_state(&self, dir: &Path) -> Result<State> {
+    fn read_state(&self, dir: &Path) -> Result<LoadedState> {
         let path = dir.join(STATE_FILE);
         if let Some(contents) = slotfile::read(&self.policy, &path, state::STATE_HINT)? {
-            let mut state = State::from_toml(&contents.text, &path)?;
-            state.damaged_slot = contents.damaged;
-            return Ok(state);
+            return Ok(LoadedState {
+                state: State::from_toml(&contents.text, &path)?,
+                damaged_slot: contents.damaged,
+            });
         }
         let legacy = dir.join(LEGACY_STATE_FILE);
-        match self.policy.read_text(&legacy)? {
-            Some(text) => State::from_legacy_toml(&text, &legacy),
-            None => Ok(State::default()),
-        }
+        let state = match self.policy.read_text(&legacy)? {
+            Some(text) => State::from_legacy_toml(&text, &legacy)?,
+            None => State::default(),
+        };
+        Ok(LoadedState {
+            state,
+            damaged_slot: false,
+        })
     }
 
     /// Reads the state without the lock, for a decision that changes nothing (is the user
@@ -205,9 +218,12 @@ impl Store {
     /// touches the newest slot, so this sees it whole; should it find no intact slot (a
     /// damaged file, or in theory two writes racing past one read), it asks again under the
     /// lock, where the answer is final.
-    pub fn peek_state(&self, user: &UserName) -> Result<State> {
+    pub fn peek_state(&self, user: &UserName) -> Result<LoadedState> {
         if !self.user_dir_present(user)? {
-            return Ok(State::default());
+            return Ok(LoadedState {
+                state: State::default(),
+                damaged_slot: false,
+            });
         }
         match self.read_state(&self.user_dir(user)) {
             Err(Error::Corrupt { .. }) => self.load_state(&self.lock(user)?),

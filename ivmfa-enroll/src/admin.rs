@@ -80,10 +80,10 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
     if enrollment.is_none() {
         return Ok(lines);
     }
-    let lock = ctx.store.lock(user)?;
-    let state = ctx.store.load_state(&lock)?;
-    drop(lock);
-    if state.damaged_slot {
+    // Read without the lock: status changes nothing, so it need not wait for logins.
+    let loaded = ctx.store.peek_state(user)?;
+    let state = loaded.state;
+    if loaded.damaged_slot {
         lines.push(
             "state: one slot of the state file is damaged (a write cut short by a crash, or \
              disk damage); the other is in use, and the next code checked rewrites it"

@@ -47,11 +47,6 @@ impl Fixture {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
-
-    pub fn enrollment(&self, user: &str) -> Option<Enrollment> {
-        let name = ivmfa_core::username::UserName::parse(user).unwrap();
-        self.store().load_enrollment(&name).unwrap()
-    }
 }
 
 #[derive(Debug)]

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ivmfa_core::enrollment::Enrollment;
-use ivmfa_core::store::Store;
+use ivmfa_core::store::{LoadedState, Store};
+use ivmfa_core::username::UserName;
 
 use crate::{driver, euid, module_path, now, random_secret, SERVICE};
 
@@ -75,7 +76,7 @@ impl Fixture {
     /// Enrolls `user` with a fresh random secret, as `ivmfa-enroll` would.
     pub fn enroll(&self, user: &str) -> Enrollment {
         let e = Enrollment::standard(random_secret(), now());
-        let name = ivmfa_core::username::UserName::parse(user).unwrap();
+        let name = user_name(user);
         let store = self.store();
         let lock = store.lock(&name).unwrap();
         store.save_enrollment(&lock, &e).unwrap();
@@ -83,6 +84,17 @@ impl Fixture {
             .save_state(&lock, &ivmfa_core::state::State::default())
             .unwrap();
         e
+    }
+
+    pub fn enrollment(&self, user: &str) -> Option<Enrollment> {
+        self.store().load_enrollment(&user_name(user)).unwrap()
+    }
+
+    /// The user's state as a login reads it, under the user's lock.
+    pub fn state(&self, user: &str) -> LoadedState {
+        let store = self.store();
+        let lock = store.lock(&user_name(user)).unwrap();
+        store.load_state(&lock).unwrap()
     }
 
     pub fn user_dir(&self, user: &str) -> PathBuf {
@@ -201,6 +213,29 @@ impl Fixture {
     pub fn run(&self, args: Vec<String>) -> Outcome {
         Outcome::of(Command::new(driver()).args(args))
     }
+}
+
+pub fn user_name(user: &str) -> UserName {
+    UserName::parse(user).unwrap()
+}
+
+/// Damages the slot of a state file that does not hold the newest state (the one with the
+/// lower sequence number in its `ivmfa-slot 1 <seq> ...` header), as a crash in the middle of
+/// the next write would.
+pub fn tear_older_slot(state: &std::path::Path) {
+    let mut bytes = fs::read(state).unwrap();
+    let half = bytes.len() / 2;
+    let seq = |at: usize| -> u64 {
+        let header = String::from_utf8_lossy(&bytes[at..at + 40]).into_owned();
+        header
+            .split(' ')
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let older = if seq(0) < seq(half) { 0 } else { half };
+    bytes[older + 10..older + 100].fill(b'#');
+    fs::write(state, &bytes).unwrap();
 }
 
 impl Drop for Fixture {

@@ -39,18 +39,7 @@ fn status_shows_enrollment_codes_and_backoff() {
     f.cli(&["status", "daemon"], "")
         .expect(0, "back-off: local logins for");
     // A slot torn by a crash is worth a word.
-    let state = f.user_dir("daemon").join("state");
-    let mut bytes = fs::read(&state).unwrap();
-    // "ivmfa-slot 1 <seq> ...": tear the slot with the lower sequence number, as a crash
-    // in the middle of the next write would.
-    let half = bytes.len() / 2;
-    let seq = |at: usize| -> u64 {
-        let header = String::from_utf8_lossy(&bytes[at..at + 40]).into_owned();
-        header.split(' ').nth(2).unwrap().parse().unwrap()
-    };
-    let older = if seq(0) < seq(half) { 0 } else { half };
-    bytes[older + 30..older + 60].fill(b'#');
-    fs::write(&state, &bytes).unwrap();
+    tear_older_slot(&f.user_dir("daemon").join("state"));
     f.cli(&["status", "daemon"], "")
         .expect(0, "one slot of the state file is damaged")
         .expect(0, "back-off: local logins for");

@@ -17,14 +17,8 @@ fn jitter(max_micros: u64) -> Duration {
 }
 
 fn assert_parses(f: &Fixture, user: &str) -> u64 {
-    let name = UserName::parse(user).unwrap();
-    let store = f.store();
-    store
-        .load_enrollment(&name)
-        .unwrap()
-        .expect("the enrollment survives");
-    let lock = store.lock(&name).unwrap();
-    store.load_state(&lock).unwrap().last_step
+    f.enrollment(user).expect("the enrollment survives");
+    f.state(user).state.last_step
 }
 
 #[test]

@@ -39,11 +39,8 @@ fn first_login_enrolls_with_the_qr_code_and_goes_on() {
     assert_eq!(codes.len(), 10, "{out:?}");
     assert_eq!(e.recovery.remaining(), 10);
     // The code used to enroll cannot log in again; the next one is needed.
-    let name = UserName::parse("daemon").unwrap();
-    let lock = f.store().lock(&name).unwrap();
-    let used = f.store().load_state(&lock).unwrap().last_step;
-    drop(lock);
-    let used_code = ivmfa_core::totp::code_at(&e, used * 30).unwrap();
+    let used = f.state("daemon").state.last_step;
+    let used_code = ivmfa_core::totp::code_at(&e, used * e.period).unwrap();
     f.login("daemon", &[&used_code])
         .assert("PAM_AUTH_ERR")
         .assert_said("already been used");
@@ -418,9 +415,7 @@ fn a_made_up_recovery_code_counts_as_a_failure() {
     f.login("daemon", &["abcd-efgh-jkmn"])
         .assert("PAM_AUTH_ERR")
         .assert_said("not correct");
-    let name = UserName::parse("daemon").unwrap();
-    let lock = f.store().lock(&name).unwrap();
-    let state = f.store().load_state(&lock).unwrap();
+    let state = f.state("daemon").state;
     assert_eq!(state.total.count, 1, "{state:?}");
 }
 

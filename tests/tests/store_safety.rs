@@ -176,28 +176,18 @@ fn oversized_truncated_and_corrupt_files() {
     }
 }
 
-fn load_state(f: &Fixture) -> ivmfa_core::state::State {
-    let name = ivmfa_core::username::UserName::parse("daemon").unwrap();
-    let lock = f.store().lock(&name).unwrap();
-    f.store().load_state(&lock).unwrap()
-}
-
 #[test]
 fn a_torn_state_write_leaves_the_state_before_it() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
-    let used = load_state(&f).last_step;
-    // Enrollment wrote the first slot, the login the second. The next write goes into the
-    // first: tear it there, as a crash in the middle of that write would.
-    let mut bytes = fs::read(state(&f)).unwrap();
-    bytes[10..100].fill(0xAA);
-    fs::write(state(&f), &bytes).unwrap();
-    let torn = load_state(&f);
+    let used = f.state("daemon").state.last_step;
+    tear_older_slot(&state(&f));
+    let torn = f.state("daemon");
     assert!(torn.damaged_slot);
     assert_eq!(
-        torn.last_step, used,
+        torn.state.last_step, used,
         "the login's write is intact and in force"
     );
     let replay = code(&e, 0);
@@ -214,8 +204,9 @@ fn a_torn_state_write_leaves_the_state_before_it() {
         f.login("daemon", &[&replay]).assert("PAM_AUTH_ERR");
     }
     // That check's write went into the torn slot and mended the file.
-    let mended = load_state(&f);
+    let mended = f.state("daemon");
     assert!(!mended.damaged_slot);
+    let mended = mended.state;
     assert_eq!((mended.last_step, mended.total.count), (used, 1));
 }
 
@@ -234,8 +225,8 @@ fn state_from_version_0_1_is_read_and_replaced() {
         .assert("PAM_AUTH_ERR")
         .assert_said("already been used");
     assert!(!legacy.exists(), "replaced by the new file");
-    assert_eq!(load_state(&f).last_step, now / 30);
-    assert_eq!(load_state(&f).total.count, 1);
+    let migrated = f.state("daemon").state;
+    assert_eq!((migrated.last_step, migrated.total.count), (now / 30, 1));
 }
 
 #[test]
@@ -253,11 +244,8 @@ fn stale_temp_files_do_not_matter() {
 }
 
 fn assert_store_intact(f: &Fixture, e: &Enrollment) {
-    let name = ivmfa_core::username::UserName::parse("daemon").unwrap();
-    let stored = f.store().load_enrollment(&name).unwrap().unwrap();
-    assert_eq!(&stored, e);
-    let lock = f.store().lock(&name).unwrap();
-    f.store().load_state(&lock).unwrap();
+    assert_eq!(f.enrollment("daemon").as_ref(), Some(e));
+    f.state("daemon");
 }
 
 #[test]
