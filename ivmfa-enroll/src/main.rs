@@ -1,5 +1,6 @@
 //! ivmfa-enroll: the administrators' and users' tool. See `ivmfa-enroll --help` and the
 //! man page ivmfa-enroll(1).
+#![forbid(unsafe_code)]
 
 mod admin;
 mod check;

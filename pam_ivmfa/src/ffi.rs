@@ -58,8 +58,9 @@ const PAM_TEXT_INFO: c_int = 4;
 /// The application asks for no informational or error messages (prompts still go out).
 const PAM_SILENT: c_int = 0x8000;
 
-/// The answer is cut here before it is even copied; the core refuses anything over 64 bytes.
-const MAX_ANSWER_COPY: usize = 1025;
+/// The answer is cut here before it is even copied: one byte more than the core accepts, so a
+/// longer answer is still refused as too long.
+const MAX_ANSWER_COPY: usize = ivmfa_core::input::MAX_ANSWER_LEN + 1;
 
 #[link(name = "pam")]
 extern "C" {
@@ -86,7 +87,15 @@ pub extern "C" fn pam_sm_authenticate(
         let args = unsafe { read_args(argc, argv) };
         let user = match handle.user() {
             Ok(user) => user,
-            Err(rc) => return rc,
+            // libpam's own code (a conversation or system error, never success) goes back
+            // as it is, as modules do, so the application can tell "ask again" from failure.
+            Err(rc) => {
+                handle.log(
+                    Priority::Error,
+                    &format!("denied: libpam could not tell the user name (PAM code {rc})"),
+                );
+                return rc;
+            }
         };
         let service = handle.string_item(PAM_SERVICE).unwrap_or_default();
         let rhost = handle.string_item(PAM_RHOST).filter(|h| !h.is_empty());

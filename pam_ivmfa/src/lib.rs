@@ -4,6 +4,9 @@
 //! the only code outside Rust's safety checks) → [`ivmfa_core::auth`] (every decision) → the
 //! store. This file holds the one mapping from the core's verdict to a PAM return code.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 mod ffi;
 
 use ivmfa_core::auth::Verdict;

@@ -2,7 +2,10 @@
 //! module, a store provisioned through `ivmfa-core`, the `pam-driver` that logs in through
 //! real libpam, the CLI, a QR scanner, sshd and a pseudo-terminal.
 
+#![deny(unsafe_code)]
+
 pub mod cli;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod fixture;
 pub mod qrscan;
