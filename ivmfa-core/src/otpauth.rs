@@ -9,13 +9,8 @@ use crate::error::{Error, Result};
 /// `otpauth://totp/<Issuer>:<account>?secret=...&issuer=...&algorithm=...&digits=...&period=...`
 /// with every parameter present, so no app falls back to a default of its own.
 pub fn uri(enrollment: &Enrollment, issuer: &str, account: &str) -> Result<Zeroizing<String>> {
-    for (what, value) in [("issuer", issuer), ("account", account)] {
-        if value.is_empty() || value.contains(':') || value.chars().any(char::is_control) {
-            return Err(Error::Invalid(format!(
-                "the {what} name {value:?} must be non-empty, without ':' or control characters"
-            )));
-        }
-    }
+    check_name("issuer", issuer)?;
+    check_name("account", account)?;
     let algorithm = match enrollment.algorithm {
         Algorithm::SHA1 => "SHA1",
         Algorithm::SHA256 => "SHA256",
@@ -30,6 +25,16 @@ pub fn uri(enrollment: &Enrollment, issuer: &str, account: &str) -> Result<Zeroi
         digits = enrollment.digits,
         period = enrollment.period,
     )))
+}
+
+/// Whether `value` can be the issuer or account name of a URI (`what` says which).
+pub fn check_name(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.contains(':') || value.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "the {what} name {value:?} must be non-empty, without ':' or control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// The configured issuer, else the host name (what apps show above the code).

@@ -60,7 +60,10 @@ pub fn run(
         }
     };
     if let Some(s) = store {
-        resolved.store = s.to_path_buf();
+        // Through the same check as the config key, as every other command does.
+        if let Err(e) = resolved.set("store", Some(&s.display().to_string())) {
+            r.problem(&e.to_string(), "give --store as an absolute path");
+        }
     }
     let store = Store::new(&resolved.store, euid);
     check_store(&mut r, &store);

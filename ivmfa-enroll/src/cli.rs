@@ -59,7 +59,8 @@ pub enum Command {
     RecoveryCodes {
         user: String,
         /// How many codes
-        #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N")]
+        #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N",
+              value_parser = recovery_count)]
         count: usize,
     },
     /// Take over a user's ~/.google_authenticator (TOTP secret, window, scratch codes)
@@ -151,7 +152,8 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub no_confirm: bool,
     /// How many recovery codes to issue
-    #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N")]
+    #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N",
+          value_parser = recovery_count)]
     pub recovery_codes: usize,
 }
 
@@ -163,4 +165,16 @@ pub enum QrStyle {
     Ansi,
     /// No picture; the URI and the key only
     None,
+}
+
+/// A number of recovery codes: 1 to [`ivmfa_core::recovery::MAX_COUNT`], refused when the
+/// command line is read, before anything is shown or saved.
+fn recovery_count(text: &str) -> Result<usize, String> {
+    let max = ivmfa_core::recovery::MAX_COUNT;
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be 1 to {max} (the default of 10 suits most people)"
+        )),
+    }
 }

@@ -29,13 +29,6 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     };
     let (user, _) = existing_user(&name)?;
     refuse_if_enrolled(ctx, &user, args.force)?;
-    if !(1..=recovery::MAX_COUNT).contains(&args.recovery_codes) {
-        return Err(CliError::new(
-            Kind::Usage,
-            format!("--recovery-codes must be 1 to {}", recovery::MAX_COUNT),
-            "the default of 10 suits most people",
-        ));
-    }
 
     let provided = args.secret.is_some() || args.secret_file.is_some();
     let secret = match (&args.secret, &args.secret_file) {
@@ -177,13 +170,8 @@ fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
 
 fn issuer(ctx: &Context, given: Option<&str>) -> Result<String> {
     let issuer = otpauth::issuer(given.or(ctx.config.issuer.as_deref()));
-    if issuer.is_empty() || issuer.contains(':') {
-        return Err(CliError::new(
-            Kind::Usage,
-            format!("the issuer name {issuer:?} is empty or contains ':'"),
-            "give one with --issuer NAME",
-        ));
-    }
+    otpauth::check_name("issuer", &issuer)
+        .map_err(|e| CliError::new(Kind::Usage, e.to_string(), "give one with --issuer NAME"))?;
     Ok(issuer)
 }
 
