@@ -150,6 +150,15 @@ impl Attempt<'_, '_> {
         Ok(Verdict::AuthErr)
     }
 
+    /// Denies a source or user that is backing off, saying how long is left.
+    fn held(&mut self, wait: u64) -> Result<Verdict> {
+        self.deny(
+            Priority::Notice,
+            &format!("rate limited for {wait} more seconds"),
+            &messages::locked_out(wait),
+        )
+    }
+
     fn run(&mut self, args: &[String]) -> Result<Verdict> {
         let config = Config::resolve(args, self.host.euid())?;
         if config.debug {
@@ -266,11 +275,7 @@ impl Attempt<'_, '_> {
             let _ = self.conv.info(&messages::reset_denied(&notice.reason));
         }
         if let Some(wait) = waiting {
-            return self.deny(
-                Priority::Notice,
-                &format!("rate limited for {wait} more seconds"),
-                &messages::locked_out(wait),
-            );
+            return self.held(wait);
         }
 
         let answer = self.conv.ask_hidden(&config.prompt)?;
@@ -280,7 +285,7 @@ impl Attempt<'_, '_> {
             invert: false,
             recovery: true,
         };
-        let digits = enrollment.digits;
+        let digits = accepts.digits;
         match input::parse(&answer, accepts) {
             Answer::Code(code) => self.check(config, store, user, Offered::Code(code)),
             Answer::Recovery(code) => self.check(config, store, user, Offered::Recovery(code)),
@@ -325,11 +330,7 @@ impl Attempt<'_, '_> {
                 Ok(Verdict::Success)
             }
             Judged::Failed { reason, tell } => self.deny(Priority::Notice, &reason, &tell),
-            Judged::Held(wait) => self.deny(
-                Priority::Notice,
-                &format!("rate limited for {wait} more seconds"),
-                &messages::locked_out(wait),
-            ),
+            Judged::Held(wait) => self.held(wait),
             Judged::Removed => self.deny(
                 Priority::Notice,
                 "the enrollment was removed while the code was being entered",

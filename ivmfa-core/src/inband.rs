@@ -73,14 +73,14 @@ pub(crate) fn enroll(
 
     let mut wrong = 0;
     let mut step = None;
+    let accepts = Accepts {
+        digits: enrollment.digits,
+        reset: None,
+        invert: true,
+        recovery: false,
+    };
     for _ in 0..MAX_PROMPTS {
         let answer = att.conv.ask_hidden(messages::ENROLL_PROMPT)?;
-        let accepts = Accepts {
-            digits: enrollment.digits,
-            reset: None,
-            invert: true,
-            recovery: false,
-        };
         match input::parse(&answer, accepts) {
             Answer::Invert => {
                 light = !light;
@@ -141,9 +141,7 @@ pub(crate) fn enroll(
             messages::TICKET_EXPIRED,
         );
     }
-    if ticket.is_some() {
-        store.remove_ticket(&lock)?;
-    }
+    store.remove_ticket(&lock)?;
     store.save_enrollment(&lock, &enrollment)?;
     // The code just used to confirm cannot log in a second time.
     store.save_state(

@@ -68,7 +68,7 @@ pub fn verify(
     })
 }
 
-/// The code for unix time `at`; used to confirm an enrollment and by tests.
+/// The code for unix time `at`, as the user's app shows it; for tests and the benchmark.
 pub fn code_at(enrollment: &Enrollment, at: u64) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(totp(enrollment)?.generate(at).to_string()))
 }
