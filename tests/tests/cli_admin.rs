@@ -363,6 +363,10 @@ fn every_command_has_help_with_examples() {
         vec!["recovery-codes", "--help"],
         vec!["import-google-authenticator", "--help"],
         vec!["check", "--help"],
+        vec!["reset", "--help"],
+        vec!["reset", "list", "--help"],
+        vec!["reset", "approve", "--help"],
+        vec!["reset", "deny", "--help"],
     ] {
         let out = Command::new(enroll_bin()).args(&command).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
