@@ -7,13 +7,9 @@
 #   sudo ./scripts/bench.sh --users 200
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-for p in libpam0g-dev libpam-google-authenticator util-linux; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if ((${#need[@]})); then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+source scripts/lib.sh
+ensure_packages libpam0g-dev libpam-google-authenticator util-linux
+find_cargo
 cargo build --release --locked -p pam_ivmfa -p ivmfa-tests --bin ivmfa-bench
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
 exec target/release/ivmfa-bench --module target/release/libpam_ivmfa.so "$@"

@@ -10,31 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools librsvg2-bin
-                    openssh-server openssh-client openssl lintian rpm strace
-          libpam-google-authenticator)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
-# rustup's default location, in case this shell's PATH does not have it (sudo, CI).
-if ! command -v cargo >/dev/null && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
-if ! command -v cargo >/dev/null; then
-    echo "error: cargo not found" >&2
-    echo "hint: install Rust 1.89 or newer with rustup (https://rustup.rs), then run this again" >&2
-    exit 1
-fi
+source scripts/lib.sh
+ensure_packages libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools \
+    librsvg2-bin openssh-server openssh-client openssl lintian rpm strace \
+    libpam-google-authenticator
+find_cargo
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
