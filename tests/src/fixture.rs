@@ -215,6 +215,15 @@ impl Fixture {
     }
 }
 
+/// The syslog line that holds every one of `parts`; fails the test with all lines if none does.
+#[track_caller]
+pub fn logged_line<'a>(lines: &'a [String], parts: &[&str]) -> &'a str {
+    lines
+        .iter()
+        .find(|l| parts.iter().all(|p| l.contains(p)))
+        .unwrap_or_else(|| panic!("no line with {parts:?} in {lines:#?}"))
+}
+
 pub fn user_name(user: &str) -> UserName {
     UserName::parse(user).unwrap()
 }

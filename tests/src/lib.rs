@@ -13,7 +13,7 @@ pub mod sshd;
 pub mod terminal;
 
 pub use cli::{enroll_bin, enrollment_from_uri, CliOutput};
-pub use fixture::{tear_older_slot, user_name, Fixture, HeldLogin, Outcome};
+pub use fixture::{logged_line, tear_older_slot, user_name, Fixture, HeldLogin, Outcome};
 pub use qrscan::{decode_half_blocks, decode_png};
 
 use std::fs;

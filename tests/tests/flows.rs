@@ -381,18 +381,8 @@ fn notify_failures_are_logged() {
     f.enroll("daemon");
     let (out, lines) = f.login_logged("daemon", &["reset"]);
     out.assert("PAM_AUTH_ERR");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("filed a request to reset MFA")),
-        "{lines:#?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("notify_command") && l.contains("ended with exit status: 3")),
-        "{lines:#?}"
-    );
+    logged_line(&lines, &["filed a request to reset MFA"]);
+    logged_line(&lines, &["notify_command", "ended with exit status: 3"]);
 }
 
 #[test]
@@ -436,12 +426,7 @@ fn a_notify_command_that_cannot_start_is_logged_and_the_request_still_filed() {
     out.assert("PAM_AUTH_ERR")
         .assert_said("sent to the administrators");
     assert!(request_file(&f, "daemon").exists());
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("notify_command") && l.contains("cannot start it")),
-        "{lines:#?}"
-    );
+    logged_line(&lines, &["notify_command", "cannot start it"]);
 }
 
 #[test]

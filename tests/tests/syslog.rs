@@ -57,10 +57,7 @@ fn accepts_and_denials_are_logged_with_reason_and_no_code() {
             return;
         }
         out.assert(result);
-        let line = lines
-            .iter()
-            .find(|l| l.contains(reason))
-            .unwrap_or_else(|| panic!("no {reason:?} in {lines:#?}"));
+        let line = logged_line(&lines, &[reason]);
         assert!(
             line.contains("user=daemon service=ivmfa-test rhost=-"),
             "{line}"
@@ -88,10 +85,7 @@ fn faults_are_logged_with_what_to_fix() {
         return;
     }
     out.assert("PAM_SERVICE_ERR");
-    assert!(
-        lines.iter().any(|l| l.contains("unknown option bogus")),
-        "{lines:#?}"
-    );
+    logged_line(&lines, &["unknown option bogus"]);
 
     let f = Fixture::new("");
     let e = f.enroll("daemon");
@@ -99,10 +93,7 @@ fn faults_are_logged_with_what_to_fix() {
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let (out, lines) = logged(&f, "daemon", &[&code(&e, 0)]);
     out.assert("PAM_SERVICE_ERR");
-    let line = lines
-        .iter()
-        .find(|l| l.contains("secret.toml"))
-        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let line = logged_line(&lines, &["secret.toml"]);
     assert!(line.contains("mode is 0644"), "{line}");
     assert_eq!(
         priority(line),
@@ -119,10 +110,7 @@ fn debug_logs_the_resolved_config() {
     if out.result == "skipped" {
         return;
     }
-    let line = lines
-        .iter()
-        .find(|l| l.contains("config: store="))
-        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let line = logged_line(&lines, &["config: store="]);
     assert!(line.contains("window=2"), "{line}");
     assert_eq!(priority(line).1, 7, "debug level: {line}");
 }
