@@ -7,11 +7,22 @@ use ivmfa_core::enrollment::{Enrollment, Secret};
 
 use crate::{built, terminal, Fixture};
 
+/// A known key (RFC 6238's test key, base32), for provisioning with `--secret`.
+pub const TEST_KEY: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// [`TEST_KEY`] decoded.
+pub const TEST_KEY_BYTES: &[u8] = b"12345678901234567890";
+
 pub fn enroll_bin() -> PathBuf {
     built("ivmfa-enroll")
 }
 
 impl Fixture {
+    /// Enrolls `user` with [`TEST_KEY`] through `ivmfa-enroll --secret --no-confirm`.
+    pub fn enroll_by_cli(&self, user: &str) {
+        self.cli(&["enroll", user, "--secret", TEST_KEY, "--no-confirm"], "")
+            .expect(0, "enrolled");
+    }
+
     /// `--config` and `--store` of this fixture, then `args`.
     pub fn cli_args(&self, args: &[&str]) -> Vec<String> {
         let mut all = vec![

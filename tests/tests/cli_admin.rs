@@ -7,16 +7,13 @@ use std::process::Command;
 
 use ivmfa_tests::*;
 
-const KEY: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-
 fn root() -> bool {
     require_root("ivmfa-enroll runs as root only")
 }
 
 fn provisioned() -> Fixture {
     let f = Fixture::new("");
-    f.cli(&["enroll", "daemon", "--secret", KEY, "--no-confirm"], "")
-        .expect(0, "enrolled");
+    f.enroll_by_cli("daemon");
     f
 }
 
@@ -69,7 +66,7 @@ fn remove_archives_and_refuses_twice() {
     assert_eq!(archived.len(), 1);
     let kept = fs::read_to_string(archived[0].path()).unwrap();
     assert!(
-        kept.contains(KEY),
+        kept.contains(TEST_KEY),
         "the archived copy is the old enrollment"
     );
     assert_eq!(
@@ -100,7 +97,7 @@ fn recovery_codes_are_replaced_as_a_set() {
     assert!(before.hashes.iter().all(|h| !after.hashes.contains(h)));
     assert_eq!(
         f.enrollment("daemon").unwrap().secret.expose(),
-        b"12345678901234567890"
+        TEST_KEY_BYTES
     );
     f.cli(&["recovery-codes", "bin"], "")
         .expect(3, "bin is not enrolled");
@@ -322,7 +319,7 @@ fn admin_actions_are_audited_without_secrets() {
     let f = Fixture::new("");
     let (out, lines) = f.logged(
         &enroll_bin(),
-        &f.cli_args(&["enroll", "daemon", "--secret", KEY, "--no-confirm"]),
+        &f.cli_args(&["enroll", "daemon", "--secret", TEST_KEY, "--no-confirm"]),
     );
     assert!(out.status.success(), "{out:?}");
     let printed = String::from_utf8_lossy(&out.stdout);
@@ -333,7 +330,7 @@ fn admin_actions_are_audited_without_secrets() {
     let codes = recovery_codes_in(&printed);
     for l in &lines {
         assert!(
-            !l.contains(KEY) && !l.contains("GEZD"),
+            !l.contains(TEST_KEY) && !l.contains("GEZD"),
             "secret logged: {l}"
         );
         assert!(
@@ -493,7 +490,7 @@ fn one_broken_user_does_not_hide_the_others() {
         return;
     }
     let f = provisioned();
-    f.cli(&["enroll", "bin", "--secret", KEY, "--no-confirm"], "")
+    f.cli(&["enroll", "bin", "--secret", TEST_KEY, "--no-confirm"], "")
         .expect(0, "enrolled");
     fs::set_permissions(
         f.user_dir("bin").join("secret.toml"),

@@ -211,7 +211,7 @@ fn provisioning_a_known_key_round_trips_through_pam() {
         "a supplied key is not echoed: {out:#?}"
     );
     let e = f.enrollment("daemon").unwrap();
-    assert_eq!(e.secret.expose(), b"12345678901234567890");
+    assert_eq!(e.secret.expose(), TEST_KEY_BYTES);
     settle();
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
 
@@ -219,17 +219,14 @@ fn provisioning_a_known_key_round_trips_through_pam() {
     let g = Fixture::new("");
     g.cli(
         &["enroll", "bin", "--secret-file", "-", "--no-confirm"],
-        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+        &format!("{TEST_KEY}\n"),
     )
     .expect(0, "bin is enrolled");
-    assert_eq!(
-        g.enrollment("bin").unwrap().secret.expose(),
-        b"12345678901234567890"
-    );
+    assert_eq!(g.enrollment("bin").unwrap().secret.expose(), TEST_KEY_BYTES);
 
     // From a file only if root wrote it: whoever controls the file picks the secret.
     let file = g.dir.join("key");
-    fs::write(&file, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").unwrap();
+    fs::write(&file, format!("{TEST_KEY}\n")).unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
     let path = file.display().to_string();
     g.cli(
@@ -281,11 +278,12 @@ fn refusals_and_errors_have_distinct_exit_codes() {
     let unknown = f.cli(&["enroll", "daemon", "--frobnicate"], "");
     assert_eq!(unknown.code, 2, "clap usage error: {unknown:#?}");
 
-    let key = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    f.cli(&["enroll", "daemon", "--secret", key, "--no-confirm"], "")
-        .expect(0, "enrolled");
-    f.cli(&["enroll", "daemon", "--secret", key, "--no-confirm"], "")
-        .expect(3, "already enrolled");
+    f.enroll_by_cli("daemon");
+    f.cli(
+        &["enroll", "daemon", "--secret", TEST_KEY, "--no-confirm"],
+        "",
+    )
+    .expect(3, "already enrolled");
     // --force replaces it and keeps the old one in the archive.
     f.cli(
         &[
@@ -301,7 +299,7 @@ fn refusals_and_errors_have_distinct_exit_codes() {
     .expect(0, "enrolled");
     assert_ne!(
         f.enrollment("daemon").unwrap().secret.expose(),
-        b"12345678901234567890"
+        TEST_KEY_BYTES
     );
     let archived: Vec<_> = std::fs::read_dir(f.store.join("archive"))
         .unwrap()
@@ -347,13 +345,7 @@ fn unwritable_store_fails_and_writes_nothing() {
             "mount --bind {store} {store}; mount -o remount,bind,ro {store}; exec \"$0\" \"$@\""
         ))
         .arg(enroll_bin())
-        .args(f.cli_args(&[
-            "enroll",
-            "daemon",
-            "--secret",
-            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
-            "--no-confirm",
-        ]))
+        .args(f.cli_args(&["enroll", "daemon", "--secret", TEST_KEY, "--no-confirm"]))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -74,17 +74,7 @@ fn enrollment_writes_killed_mid_way_leave_the_old_or_the_new_file() {
         return;
     }
     let f = Fixture::new("");
-    f.cli(
-        &[
-            "enroll",
-            "daemon",
-            "--secret",
-            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
-            "--no-confirm",
-        ],
-        "",
-    )
-    .expect(0, "enrolled");
+    f.enroll_by_cli("daemon");
     let name = UserName::parse("daemon").unwrap();
     for _ in 0..100 {
         let mut child = Command::new(enroll_bin())
@@ -103,7 +93,7 @@ fn enrollment_writes_killed_mid_way_leave_the_old_or_the_new_file() {
             .expect("still enrolled");
         assert_eq!(
             e.secret.expose(),
-            b"12345678901234567890",
+            TEST_KEY_BYTES,
             "the secret never changes"
         );
         assert_eq!(e.recovery.remaining(), 10, "a whole set, old or new");

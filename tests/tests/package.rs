@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use ivmfa_tests::sshd::{PASSWORD, USER};
 use ivmfa_tests::*;
 
-const KEY: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-
 fn built(dir: &str, ext: &str) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target")
@@ -105,7 +103,7 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
          mount --bind {t}/varlibpam /var/lib/pam\n\
          pam-auth-update --enable ivmfa\n\
          cp /etc/pam.d/common-auth {t}/common-auth.enabled\n\
-         /usr/sbin/ivmfa-enroll enroll {USER} --secret {KEY} --no-confirm > {t}/enroll.out\n\
+         /usr/sbin/ivmfa-enroll enroll {USER} --secret {TEST_KEY} --no-confirm > {t}/enroll.out\n\
          mkdir -m 755 /run/sshd"
     );
     // The private /etc/pam.d starts as a copy of the machine's, so sshd runs Debian's own
@@ -166,7 +164,7 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
         .contains("enrolled"));
 
     let e = ivmfa_core::enrollment::Enrollment::standard(
-        ivmfa_core::enrollment::Secret::from_base32(KEY).unwrap(),
+        ivmfa_core::enrollment::Secret::from_base32(TEST_KEY).unwrap(),
         0,
     );
     settle();
