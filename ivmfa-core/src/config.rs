@@ -5,7 +5,10 @@
 //! override it. Anything unknown or out of range is an error, and the caller denies: a typo in
 //! a security setting must never quietly fall back to something weaker.
 
+use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
 
@@ -154,12 +157,8 @@ impl Config {
 
     /// Sets one key. `value` is `None` for a bare word such as `debug`.
     pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<()> {
-        let bad = |what: &str| {
-            Err(Error::Config(format!(
-                "{key}={}: {what}",
-                printable(value.unwrap_or(""))
-            )))
-        };
+        let bad =
+            |what: &str| Error::Config(format!("{key}={}: {what}", printable(value.unwrap_or(""))));
         let max = if key == "reset_message" {
             MAX_MESSAGE_LEN
         } else {
@@ -182,7 +181,7 @@ impl Config {
             }
             ("store", Some(v)) => {
                 if !v.starts_with('/') {
-                    return bad("must be an absolute path");
+                    return Err(bad("must be an absolute path"));
                 }
                 self.store = PathBuf::from(v);
             }
@@ -191,22 +190,21 @@ impl Config {
                     "deny" => Unenrolled::Deny,
                     "allow" | "nullok" => Unenrolled::Allow,
                     "enroll" => Unenrolled::Enroll,
-                    _ => return bad("must be deny, allow (or nullok) or enroll"),
+                    _ => return Err(bad("must be deny, allow (or nullok) or enroll")),
                 }
             }
-            ("window", Some(v)) => match v.parse::<u8>() {
-                Ok(n) if n <= MAX_WINDOW => self.window = n,
-                _ => return bad(&format!("must be a whole number from 0 to {MAX_WINDOW}")),
-            },
+            ("window", Some(v)) => {
+                self.window = number(v, 0..=MAX_WINDOW, "").map_err(|m| bad(&m))?;
+            }
             ("prompt", Some(v)) => {
                 if v.trim().is_empty() || v.chars().any(char::is_control) {
-                    return bad("must be non-empty text without control characters");
+                    return Err(bad("must be non-empty text without control characters"));
                 }
                 self.prompt = v.to_owned();
             }
             ("exempt_group", Some(v)) => {
                 if v.is_empty() || v.chars().any(|c| c.is_control() || c == ':' || c == '/') {
-                    return bad("must be a group name");
+                    return Err(bad("must be a group name"));
                 }
                 self.exempt_group = Some(v.to_owned());
             }
@@ -214,7 +212,7 @@ impl Config {
                 self.debug = match v {
                     "true" | "yes" | "1" => true,
                     "false" | "no" | "0" => false,
-                    _ => return bad("must be true or false"),
+                    _ => return Err(bad("must be true or false")),
                 }
             }
             ("issuer", Some(v)) => {
@@ -223,59 +221,59 @@ impl Config {
                     || v.contains(':')
                     || v.chars().any(char::is_control)
                 {
-                    return bad("must be 1 to 64 characters, without ':'");
+                    return Err(bad("must be 1 to 64 characters, without ':'"));
                 }
                 self.issuer = Some(v.to_owned());
             }
-            ("max_failures", Some(v)) => match v.parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => self.rate_limit.max_failures = n,
-                _ => return bad("must be a whole number from 1 to 1000"),
-            },
+            ("max_failures", Some(v)) => {
+                self.rate_limit.max_failures = number(v, 1..=1000, "").map_err(|m| bad(&m))?;
+            }
             ("reset_keyword", Some(v)) => {
                 if v.len() > 32 || !v.chars().all(|c| c.is_ascii_alphabetic()) {
-                    return bad("must be a word of letters (or empty to disable reset requests)");
+                    return Err(bad(
+                        "must be a word of letters (or empty to disable reset requests)",
+                    ));
                 }
                 self.reset_keyword = v.to_owned();
             }
             ("reset_message", Some(v)) => {
                 if v.trim().is_empty() || v.chars().any(|c| c.is_control() && c != '\n') {
-                    return bad("must be non-empty text");
+                    return Err(bad("must be non-empty text"));
                 }
                 self.reset_message = v.to_owned();
             }
             ("notify_command", Some(v)) => {
                 if !v.starts_with('/') || v.contains(char::is_whitespace) {
-                    return bad("must be the absolute path of a program (no arguments)");
+                    return Err(bad("must be the absolute path of a program (no arguments)"));
                 }
                 self.notify_command = Some(PathBuf::from(v));
             }
-            ("notify_timeout_seconds", Some(v)) => match v.parse::<u64>() {
-                Ok(n) if (1..=300).contains(&n) => self.notify_timeout = n,
-                _ => return bad("must be a whole number of seconds from 1 to 300"),
-            },
-            ("ticket_lifetime_hours", Some(v)) => match v.parse::<u64>() {
-                Ok(n) if (1..=8760).contains(&n) => self.ticket_lifetime = n * 3600,
-                _ => return bad("must be a whole number of hours from 1 to 8760"),
-            },
+            ("notify_timeout_seconds", Some(v)) => {
+                self.notify_timeout = number(v, 1..=300, "of seconds ").map_err(|m| bad(&m))?;
+            }
+            ("ticket_lifetime_hours", Some(v)) => {
+                self.ticket_lifetime =
+                    number(v, 1..=8760, "of hours ").map_err(|m| bad(&m))? * 3600;
+            }
             ("qr_background", Some(v)) => {
                 self.qr_light_background = match v {
                     "dark" => false,
                     "light" => true,
-                    _ => return bad("must be dark or light"),
+                    _ => return Err(bad("must be dark or light")),
                 }
             }
-            ("max_failures_per_user", Some(v)) => match v.parse::<u32>() {
-                Ok(n) if (1..=10_000).contains(&n) => self.rate_limit.max_failures_per_user = n,
-                _ => return bad("must be a whole number from 1 to 10000"),
-            },
-            ("backoff_seconds", Some(v)) => match v.parse::<u64>() {
-                Ok(n) if (1..=86_400).contains(&n) => self.rate_limit.backoff = n,
-                _ => return bad("must be a whole number of seconds from 1 to 86400"),
-            },
-            ("max_backoff_seconds", Some(v)) => match v.parse::<u64>() {
-                Ok(n) if (1..=86_400).contains(&n) => self.rate_limit.max_backoff = n,
-                _ => return bad("must be a whole number of seconds from 1 to 86400"),
-            },
+            ("max_failures_per_user", Some(v)) => {
+                self.rate_limit.max_failures_per_user =
+                    number(v, 1..=10_000, "").map_err(|m| bad(&m))?;
+            }
+            ("backoff_seconds", Some(v)) => {
+                self.rate_limit.backoff =
+                    number(v, 1..=86_400, "of seconds ").map_err(|m| bad(&m))?;
+            }
+            ("max_backoff_seconds", Some(v)) => {
+                self.rate_limit.max_backoff =
+                    number(v, 1..=86_400, "of seconds ").map_err(|m| bad(&m))?;
+            }
             _ => return Err(Error::Config(format!("unknown option {}", printable(key)))),
         }
         Ok(())
@@ -326,6 +324,21 @@ fn split_args(args: &[String]) -> Result<Vec<(&str, Option<&str>)>> {
         out.push((key, value));
     }
     Ok(out)
+}
+
+/// A whole number in `range`, or what to tell about it (`unit`, if any, ends with a space).
+fn number<T>(text: &str, range: RangeInclusive<T>, unit: &str) -> std::result::Result<T, String>
+where
+    T: FromStr + PartialOrd + fmt::Display,
+{
+    match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number {unit}from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
 }
 
 /// Parses TOML, reporting errors by position only: the parser's own text can quote the
