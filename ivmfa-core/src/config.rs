@@ -368,6 +368,27 @@ pub(crate) fn parse_toml<T: DeserializeOwned>(
     })
 }
 
+/// Parses a store file's TOML and refuses any format version but `expected`: a file from a
+/// newer ivmfa is not guessed at.
+pub(crate) fn parse_versioned<T: DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    hint: &'static str,
+    expected: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<T> {
+    let parsed: T = parse_toml(text, path, hint)?;
+    let version = version_of(&parsed);
+    if version != expected {
+        return Err(Error::corrupt(
+            path,
+            format!("format version {version} is not supported"),
+            hint,
+        ));
+    }
+    Ok(parsed)
+}
+
 /// Makes untrusted text safe for one log line: escapes control characters, caps the length.
 pub fn printable(text: &str) -> String {
     const MAX: usize = 64;

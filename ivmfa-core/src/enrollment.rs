@@ -151,14 +151,10 @@ impl Enrollment {
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Enrollment> {
-        let file: File = crate::config::parse_toml(text, path, SECRET_HINT)?;
-        if file.version != FORMAT_VERSION {
-            return Err(Error::corrupt(
-                path,
-                format!("format version {} is not supported", file.version),
-                SECRET_HINT,
-            ));
-        }
+        let file: File =
+            crate::config::parse_versioned(text, path, SECRET_HINT, FORMAT_VERSION, |f: &File| {
+                f.version
+            })?;
         let secret = Secret::from_base32(&file.secret)
             .map_err(|e| Error::corrupt(path, e.to_string(), SECRET_HINT))?;
         let enrollment = Enrollment {

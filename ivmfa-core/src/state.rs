@@ -204,14 +204,10 @@ impl State {
     }
 
     fn parse(text: &str, path: &Path) -> Result<State> {
-        let file: File = crate::config::parse_toml(text, path, STATE_HINT)?;
-        if file.version != FORMAT_VERSION {
-            return Err(Error::corrupt(
-                path,
-                format!("format version {} is not supported", file.version),
-                STATE_HINT,
-            ));
-        }
+        let file: File =
+            crate::config::parse_versioned(text, path, STATE_HINT, FORMAT_VERSION, |f: &File| {
+                f.version
+            })?;
         if file.failures.len() > MAX_SOURCES {
             return Err(Error::corrupt(path, "too many failure entries", STATE_HINT));
         }

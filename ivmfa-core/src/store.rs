@@ -249,15 +249,14 @@ impl Store {
         let Some(text) = self.policy.read_text(path)? else {
             return Ok(None);
         };
-        let record: T = crate::config::parse_toml(&text, path, T::HINT)?;
-        if record.version() != crate::reset::FORMAT_VERSION {
-            return Err(Error::corrupt(
-                path,
-                format!("format version {} is not supported", record.version()),
-                T::HINT,
-            ));
-        }
-        Ok(Some(record))
+        crate::config::parse_versioned(
+            &text,
+            path,
+            T::HINT,
+            crate::reset::FORMAT_VERSION,
+            T::version,
+        )
+        .map(Some)
     }
 
     fn write_record<T: Record>(&self, dir: &Path, name: &str, record: &T) -> Result<()> {
