@@ -11,7 +11,6 @@ use crate::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
 use crate::error::Result;
 use crate::input::{self, Accepts, Answer};
 use crate::qr::{Blocks, Qr};
-use crate::state::State;
 use crate::store::Store;
 use crate::totp::{self, Check};
 use crate::username::UserName;
@@ -141,16 +140,7 @@ pub(crate) fn enroll(
             messages::TICKET_EXPIRED,
         );
     }
-    store.remove_ticket(&lock)?;
-    store.save_enrollment(&lock, &enrollment)?;
-    // The code just used to confirm cannot log in a second time.
-    store.save_state(
-        &lock,
-        &State {
-            last_step: step,
-            ..State::default()
-        },
-    )?;
+    store.install_enrollment(&lock, &enrollment, step)?;
     drop(lock);
     att.log(
         Priority::Notice,

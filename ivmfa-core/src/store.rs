@@ -140,6 +140,24 @@ impl Store {
         safefile::write_atomic(&lock.dir, SECRET_FILE, text.as_bytes())
     }
 
+    /// Puts a new enrollment in place: an approved reset's ticket is spent (the new enrollment
+    /// is what it allowed), and the state starts at `step`, so the code that confirmed the
+    /// enrollment cannot log in as well.
+    pub fn install_enrollment(
+        &self,
+        lock: &UserLock,
+        enrollment: &Enrollment,
+        step: u64,
+    ) -> Result<()> {
+        self.remove_ticket(lock)?;
+        self.save_enrollment(lock, enrollment)?;
+        let state = State {
+            last_step: step,
+            ..State::default()
+        };
+        self.save_state(lock, &state)
+    }
+
     /// Re-reads the enrollment while holding the lock, for read-modify-write.
     pub fn reload_enrollment(&self, lock: &UserLock) -> Result<Option<Enrollment>> {
         self.read_enrollment(&lock.dir)

@@ -9,7 +9,6 @@ use std::path::Path;
 use ivmfa_core::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
 use ivmfa_core::input::{self, Answer};
 use ivmfa_core::qr::{Blocks, Qr};
-use ivmfa_core::state::State;
 use ivmfa_core::totp::{self, Check};
 use ivmfa_core::username::UserName;
 use ivmfa_core::{otpauth, random, recovery};
@@ -353,15 +352,6 @@ pub fn save(
             .is_some(),
         None => false,
     };
-    // An approved reset's ticket is spent: this enrollment replaces what it allowed.
-    ctx.store.remove_ticket(&lock)?;
-    ctx.store.save_enrollment(&lock, e)?;
-    ctx.store.save_state(
-        &lock,
-        &State {
-            last_step: step,
-            ..State::default()
-        },
-    )?;
+    ctx.store.install_enrollment(&lock, e, step)?;
     Ok(archived)
 }
