@@ -9,7 +9,6 @@ use std::process::Command;
 use ivmfa_core::config::{Config, Unenrolled};
 use ivmfa_core::store::Store;
 
-use crate::error::Result;
 
 #[derive(Default)]
 struct Report {
@@ -29,13 +28,8 @@ impl Report {
     }
 }
 
-/// Returns whether anything is wrong.
-pub fn run(
-    config: Option<&Path>,
-    store: Option<&Path>,
-    pam_dir: &Path,
-    sshd: &Path,
-) -> Result<bool> {
+/// Reports what it finds; returns whether all is well. Every fault is a finding, not an error.
+pub fn run(config: Option<&Path>, store: Option<&Path>, pam_dir: &Path, sshd: &Path) -> bool {
     let mut r = Report::default();
     let euid = ivmfa_sys::euid();
     let config_args: Vec<String> = config
@@ -75,7 +69,7 @@ pub fn run(
         1 => println!("\n1 problem found."),
         n => println!("\n{n} problems found."),
     }
-    Ok(r.problems > 0)
+    r.problems == 0
 }
 
 fn check_store(r: &mut Report, store: &Store) {

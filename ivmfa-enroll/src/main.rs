@@ -52,7 +52,7 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
         // The doctor reports a broken config as a finding instead of stopping at it.
         Command::Check { pam_dir, sshd } => {
             context::require_root()?;
-            return check::run(config, store, pam_dir, sshd).map(|wrong| !wrong);
+            return Ok(check::run(config, store, pam_dir, sshd));
         }
     }
     Ok(true)
