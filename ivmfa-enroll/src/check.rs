@@ -9,7 +9,6 @@ use std::process::Command;
 use ivmfa_core::config::{Config, Unenrolled};
 use ivmfa_core::store::Store;
 
-
 #[derive(Default)]
 struct Report {
     problems: usize,

@@ -274,8 +274,9 @@ impl Level {
     }
 }
 
-/// A log message as a C string; NUL bytes, which C would cut the line at, are spelled out.
-pub fn log_line(message: &str) -> CString {
+/// Text for C (a log line, a message to the user); NUL bytes, where C would cut it, are
+/// spelled out.
+pub fn c_text(message: &str) -> CString {
     CString::new(message.replace('\0', "\\0")).unwrap_or_default()
 }
 
@@ -283,7 +284,7 @@ pub fn log_line(message: &str) -> CString {
 /// through the local socket only (no network fallback); a missing syslog daemon loses the line.
 pub fn syslog_authpriv(ident: &'static CStr, level: Level, message: &str) {
     let level = level.priority();
-    let message = log_line(message);
+    let message = c_text(message);
     // SAFETY: openlog(3) keeps the ident pointer, which is 'static; syslog(3) gets a literal
     // "%s" format with one NUL-terminated argument, so the message is never interpreted.
     unsafe {

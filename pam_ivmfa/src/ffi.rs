@@ -4,7 +4,7 @@
 //! made here; see `ivmfa_core::auth` for those. Each unsafe block names the contract it relies
 //! on (Linux-PAM's pam_get_item(3), pam_get_user(3), pam_conv(3), pam_syslog(3)).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -207,8 +207,7 @@ impl Handle {
         let (func, appdata) = unsafe { ((*conv).conv, (*conv).appdata_ptr) };
         let func =
             func.ok_or_else(|| Error::Conversation("the conversation function is null".into()))?;
-        let text = CString::new(text.replace('\0', ""))
-            .map_err(|_| Error::Conversation("message contains NUL".into()))?;
+        let text = ivmfa_sys::c_text(text);
         let message = PamMessage {
             msg_style: style,
             msg: text.as_ptr(),
@@ -309,7 +308,7 @@ impl Host for Handle {
             Priority::Debug => Level::Debug,
         }
         .priority();
-        let message = ivmfa_sys::log_line(message);
+        let message = ivmfa_sys::c_text(message);
         // SAFETY: pam_syslog(3) is printf-like; the format is a literal "%s" with exactly one
         // NUL-terminated string argument, so nothing in `message` is interpreted. It logs to
         // LOG_AUTHPRIV with the service name prefixed.
