@@ -10,13 +10,11 @@ use crate::terminal;
 /// (zbarimg). `ink_is_dark`: the drawn cells are the dark modules (forced colours, light
 /// backgrounds); false for the rendering meant for dark backgrounds.
 pub fn decode_half_blocks(text: &str, ink_is_dark: bool) -> Option<String> {
-    let is_block_line =
-        |l: &&str| l.chars().count() >= 21 && l.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█'));
     let plain = terminal::plain(text);
     let lines: Vec<&str> = plain
         .lines()
         .skip_while(|l| !is_block_line(l))
-        .take_while(is_block_line)
+        .take_while(|l| is_block_line(l))
         .collect();
     if lines.is_empty() {
         return None;
@@ -50,6 +48,11 @@ pub fn decode_half_blocks(text: &str, ink_is_dark: bool) -> Option<String> {
         }
     }
     decode_png(&ivmfa_core::qr::png_of_grid(&grid, n, 4))
+}
+
+/// Whether a line is a row of a QR code drawn in half blocks (at least 21 cells wide).
+pub fn is_block_line(line: &str) -> bool {
+    line.chars().count() >= 21 && line.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█'))
 }
 
 /// Decodes a PNG with zbarimg; `None` if it finds no code.

@@ -39,13 +39,6 @@ fn user(i: usize) -> String {
     format!("bench{i:04}")
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 struct Setup {
     dir: PathBuf,
     users: usize,
@@ -68,14 +61,11 @@ impl Setup {
 
     fn code(&self, i: usize, wrong: bool) -> String {
         let e = Enrollment::standard(self.secrets[i].clone(), 0);
-        let mut code = ivmfa_core::totp::code_at(&e, now())
-            .unwrap()
-            .to_string()
-            .into_bytes();
         if wrong {
-            code[5] = if code[5] == b'9' { b'0' } else { code[5] + 1 };
+            ivmfa_tests::wrong_code(&e)
+        } else {
+            ivmfa_tests::code(&e, 0)
         }
-        String::from_utf8(code).unwrap()
     }
 
     /// Forgets every used code, so each user can log in again in this time step.
@@ -149,7 +139,10 @@ fn outer(args: &[String]) -> Result<(), String> {
         let uname = UserName::parse(&name).unwrap();
         let lock = store.lock(&uname).map_err(|e| e.to_string())?;
         store
-            .save_enrollment(&lock, &Enrollment::standard(secret.clone(), now()))
+            .save_enrollment(
+                &lock,
+                &Enrollment::standard(secret.clone(), ivmfa_tests::now()),
+            )
             .map_err(|e| e.to_string())?;
         write_ga_file(&dir, i, &secret);
     }

@@ -20,19 +20,13 @@ pub fn answer(answer: Vec<u8>, shown: &str) -> Vec<u8> {
         return b"the QR code holds no secret".to_vec();
     };
     let e = Enrollment::standard(secret, 0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut code = ivmfa_core::totp::code_at(&e, now)
-        .map(|c| c.as_bytes().to_vec())
-        .unwrap_or_default();
-    if wrong {
-        if let Some(last) = code.last_mut() {
-            *last = if *last == b'9' { b'0' } else { *last + 1 };
-        }
-    }
+    let code = if wrong {
+        ivmfa_tests::wrong_code(&e)
+    } else {
+        ivmfa_tests::code(&e, 0)
+    };
     eprintln!("phone: scanned {uri}");
-    code
+    code.into_bytes()
 }
 
 /// Scans the last QR code shown, as drawn for a dark background, else for a light one.
@@ -44,13 +38,11 @@ fn scan(shown: &str) -> Option<String> {
 
 /// The text from the start of the last run of block lines.
 fn last_picture(shown: &str) -> &str {
-    let is_block =
-        |l: &str| l.chars().count() >= 21 && l.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█'));
     let mut start = None;
     let mut offset = 0;
     let mut previous_block = false;
     for line in shown.split_inclusive('\n') {
-        let block = is_block(line.trim_end_matches('\n'));
+        let block = ivmfa_tests::qrscan::is_block_line(line.trim_end_matches('\n'));
         if block && !previous_block {
             start = Some(offset);
         }
