@@ -117,8 +117,15 @@ pub fn private_system(f: &Fixture, name: &str, services: &[(&str, &str)]) -> Str
 impl Sshd {
     /// Starts sshd with `auth` as its PAM auth stack and `extra` appended to sshd_config.
     pub fn start(f: &Fixture, name: &str, auth: &str, extra: &str) -> Sshd {
-        let dir = f.dir.join(name);
         let setup = private_system(f, name, &[("sshd", auth)]);
+        Sshd::spawn(f, name, &setup, extra)
+    }
+
+    /// Starts sshd in a private mount namespace prepared by `setup` (a shell script; see
+    /// [`private_system`]), its files in the fixture's directory `name`, `extra` appended to
+    /// its sshd_config.
+    pub fn spawn(f: &Fixture, name: &str, setup: &str, extra: &str) -> Sshd {
+        let dir = f.dir.join(name);
         let home = f.dir.join("home");
         let key = dir.join("host_ed25519");
         if !key.exists() {
@@ -175,6 +182,11 @@ impl Sshd {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// The process id of sshd, to enter its namespace.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn login(&self, password: &str, code: &str, key: Option<&Path>) -> SshLogin {

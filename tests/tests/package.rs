@@ -9,10 +9,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use ivmfa_tests::sshd::{PASSWORD, USER};
+use ivmfa_tests::sshd::{Sshd, PASSWORD, USER};
 use ivmfa_tests::*;
 
 fn built(dir: &str, ext: &str) -> Option<PathBuf> {
@@ -103,54 +102,16 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
          mount --bind {t}/varlibpam /var/lib/pam\n\
          pam-auth-update --enable ivmfa\n\
          cp /etc/pam.d/common-auth {t}/common-auth.enabled\n\
-         /usr/sbin/ivmfa-enroll enroll {USER} --secret {TEST_KEY} --no-confirm > {t}/enroll.out\n\
-         mkdir -m 755 /run/sshd"
+         /usr/sbin/ivmfa-enroll enroll {USER} --secret {TEST_KEY} --no-confirm > {t}/enroll.out"
     );
     // The private /etc/pam.d starts as a copy of the machine's, so sshd runs Debian's own
     // sshd stack, with the profile that pam-auth-update enabled in the copy.
-    let key = f.dir.join("host_key");
-    run_ok(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        key.display()
-    ));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    fs::write(
-        f.dir.join("sshd_config"),
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {t}/sshd.pid\nUsePAM yes\n\
-             KbdInteractiveAuthentication yes\nPasswordAuthentication no\nStrictModes no\n\
-             AuthenticationMethods keyboard-interactive\n",
-            key.display()
-        ),
-    )
-    .unwrap();
-    let mut sshd = Fixture::in_namespace(
+    let sshd = Sshd::spawn(
+        &f,
+        "pkg",
         &setup,
-        Path::new("/usr/sbin/sshd"),
-        &[
-            "-D".into(),
-            "-e".into(),
-            "-f".into(),
-            format!("{t}/sshd_config"),
-        ],
-    )
-    .stdin(Stdio::null())
-    .stderr(fs::File::create(f.dir.join("sshd.log")).unwrap())
-    .spawn()
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not start: {}",
-            fs::read_to_string(f.dir.join("sshd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        "AuthenticationMethods keyboard-interactive",
+    );
     let enabled = fs::read_to_string(f.dir.join("common-auth.enabled")).unwrap();
     let unix = enabled
         .find("pam_unix.so")
@@ -168,27 +129,21 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
         0,
     );
     settle();
-    let client = ivmfa_tests::sshd::Client {
-        dir: f.dir.clone(),
-        port,
-    };
-    let good = client.login(PASSWORD, &code(&e, 0), None);
-    let log = fs::read_to_string(f.dir.join("sshd.log")).unwrap_or_default();
-    assert!(good.ok, "{good:#?}\n{log}");
+    let good = sshd.login(PASSWORD, &code(&e, 0), None);
+    assert!(good.ok, "{good:#?}\n{}", sshd.log());
     assert!(good.prompts.contains("Verification code"), "{good:#?}");
-    let wrong = client.login(PASSWORD, &wrong_code(&e), None);
+    let wrong = sshd.login(PASSWORD, &wrong_code(&e), None);
     assert!(!wrong.ok);
 
     // Removing the package inside that namespace takes the module out of its PAM stack.
-    let pid = sshd.id();
+    let pid = sshd.pid();
     run_ok(&format!("nsenter -t {pid} -m dpkg -r ivmfa"));
     let after = run_ok(&format!("nsenter -t {pid} -m cat /etc/pam.d/common-auth"));
     assert!(
         !after.contains("pam_ivmfa"),
         "a PAM line points at the removed module:\n{after}"
     );
-    let _ = sshd.kill();
-    let _ = sshd.wait();
+    drop(sshd);
 
     run_ok("dpkg --purge ivmfa");
     for path in INSTALLED.iter().chain(&["/var/lib/ivmfa", "/etc/ivmfa"]) {
