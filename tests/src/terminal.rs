@@ -13,6 +13,8 @@ pub struct Terminal {
     output: Receiver<Vec<u8>>,
     /// Everything shown so far, escapes included.
     pub screen: String,
+    /// The start of a character whose other bytes are still to come.
+    partial: Vec<u8>,
 }
 
 fn quote(word: &str) -> String {
@@ -51,13 +53,22 @@ impl Terminal {
             child,
             output: rx,
             screen: String::new(),
+            partial: Vec::new(),
         }
     }
 
     fn pump(&mut self, wait: Duration) -> bool {
         match self.output.recv_timeout(wait) {
             Ok(bytes) => {
-                self.screen.push_str(&String::from_utf8_lossy(&bytes));
+                // A read may end inside a character (a QR block is three bytes): decode only
+                // whole characters, and keep the rest for the next read.
+                self.partial.extend_from_slice(&bytes);
+                let whole = match std::str::from_utf8(&self.partial) {
+                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                    _ => self.partial.len(),
+                };
+                let text: Vec<u8> = self.partial.drain(..whole).collect();
+                self.screen.push_str(&String::from_utf8_lossy(&text));
                 true
             }
             Err(_) => false,
