@@ -17,7 +17,7 @@ use crate::input::{self, Accepts, Answer, Code};
 use crate::messages;
 use crate::reset::{self, ResetRequest};
 use crate::state::{RateLimit, State};
-use crate::store::{LoadedState, Store, UserLock};
+use crate::store::{LoadedState, Store};
 use crate::totp::{self, Check};
 use crate::username::UserName;
 
@@ -120,6 +120,11 @@ pub fn authenticate(
         Err(e @ Error::Conversation(_)) => {
             attempt.log(Priority::Error, &format!("denied: {e}"));
             Verdict::ConvErr
+        }
+        Err(e @ Error::Busy { .. }) => {
+            attempt.log(Priority::Error, &format!("denied: {e}"));
+            let _ = attempt.conv.error(messages::BUSY);
+            Verdict::ServiceErr
         }
         Err(e) => {
             attempt.log(Priority::Error, &format!("denied: {e}"));
@@ -264,7 +269,8 @@ impl Attempt<'_, '_> {
                 .peek_state(user)?
                 .state
                 .wait_for(source, self.host.now(), &config.rate_limit);
-        let notice = if store.has_notice(user) {
+        // A declined reset's reason is kept until a login that can show it comes along.
+        let notice = if self.conv.can_show_text() && store.has_notice(user) {
             let lock = store.lock(user)?;
             store.take_notice(&lock)?
         } else {
@@ -342,6 +348,12 @@ impl Attempt<'_, '_> {
     /// Judges a code or recovery code under the user's lock, re-reading everything: another
     /// login may have used this very code or failed meanwhile, and an administrator may have
     /// removed or replaced the enrollment while the prompt was open.
+    ///
+    /// The attempt is written down as a failure before the code is looked at, and a right code
+    /// then replaces that record with its success. Whatever stops the writing (resource
+    /// limits, signals, a full disk) stops it before the judging, when right and wrong codes
+    /// are denied alike, or after the attempt is counted: no condition a caller controls makes
+    /// a wrong code uncounted while a right one would pass.
     fn judge(
         &self,
         config: &Config,
@@ -371,95 +383,83 @@ impl Attempt<'_, '_> {
                  damage); the state before it is used",
             );
         }
-        let (reason, tell) = match offered {
+        let mut failed = state.clone();
+        failed.record_failure(source, now, limit);
+        let counted = store.begin_state(&lock, &failed)?;
+
+        let window = enrollment.window.unwrap_or(config.window);
+        let typed_recovery = matches!(offered, Offered::Recovery(_));
+        let recovery = match offered {
             Offered::Code(code) => {
-                let window = enrollment.window.unwrap_or(config.window);
                 match totp::verify(&enrollment, &code, now, window, state.last_step)? {
                     Check::Accepted { step } => {
                         state.record_success(step);
-                        store.save_state(&lock, &state)?;
+                        counted.replace(&state)?;
                         return Ok(Judged::Accepted);
                     }
-                    Check::Replayed => ("code already used (replay)", messages::REPLAYED),
+                    Check::Replayed => {
+                        counted.commit()?;
+                        let reason = "code already used (replay)";
+                        return Ok(self.failed(&failed, reason, messages::REPLAYED, now, limit));
+                    }
                     // An 8-digit enrollment's code may be an imported 8-digit scratch code.
-                    Check::Wrong => match code.as_recovery() {
-                        Some(r) if !enrollment.recovery.hashes.is_empty() => {
-                            return self.recover(
-                                store,
-                                &lock,
-                                &mut enrollment,
-                                &mut state,
-                                &r,
-                                limit,
-                            )
-                        }
-                        _ => ("wrong code", messages::WRONG_CODE),
-                    },
+                    Check::Wrong => code.as_recovery(),
                 }
             }
-            Offered::Recovery(r) => {
-                return self.recover(store, &lock, &mut enrollment, &mut state, &r, limit)
-            }
+            Offered::Recovery(r) => Some(r),
         };
-        self.failed(store, &lock, &mut state, reason, tell, limit)
-    }
-
-    /// Consumes a recovery code if it is one of the user's, under the lock.
-    fn recover(
-        &self,
-        store: &Store,
-        lock: &UserLock,
-        enrollment: &mut Enrollment,
-        state: &mut State,
-        canonical: &str,
-        limit: &RateLimit,
-    ) -> Result<Judged> {
-        let Some(index) = enrollment.recovery.find(canonical)? else {
-            return self.failed(
-                store,
-                lock,
-                state,
-                "wrong recovery code",
-                messages::WRONG_CODE,
-                limit,
-            );
+        let found = match &recovery {
+            Some(r) => enrollment.recovery.find(r)?,
+            None => None,
         };
-        // Written before the login goes on, so a crash leaves the code used, not reusable.
-        enrollment.recovery.consume(index);
-        store.save_enrollment(lock, enrollment)?;
+        let Some(index) = found.filter(|&i| !state.recovery_used(&enrollment.recovery, i)) else {
+            counted.commit()?;
+            let reason = match (found, typed_recovery) {
+                (Some(_), _) => "recovery code already used",
+                (None, true) => "wrong recovery code",
+                (None, false) => "wrong code",
+            };
+            return Ok(self.failed(&failed, reason, messages::WRONG_CODE, now, limit));
+        };
+        // The state decides, and it is written in place, so a full disk accepts a right
+        // recovery code as it would any other. Blanking the code in the enrollment too keeps
+        // it used should the state ever be removed; that needs free space, so it is best effort.
         let last = state.last_step;
         state.record_success(last);
-        store.save_state(lock, state)?;
+        state.use_recovery(&enrollment.recovery, index);
+        counted.replace(&state)?;
+        enrollment.recovery.consume(index);
+        if let Err(e) = store.save_enrollment(&lock, &enrollment) {
+            self.log(
+                Priority::Warning,
+                &format!("the used recovery code is recorded in the state only: {e}"),
+            );
+        }
         Ok(Judged::Recovered {
-            left: enrollment.recovery.remaining(),
+            left: state.recovery_left(&enrollment.recovery),
         })
     }
 
-    /// Records a failure under the lock. A failure that cannot be counted is a fault like any
-    /// other: answering "wrong code" would tell right from wrong codes (a right one fails to
-    /// save too) and leave the guesses unlimited.
+    /// What a failure already recorded means for the user: the reason for syslog, and the
+    /// message, with the wait if this failure started one.
     fn failed(
         &self,
-        store: &Store,
-        lock: &UserLock,
-        state: &mut State,
+        state: &State,
         reason: &str,
         tell: &str,
+        now: u64,
         limit: &RateLimit,
-    ) -> Result<Judged> {
+    ) -> Judged {
         let source = self.login.source();
-        let now = self.host.now();
-        state.record_failure(source, now, limit);
-        store.save_state(lock, state)?;
         let failures = state.failures_from(source);
         let mut tell = tell.to_owned();
         if let Some(wait) = state.wait_for(source, now, limit) {
             tell = format!("{tell} {}", messages::locked_out(wait));
         }
-        Ok(Judged::Failed {
+        Judged::Failed {
             reason: format!("{reason}, {failures} consecutive failure(s) from this source"),
             tell,
-        })
+        }
     }
 
     /// Flow 3: the user lost the device. One request per user, however often asked; the

@@ -32,6 +32,8 @@ pub enum Error {
     Conversation(String),
     /// A fact about the system (user or group database) could not be read.
     System(String),
+    /// Another process held the user's lock for longer than a login may wait.
+    Busy { path: PathBuf, waited: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -86,6 +88,12 @@ impl fmt::Display for Error {
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Conversation(msg) => write!(f, "the PAM conversation failed: {msg}"),
             Error::System(msg) => write!(f, "{msg}"),
+            Error::Busy { path, waited } => write!(
+                f,
+                "gave up waiting for the lock {} after {waited} s: another process holds it \
+                 (a stopped or hung login; grep the inode in /proc/locks to find it)",
+                path.display()
+            ),
         }
     }
 }

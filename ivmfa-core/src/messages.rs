@@ -6,6 +6,10 @@
 pub const UNAVAILABLE: &str =
     "Multi-factor authentication is not available right now. Please contact your administrator.";
 
+/// The user's lock is held by another login for too long (a stopped process).
+pub const BUSY: &str =
+    "Multi-factor authentication is busy with another login of this account. Try again in a moment.";
+
 pub const NOT_ENROLLED: &str = "This account requires multi-factor authentication, but it has \
 not been set up yet. Please contact your administrator.";
 

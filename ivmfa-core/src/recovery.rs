@@ -4,6 +4,13 @@
 //! shown as `abcd-efgh-jkmn`; codes imported from google-authenticator are its 8-digit scratch
 //! codes. Either form is told apart from a 6-digit TOTP code by its shape alone. Only salted
 //! SHA-256 hashes are stored; a code is consumed under the user's lock.
+//!
+//! A used code is recorded twice. First in the user's state ([`crate::state::State`]), which is
+//! rewritten in place and so needs no free space: that record decides, and it is on disk before
+//! the login is answered, so a full disk cannot make a right code look different from a wrong
+//! one. Then its hash in the enrollment is blanked (best effort), so the code stays used even if
+//! the state file is later removed. Blanking instead of removing keeps every code's index, which
+//! is how the state names it.
 
 use std::fmt;
 
@@ -32,7 +39,7 @@ pub fn random_bytes_needed(count: usize) -> usize {
 pub struct RecoveryCodes {
     /// Hex; shared by the set.
     pub salt: String,
-    /// Hex SHA-256 of salt ‖ code, one per unused code.
+    /// Hex SHA-256 of salt ‖ code, one per code; empty once the code has been used.
     pub hashes: Vec<String>,
     /// Unix time the set was issued.
     pub issued: u64,
@@ -40,7 +47,7 @@ pub struct RecoveryCodes {
 
 impl fmt::Debug for RecoveryCodes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RecoveryCodes({} left, <redacted>)", self.hashes.len())
+        write!(f, "RecoveryCodes({} left, <redacted>)", self.remaining())
     }
 }
 
@@ -144,12 +151,14 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 impl RecoveryCodes {
+    /// Codes not yet used, as far as the enrollment knows (the state may know of more; see
+    /// [`crate::state::State::recovery_left`]).
     pub fn remaining(&self) -> usize {
-        self.hashes.len()
+        self.hashes.iter().filter(|h| !h.is_empty()).count()
     }
 
     /// Index of the stored hash matching `canonical` (from [`normalize`]). Compares every
-    /// hash in full, in constant time per hash.
+    /// hash in full, in constant time per hash; a used (blank) one never matches.
     pub fn find(&self, canonical: &str) -> Result<Option<usize>> {
         let salt =
             unhex(&self.salt).ok_or_else(|| Error::Invalid("recovery salt is not hex".into()))?;
@@ -169,10 +178,10 @@ impl RecoveryCodes {
         Ok(found)
     }
 
-    /// Removes a used code.
+    /// Blanks a used code's hash, keeping the others at their indices.
     pub fn consume(&mut self, index: usize) {
-        if index < self.hashes.len() {
-            self.hashes.remove(index);
+        if let Some(hash) = self.hashes.get_mut(index) {
+            hash.clear();
         }
     }
 
@@ -181,7 +190,8 @@ impl RecoveryCodes {
         if !self.salt.is_empty() && !hexy(&self.salt, SALT_BYTES * 2) {
             return Err("recovery salt is malformed".into());
         }
-        if self.hashes.len() > MAX_COUNT || !self.hashes.iter().all(|h| hexy(h, 64)) {
+        if self.hashes.len() > MAX_COUNT || !self.hashes.iter().all(|h| h.is_empty() || hexy(h, 64))
+        {
             return Err("recovery code hashes are malformed".into());
         }
         Ok(())
@@ -230,6 +240,10 @@ mod tests {
         stored.consume(i);
         assert_eq!(stored.find(&canonical).unwrap(), None);
         assert_eq!(stored.remaining(), 9);
+        assert_eq!(stored.hashes.len(), 10, "the others keep their indices");
+        assert!(stored.validate().is_ok());
+        let next = normalize(&shown[4]).unwrap();
+        assert_eq!(stored.find(&next).unwrap(), Some(4));
         let wrong = normalize("abcd-efgh-jkmn").unwrap();
         assert_eq!(stored.find(&wrong).unwrap(), None);
     }

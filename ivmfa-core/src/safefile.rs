@@ -271,16 +271,35 @@ fn temp_name(name: &str) -> String {
     format!("{TEMP_PREFIX}{name}.{}.{nanos}.{n}", std::process::id())
 }
 
-/// Removes temporary files left by writers that died before their rename. Call only while
-/// holding the lock that serialises writers of `dir`, so no live writer's file is removed.
+/// How old a temporary file must be before it counts as left behind: a live writer's file
+/// exists for milliseconds, so this is far beyond any write.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Removes temporary files left by writers that died before their rename. Call while holding
+/// a lock that serialises writers of `dir`; a directory shared by several locks (requests/)
+/// may hold another writer's live file, which its age protects: only files older than
+/// [`STALE_AFTER`] go.
 pub fn remove_stale_temps(dir: &Path) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, "list", e))?;
+    let now = SystemTime::now();
     let mut removed = false;
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let path: PathBuf = entry.path();
-            fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
-            removed = true;
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let path: PathBuf = entry.path();
+        let age = fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok());
+        // A file dated in the future (a clock set back) is left alone too: it is not in the
+        // way, and will age.
+        if age.is_some_and(|a| a >= STALE_AFTER) {
+            match fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, "remove", e)),
+            }
         }
     }
     if removed {

@@ -31,6 +31,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::safefile::{self, Policy};
@@ -168,14 +169,22 @@ pub fn decode(file: &[u8]) -> std::result::Result<Contents, String> {
 /// Call only while holding the lock that serialises the file's writers: two writers at once
 /// could both pick the same slot.
 pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<bool> {
+    let pending = begin(policy, dir, name, body)?;
+    let created = pending.created;
+    pending.commit()?;
+    Ok(created)
+}
+
+/// Makes `body` the newest slot of `dir/name` without flushing it yet: every process sees it
+/// from now on, even if this one is killed, but only [`Pending::commit`] or
+/// [`Pending::replace`] makes it durable. Same locking rule as [`write`].
+pub fn begin<'a>(
+    policy: &Policy,
+    dir: &'a Path,
+    name: &'a str,
+    body: &[u8],
+) -> Result<Pending<'a>> {
     let path = dir.join(name);
-    let too_long = || {
-        Error::Invalid(format!(
-            "cannot write {}: {} bytes do not fit in a slot",
-            path.display(),
-            body.len()
-        ))
-    };
     if let Some((mut file, meta)) = policy.open_for_update(&path)? {
         let bytes = policy.read_opened(&path, &mut file, &meta)?;
         // Written in place unless the file is not ours (wrong length), has run out of
@@ -186,33 +195,116 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
         let in_place = meta.nlink() == 1 && meta.blocks() * 512 >= FILE_LEN as u64;
         if let (Ok(slots), true) = (slots(&bytes), in_place) {
             let (index, seq) = slots.newest.map_or((1, 0), |(i, seq, _)| (i, seq));
-            if let Some(next) = seq.checked_add(1) {
-                // Only the blocks that header and body reach: fewer to flush, and what lies
-                // beyond them is never read.
-                let mut image = slot_image(next, body).ok_or_else(too_long)?;
-                image.resize(image.len().div_ceil(BLOCK) * BLOCK, 0);
-                let written = write_in_place(&file, &path, &image, (1 - index) * SLOT);
-                if written.is_err() {
-                    // The page cache may still hold the slot the disk refused, and the next
-                    // writer would trust it and overwrite the only slot on disk. Put what was
-                    // read back in a new file, so nothing of the failed write stays visible.
-                    let _ = safefile::write_atomic(dir, name, &bytes);
-                }
-                return written.map(|()| false);
+            // Ending in u64::MAX - 1 leaves room for the replace that may follow.
+            if seq < u64::MAX - 2 {
+                let mut pending = Pending {
+                    file,
+                    dir,
+                    name,
+                    slot: 1 - index,
+                    seq,
+                    before: bytes,
+                    created: false,
+                };
+                pending.put(body)?;
+                return Ok(pending);
             }
         }
     }
-    let mut contents = slot_image(1, body).ok_or_else(too_long)?;
+    let mut contents = slot_image(1, body).ok_or_else(|| too_long(&path, body))?;
     contents.resize(FILE_LEN, 0);
     safefile::write_atomic(dir, name, &contents)?;
-    Ok(true)
+    let Some((file, _)) = policy.open_for_update(&path)? else {
+        return Err(Error::io(
+            &path,
+            "open",
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    };
+    Ok(Pending {
+        file,
+        dir,
+        name,
+        slot: 0,
+        seq: 1,
+        before: Zeroizing::new(contents),
+        created: true,
+    })
 }
 
-fn write_in_place(file: &File, path: &Path, image: &[u8], offset: usize) -> Result<()> {
-    file.write_all_at(image, offset as u64)
-        .map_err(|e| Error::io(path, "write", e))?;
-    // fdatasync: the file keeps its size and blocks, so this flushes the slot alone.
-    file.sync_data().map_err(|e| Error::io(path, "flush", e))
+fn too_long(path: &Path, body: &[u8]) -> Error {
+    Error::Invalid(format!(
+        "cannot write {}: {} bytes do not fit in a slot",
+        path.display(),
+        body.len()
+    ))
+}
+
+/// A slot written by [`begin`] and not flushed yet.
+pub struct Pending<'a> {
+    file: File,
+    dir: &'a Path,
+    name: &'a str,
+    /// The slot this write owns: the other one holds the state from before it, untouched.
+    slot: usize,
+    /// Sequence number of the body last put into `slot`.
+    seq: u64,
+    /// The file as it was when this slot last held a body that reached the disk, or was read.
+    before: Zeroizing<Vec<u8>>,
+    /// Whether [`begin`] created the file.
+    pub created: bool,
+}
+
+impl Pending<'_> {
+    /// Flushes what [`begin`] wrote.
+    pub fn commit(self) -> Result<()> {
+        let path = self.dir.join(self.name);
+        let flushed = self
+            .file
+            .sync_data()
+            .map_err(|e| Error::io(&path, "flush", e));
+        if flushed.is_err() {
+            self.restore();
+        }
+        flushed
+    }
+
+    /// Puts `body` into the same slot in place of what [`begin`] wrote, and flushes it. The
+    /// other slot is never touched, so a crash leaves it, or this slot whole.
+    pub fn replace(mut self, body: &[u8]) -> Result<()> {
+        self.put(body)?;
+        self.commit()
+    }
+
+    /// Writes `body` as the next sequence number into this write's slot, unflushed. On a
+    /// failure the file is put back as [`Self::before`] records it.
+    fn put(&mut self, body: &[u8]) -> Result<()> {
+        let path = self.dir.join(self.name);
+        let seq = self.seq + 1;
+        // Header and body alone: what lies beyond them is never read, and a write cut short
+        // anywhere (a file-size limit, a signal) leaves a slot that fails its checksum, never
+        // one that is whole while the write reports failure.
+        let image = slot_image(seq, body).ok_or_else(|| too_long(&path, body))?;
+        let offset = self.slot * SLOT;
+        if let Err(e) = self.file.write_all_at(&image, offset as u64) {
+            self.restore();
+            return Err(Error::io(&path, "write", e));
+        }
+        // From here on, a failure puts back this slot as it is now, not the file as read: the
+        // write reached every reader, and whatever it recorded must stay recorded.
+        self.seq = seq;
+        let start = offset.min(self.before.len());
+        let end = (offset + image.len()).min(self.before.len());
+        self.before[start..end].copy_from_slice(&image[..end - start]);
+        Ok(())
+    }
+
+    /// After a failed write or flush the page cache may hold bytes the disk refused, and the
+    /// next writer would trust them and overwrite the only slot on disk. Best effort: put the
+    /// last good contents in a new file, so nothing of the failed write stays visible.
+    fn restore(&self) {
+        let _ = safefile::write_atomic(self.dir, self.name, &self.before);
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +377,41 @@ mod tests {
             "five went over the long body"
         );
         assert_eq!(text(&policy, &path).as_deref(), Some("five"));
+    }
+
+    #[test]
+    fn a_pending_write_is_seen_at_once_and_replaced_in_its_own_slot() {
+        let (dir, policy) = scratch("pending");
+        let path = dir.join("state");
+        let first = begin(&policy, &dir, "state", b"counted").unwrap();
+        assert!(first.created);
+        assert_eq!(
+            text(&policy, &path).as_deref(),
+            Some("counted"),
+            "seen unflushed"
+        );
+        first.replace(b"accepted").unwrap();
+        assert_eq!(on_disk(&path), [Some((2, b"accepted".to_vec())), None]);
+        // In place now: the failure goes into slot 1, readers see it before any flush, and
+        // the success replaces it there, never touching slot 0.
+        let second = begin(&policy, &dir, "state", b"counted again").unwrap();
+        assert!(!second.created);
+        assert_eq!(text(&policy, &path).as_deref(), Some("counted again"));
+        second.replace(b"accepted again").unwrap();
+        assert_eq!(
+            on_disk(&path),
+            [
+                Some((2, b"accepted".to_vec())),
+                Some((4, b"accepted again".to_vec()))
+            ]
+        );
+        let third = begin(&policy, &dir, "state", b"wrong").unwrap();
+        third.commit().unwrap();
+        assert_eq!(on_disk(&path)[0], Some((5, b"wrong".to_vec())));
+        // A body too long for the replace leaves the counted one in place.
+        let fourth = begin(&policy, &dir, "state", b"counted").unwrap();
+        assert!(fourth.replace(&[b'x'; SLOT]).is_err());
+        assert_eq!(text(&policy, &path).as_deref(), Some("counted"));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! below. It is only written while the user's lock is held (the store API demands the lock
 //! guard), so the check "is this step newer than the last accepted one" and the update that
 //! follows are one atomic step across processes.
+//!
+//! Each judged attempt is written twice under that lock: first as a failure, before the code
+//! is even looked at, then (for a right code) as the success that replaces it. So whatever
+//! stops the writing (a resource limit, a signal, a full disk) either stops it before the
+//! code is judged, or leaves the attempt counted.
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -12,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::recovery::{RecoveryCodes, MAX_COUNT};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub(crate) const STATE_HINT: &str =
@@ -89,17 +95,35 @@ pub struct Total {
     pub last: u64,
 }
 
+/// Recovery codes of one set that have been used, by their index in the enrollment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsedRecovery {
+    /// The salt of the set they belong to; a new set (new salt) starts with none used.
+    pub set: String,
+    pub used: Vec<u16>,
+}
+
+impl UsedRecovery {
+    fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     /// Highest time step accepted so far; a code must be for a later step.
     pub last_step: u64,
     pub total: Total,
     pub failures: Vec<Failures>,
+    pub recovery: UsedRecovery,
 }
 
+/// Seconds left of a wait of `delay` that began at `last`. Never more than `delay`, so a clock
+/// set back between two failures cannot stretch a back-off past `max_backoff_seconds`.
 fn remaining(last: u64, delay: u64, now: u64) -> Option<u64> {
-    let until = last.saturating_add(delay);
-    (until > now).then(|| until - now)
+    let left = last.saturating_add(delay).saturating_sub(now).min(delay);
+    (left > 0).then_some(left)
 }
 
 impl State {
@@ -151,6 +175,33 @@ impl State {
         self.failures.clear();
     }
 
+    /// Whether the recovery code at `index` of `set` has been used.
+    pub fn recovery_used(&self, set: &RecoveryCodes, index: usize) -> bool {
+        self.recovery.set == set.salt && self.recovery.used.iter().any(|&i| usize::from(i) == index)
+    }
+
+    /// Records the recovery code at `index` of `set` as used.
+    pub fn use_recovery(&mut self, set: &RecoveryCodes, index: usize) {
+        if self.recovery.set != set.salt {
+            self.recovery = UsedRecovery {
+                set: set.salt.clone(),
+                used: Vec::new(),
+            };
+        }
+        if let Ok(i) = u16::try_from(index) {
+            if !self.recovery_used(set, index) {
+                self.recovery.used.push(i);
+            }
+        }
+    }
+
+    /// Recovery codes of `set` that are still unused, counting what only the state knows.
+    pub fn recovery_left(&self, set: &RecoveryCodes) -> usize {
+        (0..set.hashes.len())
+            .filter(|&i| !set.hashes[i].is_empty() && !self.recovery_used(set, i))
+            .count()
+    }
+
     pub fn failures_from(&self, source: &str) -> u32 {
         self.entry(source).map_or(0, |f| f.count)
     }
@@ -166,6 +217,7 @@ impl State {
             last_step: self.last_step,
             total: self.total,
             failures: self.failures.clone(),
+            recovery: self.recovery.clone(),
         };
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
@@ -211,10 +263,22 @@ impl State {
         if file.failures.len() > MAX_SOURCES {
             return Err(Error::corrupt(path, "too many failure entries", STATE_HINT));
         }
+        let indices = file.recovery.used.iter();
+        if file.recovery.used.len() > MAX_COUNT
+            || indices.clone().any(|&i| usize::from(i) >= MAX_COUNT)
+            || file.recovery.set.len() > 64
+        {
+            return Err(Error::corrupt(
+                path,
+                "the used recovery codes are malformed",
+                STATE_HINT,
+            ));
+        }
         Ok(State {
             last_step: file.last_step,
             total: file.total,
             failures: file.failures,
+            recovery: file.recovery,
         })
     }
 }
@@ -261,6 +325,9 @@ struct File {
     total: Total,
     #[serde(default)]
     failures: Vec<Failures>,
+    /// Absent until a recovery code is used (and in files of 0.1.0).
+    #[serde(default, skip_serializing_if = "UsedRecovery::is_empty")]
+    recovery: UsedRecovery,
 }
 
 #[cfg(test)]
@@ -307,6 +374,48 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_set_back_never_stretches_the_wait() {
+        let mut s = State::default();
+        for _ in 0..8 {
+            s.record_failure("a", 10_000, &LIMIT);
+        }
+        assert_eq!(s.wait_for("a", 10_000, &LIMIT), Some(900));
+        // The clock goes back an hour: the wait is still at most the longest back-off.
+        assert_eq!(s.wait_for("a", 6_400, &LIMIT), Some(900));
+        s.record_failure("a", 6_400, &LIMIT);
+        assert_eq!(s.wait_for("a", 6_400, &LIMIT), Some(900));
+        assert_eq!(s.wait_for("a", 0, &LIMIT), Some(900));
+        // And forward: the wait is over.
+        assert_eq!(s.wait_for("a", 100_000, &LIMIT), None);
+        for now in [0, 1, 899, 900, 5_000, 7_299, 7_300, u64::MAX] {
+            assert!(s.wait_for("a", now, &LIMIT).unwrap_or(0) <= LIMIT.max_backoff);
+        }
+    }
+
+    #[test]
+    fn used_recovery_codes_belong_to_their_set() {
+        let set = crate::recovery::from_plain(&[1; 16], ["11111111", "22222222"].into_iter(), 1);
+        let mut s = State::default();
+        assert_eq!(s.recovery_left(&set), 2);
+        s.use_recovery(&set, 1);
+        s.use_recovery(&set, 1);
+        assert!(s.recovery_used(&set, 1) && !s.recovery_used(&set, 0));
+        assert_eq!((s.recovery_left(&set), s.recovery.used.len()), (1, 1));
+        s.record_success(9);
+        assert!(s.recovery_used(&set, 1), "a login does not forget it");
+        let text = s.to_toml().unwrap();
+        assert_eq!(State::from_toml(&text, Path::new("state")).unwrap(), s);
+        // A new set: nothing of it is used.
+        let fresh = crate::recovery::from_plain(&[2; 16], ["11111111"].into_iter(), 2);
+        assert_eq!(s.recovery_left(&fresh), 1);
+        s.use_recovery(&fresh, 0);
+        assert_eq!(s.recovery.used, [0]);
+        assert_eq!(s.recovery_left(&set), 2);
+        let bad = text.replace("used = [1]", "used = [100]");
+        assert!(State::from_toml(&bad, Path::new("state")).is_err());
+    }
+
+    #[test]
     fn sources_are_bounded() {
         let mut s = State::default();
         for i in 0..(MAX_SOURCES as u64 + 10) {
@@ -346,6 +455,10 @@ mod tests {
             f.last = u64::MAX;
         }
         s.last_step = u64::MAX;
+        s.recovery = UsedRecovery {
+            set: "f".repeat(64),
+            used: (0..MAX_COUNT as u16).map(|i| i + 10_000).collect(),
+        };
         assert!(s.to_toml().unwrap().len() <= crate::slotfile::CAPACITY);
     }
 

@@ -20,8 +20,9 @@
 //! [`safefile::write_atomic`]. State can only be touched through a
 //! [`UserLock`], so no code path can change it without holding the user's lock.
 
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
@@ -40,6 +41,8 @@ const TICKET_FILE: &str = "ticket.toml";
 const NOTICE_FILE: &str = "notice.toml";
 /// Our files are a few hundred bytes; anything near this is not ours.
 const MAX_FILE_LEN: u64 = 64 * 1024;
+/// Longest wait for a user's lock. A holder needs it for milliseconds of disk I/O.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Store {
     root: PathBuf,
@@ -52,6 +55,22 @@ pub struct LoadedState {
     /// The file has a damaged slot (a write cut short by a crash, or damage), so the state
     /// from before the last write may be in use: worth a word in the log.
     pub damaged_slot: bool,
+}
+
+/// A state written under the lock but not yet flushed: every later reader sees it, even if
+/// this process dies now. [`Self::commit`] makes it durable as it is; [`Self::replace`] puts a
+/// different state in its place and makes that durable. This is how an attempt is counted
+/// before its code is judged: the failure goes in first, and a right code replaces it.
+pub struct PendingState<'a>(slotfile::Pending<'a>);
+
+impl PendingState<'_> {
+    pub fn commit(self) -> Result<()> {
+        self.0.commit()
+    }
+
+    pub fn replace(self, state: &State) -> Result<()> {
+        self.0.replace(state.to_toml()?.as_bytes())
+    }
 }
 
 /// Proof that the user's lock is held; released on drop (closing the descriptor unlocks).
@@ -119,8 +138,10 @@ impl Store {
         }
     }
 
-    /// Takes the user's lock, creating the user's directory if needed. Blocks while another
-    /// process holds it; holders never wait for a person, only for disk I/O.
+    /// Takes the user's lock, creating the user's directory if needed. Holders never wait for
+    /// a person, only for disk I/O, so the lock is normally free within milliseconds; but a
+    /// caller can stop a process that holds it (SIGSTOP to its own `su`), so the wait ends
+    /// after [`LOCK_WAIT`] with [`Error::Busy`] instead of hanging every later login.
     pub fn lock(&self, user: &UserName) -> Result<UserLock> {
         let dir = if self.user_dir_present(user)? {
             self.user_dir(user)
@@ -129,8 +150,24 @@ impl Store {
         };
         let path = dir.join(LOCK_FILE);
         let file = self.policy.open_lock_file(&path)?;
-        file.lock().map_err(|e| Error::io(&path, "lock", e))?;
-        Ok(UserLock { _file: file, dir })
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(UserLock { _file: file, dir }),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::Busy {
+                        path,
+                        waited: LOCK_WAIT.as_secs(),
+                    })
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io(&path, "lock", e)),
+            }
+        }
     }
 
     /// Writes the enrollment (a new one, or new recovery codes for the current one).
@@ -142,20 +179,32 @@ impl Store {
 
     /// Puts a new enrollment in place: an approved reset's ticket is spent (the new enrollment
     /// is what it allowed), and the state starts at `step`, so the code that confirmed the
-    /// enrollment cannot log in as well.
+    /// enrollment cannot log in as well. A watermark already further on is kept: the new
+    /// secret may be the old one provisioned again, and a code used must stay used.
     pub fn install_enrollment(
         &self,
         lock: &UserLock,
         enrollment: &Enrollment,
         step: u64,
     ) -> Result<()> {
+        let before = self.watermark(lock)?;
         self.remove_ticket(lock)?;
         self.save_enrollment(lock, enrollment)?;
         let state = State {
-            last_step: step,
+            last_step: step.max(before),
             ..State::default()
         };
         self.save_state(lock, &state)
+    }
+
+    /// The last accepted time step. A state too damaged to read has none: whoever asks is
+    /// about to replace it.
+    pub fn watermark(&self, lock: &UserLock) -> Result<u64> {
+        match self.load_state(lock) {
+            Ok(loaded) => Ok(loaded.state.last_step),
+            Err(Error::Corrupt { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Re-reads the enrollment while holding the lock, for read-modify-write.
@@ -255,12 +304,19 @@ impl Store {
     }
 
     pub fn save_state(&self, lock: &UserLock, state: &State) -> Result<()> {
+        self.begin_state(lock, state)?.commit()
+    }
+
+    /// Writes the state for every process to see, but does not flush it yet: see
+    /// [`PendingState`].
+    pub fn begin_state<'a>(&self, lock: &'a UserLock, state: &State) -> Result<PendingState<'a>> {
         let text = state.to_toml()?;
-        if slotfile::write(&self.policy, &lock.dir, STATE_FILE, text.as_bytes())? {
+        let pending = slotfile::begin(&self.policy, &lock.dir, STATE_FILE, text.as_bytes())?;
+        if pending.created {
             // Best effort: the new file is in place and wins over the old one from now on.
             let _ = self.remove(&lock.dir, LEGACY_STATE_FILE);
         }
-        Ok(())
+        Ok(PendingState(pending))
     }
 
     fn read_record<T: Record>(&self, path: &Path) -> Result<Option<T>> {
@@ -278,6 +334,7 @@ impl Store {
     }
 
     fn write_record<T: Record>(&self, dir: &Path, name: &str, record: &T) -> Result<()> {
+        safefile::remove_stale_temps(dir)?;
         let text = toml::to_string(record)
             .map_err(|e| Error::Invalid(format!("cannot encode {name}: {e}")))?;
         safefile::write_atomic(dir, name, text.as_bytes())

@@ -52,10 +52,7 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let enrollment = ctx.store.load_enrollment(user)?;
     match &enrollment {
-        Some(e) => {
-            lines.push(format!("{user}: enrolled since {}", format_time(e.created)));
-            lines.push(format!("recovery codes left: {}", e.recovery.remaining()));
-        }
+        Some(e) => lines.push(format!("{user}: enrolled since {}", format_time(e.created))),
         None => lines.push(format!("{user}: not enrolled")),
     }
     if let Some(r) = ctx.store.reset_request(user)? {
@@ -77,12 +74,20 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
             )
         });
     }
-    if enrollment.is_none() {
+    let Some(enrollment) = enrollment else {
         return Ok(lines);
-    }
+    };
     // Read without the lock: status changes nothing, so it need not wait for logins.
     let loaded = ctx.store.peek_state(user)?;
     let state = loaded.state;
+    // The state knows of codes used while the enrollment could not be rewritten.
+    lines.insert(
+        1,
+        format!(
+            "recovery codes left: {}",
+            state.recovery_left(&enrollment.recovery)
+        ),
+    );
     if loaded.damaged_slot {
         lines.push(
             "state: one slot of the state file is damaged (a write cut short by a crash, or \

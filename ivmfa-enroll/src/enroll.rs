@@ -329,7 +329,9 @@ pub fn print_recovery_codes(codes: &[Zeroizing<String>]) {
 }
 
 /// Writes the enrollment under the user's lock, archiving a previous one when replacing it.
-/// The state starts at `step`, so the code used to confirm cannot also log in.
+/// The state starts at `step`, so the code used to confirm cannot also log in, or at the old
+/// enrollment's watermark if that is further on: the same secret provisioned again must not
+/// make a used code usable once more.
 pub fn save(
     ctx: &Context,
     user: &UserName,
@@ -338,6 +340,7 @@ pub fn save(
     force: bool,
 ) -> Result<bool> {
     let lock = ctx.store.lock(user)?;
+    let step = step.max(ctx.store.watermark(&lock)?);
     let archived = match ctx.store.reload_enrollment(&lock)? {
         Some(_) if !force => {
             return Err(CliError::new(

@@ -53,6 +53,10 @@ impl From<ivmfa_core::Error> for CliError {
             E::Io { .. } => "check that the store is on a writable file system with free space",
             E::Invalid(_) => "check the value given on the command line",
             E::Conversation(_) | E::System(_) => "check the system's user database (getent passwd)",
+            E::Busy { .. } => {
+                "try again in a moment; if it persists, find the process holding the lock in \
+                 /proc/locks and end it"
+            }
         };
         let kind = if matches!(e, E::Invalid(_)) {
             Kind::Usage

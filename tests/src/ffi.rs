@@ -290,3 +290,23 @@ pub fn dlopen_now(path: &str) -> Result<(bool, bool), String> {
     unsafe { libc::dlclose(handle) };
     Ok(found)
 }
+
+/// This process's RLIMIT_FSIZE (soft, hard) and whether SIGXFSZ is ignored, to show that the
+/// module puts back what it lifted.
+pub fn file_size_limit() -> (u64, u64, bool) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit into the valid struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) };
+    // SAFETY: an all-zero sigaction is a valid value of the C struct, used as output only.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new action, sigaction(2) only writes the current one into `action`.
+    unsafe { libc::sigaction(libc::SIGXFSZ, ptr::null(), &mut action) };
+    (
+        limit.rlim_cur,
+        limit.rlim_max,
+        action.sa_sigaction == libc::SIG_IGN,
+    )
+}

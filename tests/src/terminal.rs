@@ -78,16 +78,25 @@ impl Terminal {
     /// Waits until the screen shows `text` (10 s at most).
     #[track_caller]
     pub fn expect(&mut self, text: &str) -> &str {
+        self.expect_any(&[text]);
+        &self.screen
+    }
+
+    /// Waits until the screen shows one of `texts` (10 s at most); returns which.
+    #[track_caller]
+    pub fn expect_any(&mut self, texts: &[&str]) -> usize {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.screen.contains(text) {
+        loop {
+            if let Some(i) = texts.iter().position(|t| self.screen.contains(t)) {
+                return i;
+            }
             assert!(
                 Instant::now() < deadline,
-                "waited 10 s for {text:?}; the screen shows:\n{}",
+                "waited 10 s for one of {texts:?}; the screen shows:\n{}",
                 self.screen
             );
             self.pump(Duration::from_millis(100));
         }
-        &self.screen
     }
 
     pub fn type_line(&mut self, line: &str) {

@@ -502,3 +502,30 @@ fn one_broken_user_does_not_hide_the_others() {
     assert!(out.stdout.contains("bin: cannot be read"), "{out:#?}");
     assert!(out.stdout.contains("daemon: enrolled since"), "{out:#?}");
 }
+
+#[test]
+fn provisioning_the_same_secret_again_keeps_used_codes_used() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    let e = f.enrollment("daemon").unwrap();
+    settle();
+    let used = code(&e, 0);
+    f.login("daemon", &[&used]).assert("PAM_SUCCESS");
+    f.cli(
+        &[
+            "enroll",
+            "daemon",
+            "--force",
+            "--secret-file",
+            "-",
+            "--no-confirm",
+        ],
+        &format!("{TEST_KEY}\n"),
+    )
+    .expect(0, "enrolled");
+    f.login("daemon", &[&used])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("already been used");
+}

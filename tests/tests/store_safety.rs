@@ -229,13 +229,35 @@ fn stale_temp_files_do_not_matter() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
-    let stale = f.user_dir("daemon").join(".tmp-state.99999.1.0");
-    fs::write(&stale, b"version = 1\nlast_step = 99999999999\n").unwrap();
-    chmod(&stale, 0o600);
+    let requests = f.store.join("requests");
+    fs::create_dir(&requests).unwrap();
+    chmod(&requests, 0o700);
+    // A writer killed before its rename left these; the fresh ones could as well belong to a
+    // writer at work right now (requests/ is shared by every user's lock).
+    let temp = |dir: &Path, name: &str, age: &str| {
+        let path = dir.join(name);
+        fs::write(&path, b"version = 1\nlast_step = 99999999999\n").unwrap();
+        chmod(&path, 0o600);
+        let touched = std::process::Command::new("touch")
+            .args(["-d", &format!("{age} ago")])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+        path
+    };
+    let user_dir = f.user_dir("daemon");
+    let stale = temp(&user_dir, ".tmp-state.99999.1.0", "10 minutes");
+    let fresh = temp(&user_dir, ".tmp-state.99999.2.0", "1 second");
+    let stale_request = temp(&requests, ".tmp-bin.toml.99999.1.0", "1 hour");
+    let fresh_request = temp(&requests, ".tmp-bin.toml.99999.2.0", "1 second");
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
-    // A new enrollment (which holds the lock) sweeps it away.
+    // A new enrollment and a reset request (each under its user's lock) sweep away what is
+    // older than a few minutes, and leave the rest.
     f.enroll("daemon");
-    assert!(!stale.exists());
+    f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
+    assert!(!stale.exists() && !stale_request.exists());
+    assert!(fresh.exists() && fresh_request.exists());
 }
 
 fn assert_store_intact(f: &Fixture, e: &Enrollment) {

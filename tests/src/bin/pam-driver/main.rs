@@ -4,6 +4,7 @@
 //! pam-driver auth --confdir DIR --service NAME --user USER [--rhost HOST] [--tty TTY]
 //!                 [--answer TEXT]... [--answer-file FILE]... [--start-at UNIX_MS]
 //!                 [--repeat N] [--silent] [--hold-answer-until PATH] [--refuse-info]
+//!                 [--report-limits]
 //! ```
 //!
 //! An answer `@phone` is what a person with an authenticator app types: the driver scans the
@@ -71,6 +72,7 @@ struct Options {
     flags: i32,
     hold_until: Option<std::path::PathBuf>,
     refuse_info: bool,
+    report_limits: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -94,6 +96,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--repeat" => o.repeat = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--silent" => o.flags |= ffi::PAM_SILENT,
             "--refuse-info" => o.refuse_info = true,
+            "--report-limits" => o.report_limits = true,
             "--hold-answer-until" => o.hold_until = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -131,6 +134,11 @@ fn auth(args: &[String]) -> ExitCode {
     let rc = t.authenticate(o.flags);
     for line in &t.script.transcript {
         println!("{line}");
+    }
+    if o.report_limits {
+        let (soft, hard, ignored) = ffi::file_size_limit();
+        let xfsz = if ignored { "ignored" } else { "default" };
+        println!("after: fsize {soft} {hard}, sigxfsz {xfsz}");
     }
     println!("result: {}", name(rc));
     ExitCode::SUCCESS
