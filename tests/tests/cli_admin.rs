@@ -267,7 +267,7 @@ fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
     assert_eq!(out.code, 1, "{out:#?}");
     for problem in [
         "pam_ivmfa.so is optional",
-        "unenrolled=enroll, but a wrong password does not stop the stack",
+        "a wrong password at pam_unix.so (required",
         "unknown option windwo",
         "KbdInteractiveAuthentication no",
         "without a code through: publickey",
@@ -501,4 +501,138 @@ fn one_broken_user_does_not_hide_the_others() {
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(out.stdout.contains("bin: cannot be read"), "{out:#?}");
     assert!(out.stdout.contains("daemon: enrolled since"), "{out:#?}");
+}
+
+/// Runs `check` on a private PAM directory holding `files` and a sshd that asks for a code.
+fn check_stacks(f: &Fixture, files: &[(&str, &str)]) -> CliOutput {
+    let sshd = sshd_printing(
+        f,
+        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
+         authenticationmethods publickey,keyboard-interactive keyboard-interactive",
+    );
+    let dir = pam_dir(f, files);
+    f.cli(&["check", "--pam-dir", &dir, "--sshd", &sshd], "")
+}
+
+/// The `problem:` line that mentions `what`, or a failed test showing the whole report.
+#[track_caller]
+fn problem_line<'a>(out: &'a CliOutput, what: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with("problem:") && l.contains(what))
+        .unwrap_or_else(|| panic!("no problem with {what:?} in:\n{}", out.stdout))
+}
+
+#[test]
+fn check_flags_every_password_step_a_wrong_password_gets_past() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    // Each stack lets a wrong password through to the code prompt. The options vary on
+    // purpose: the prompt alone lets strangers file reset requests and run up the failure
+    // count, so the stack is wrong whatever unenrolled says.
+    for (stack, culprit) in [
+        ("auth required pam_unix.so\nauth required pam_ivmfa.so\n", "pam_unix.so (required"),
+        ("auth optional pam_unix.so\nauth required pam_ivmfa.so unenrolled=allow\n", "pam_unix.so (optional"),
+        ("auth sufficient pam_sss.so\nauth required pam_ivmfa.so\n", "pam_sss.so (sufficient"),
+        ("auth [success=ok default=bad] pam_ldap.so\nauth required pam_ivmfa.so\n", "pam_ldap.so ([success=ok default=bad]"),
+        ("auth [success=ok default=ignore] pam_winbind.so\nauth required pam_ivmfa.so\n", "pam_winbind.so"),
+        ("auth [success=ok user_unknown=bad default=die] pam_unix.so\nauth required pam_ivmfa.so\n", "pam_unix.so ([success=ok user_unknown=bad default=die]"),
+        // Debian's pattern, with the deny weakened to required.
+        ("auth [success=1 default=ignore] pam_unix.so nullok\nauth required pam_deny.so\nauth required pam_permit.so\nauth required pam_ivmfa.so\n", "pam_unix.so ([success=1 default=ignore]"),
+        // pam-auth-update's two password modules, without the deny.
+        ("auth [success=2 default=ignore] pam_unix.so nullok\nauth [success=1 default=ignore] pam_systemd_home.so\nauth required pam_permit.so\nauth required pam_ivmfa.so\n", "pam_systemd_home.so"),
+        // In a substack, a requisite deny ends only the substack.
+        ("auth substack common-auth\nauth required pam_ivmfa.so unenrolled=enroll\n", "substack"),
+    ] {
+        let out = check_stacks(&f, &[("common-auth", COMMON_AUTH), ("sshd", stack)]);
+        assert_eq!(out.code, 1, "{stack}:\n{}", out.stdout);
+        let line = problem_line(&out, "a wrong password");
+        assert!(line.contains("does not end the stack") && line.contains(culprit), "{stack}:\n{}", out.stdout);
+    }
+
+    // A way round the password module is as bad as one through it.
+    let out = check_stacks(
+        &f,
+        &[(
+            "sshd",
+            "auth [success=1 default=ignore] pam_succeed_if.so uid >= 1000\n\
+             auth requisite pam_unix.so\nauth required pam_ivmfa.so\n",
+        )],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(problem_line(&out, "skips the password step").contains("pam_unix.so"));
+
+    // With unenrolled=enroll the report says what else is at stake.
+    let out = check_stacks(
+        &f,
+        &[(
+            "su",
+            "auth required pam_unix.so\nauth required pam_ivmfa.so unenrolled=enroll\n",
+        )],
+    );
+    assert!(problem_line(&out, "a wrong password").contains("enroll their own phone"));
+
+    // Stacks that end on a wrong password are left alone.
+    for stack in [
+        "@include common-auth\nauth required pam_ivmfa.so\n",
+        "auth required pam_env.so\nauth requisite pam_unix.so\nauth required pam_ivmfa.so\n",
+        "auth [success=ok default=die] pam_unix.so\nauth required pam_ivmfa.so unenrolled=enroll\n",
+        "auth [success=ok default=die] pam_krb5.so\n\
+         auth [success=ok default=ignore] pam_winbind.so\nauth required pam_ivmfa.so\n",
+        "auth [success=ok new_authtok_reqd=ok ignore=ignore default=die] pam_sss.so\n\
+         auth required pam_ivmfa.so\n",
+        "auth [success=2 default=ignore] pam_unix.so nullok\n\
+         auth [success=1 default=ignore] pam_sss.so use_first_pass\n\
+         auth requisite pam_deny.so\nauth required pam_permit.so\nauth required pam_ivmfa.so\n",
+    ] {
+        let out = check_stacks(&f, &[("common-auth", COMMON_AUTH), ("sshd", stack)]);
+        assert_eq!(out.code, 0, "{stack}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains("pam_ivmfa.so after the password step"),
+            "{stack}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn check_flags_the_module_before_the_password_step() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    for files in [
+        &[
+            ("common-auth", COMMON_AUTH),
+            (
+                "login",
+                "auth required pam_ivmfa.so\n@include common-auth\n",
+            ),
+        ][..],
+        &[(
+            "sshd",
+            "auth required pam_env.so\nauth requisite pam_ivmfa.so\nauth requisite pam_unix.so\n",
+        )],
+        // Put there through an include: common-auth itself and every service using it.
+        &[
+            (
+                "common-auth",
+                &format!("auth required pam_ivmfa.so unenrolled=allow\n{COMMON_AUTH}"),
+            ),
+            ("sshd", "@include common-auth\n"),
+        ],
+    ] {
+        let out = check_stacks(&f, files);
+        assert_eq!(out.code, 1, "{files:?}:\n{}", out.stdout);
+        let line = problem_line(&out, "before the password step");
+        assert!(line.contains("pam_unix.so"), "{line}");
+        assert!(
+            out.stdout
+                .contains("put pam_ivmfa.so after the password module"),
+            "{}",
+            out.stdout
+        );
+    }
 }
