@@ -3,7 +3,8 @@
 //! what is wrong and how to fix it. It errs on the side of reporting: a false "all is well"
 //! here means logins without MFA.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -411,6 +412,115 @@ fn module_exists(module: &str) -> bool {
     module_files(module).iter().any(|p| p.exists())
 }
 
+/// Builds big enough for a debug build of the module; nothing bigger is read.
+const MODULE_SIZE_LIMIT: u64 = 256 << 20;
+
+/// Recognises pam_ivmfa.so whatever a stack calls it: a symlink, a hard link or a copy
+/// under another name, a relative path, an absolute one. Each is a way to load the module
+/// that the stack checks would otherwise miss.
+#[derive(Default)]
+struct Modules {
+    /// (device, inode) of the files known to be the module.
+    known: Vec<(u64, u64)>,
+    /// What reading each other file found, so that each is read once.
+    read: HashMap<(u64, u64), bool>,
+}
+
+impl Modules {
+    /// Starts from the installed module and from every file a stack loads as pam_ivmfa.so.
+    fn new(stacks: &[(String, Vec<Entry>)]) -> Modules {
+        let mut m = Modules::default();
+        let installed = MODULE_DIRS
+            .iter()
+            .map(|d| Path::new(d).join("pam_ivmfa.so"));
+        let named = stacks
+            .iter()
+            .flat_map(|(_, s)| s)
+            .filter(|e| e.named_ivmfa())
+            .flat_map(|e| module_files(&e.module));
+        for path in installed.chain(named) {
+            if let Ok(meta) = std::fs::metadata(&path) {
+                m.known.push((meta.dev(), meta.ino()));
+            }
+        }
+        m
+    }
+
+    fn is_ivmfa(&mut self, entry: &Entry) -> bool {
+        if entry.substack {
+            return false;
+        }
+        if entry.named_ivmfa() {
+            return true;
+        }
+        module_files(&entry.module)
+            .iter()
+            .any(|path| self.file_is_ivmfa(path))
+    }
+
+    fn file_is_ivmfa(&mut self, path: &Path) -> bool {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.known.contains(&id) {
+            return true;
+        }
+        // A symlink to the module, or to cargo's build of it.
+        let target = path.canonicalize().ok();
+        let target_name = target.as_deref().and_then(Path::file_name);
+        if target_name.is_some_and(|n| n == "pam_ivmfa.so" || n == "libpam_ivmfa.so") {
+            return true;
+        }
+        *self
+            .read
+            .entry(id)
+            .or_insert_with(|| holds_the_module(path))
+    }
+}
+
+/// Whether the file is a build of pam_ivmfa.so, of this version or another: a PAM module
+/// that carries the module's default config and store paths.
+fn holds_the_module(path: &Path) -> bool {
+    use std::io::Read;
+    // Non-blocking, so that a FIFO named in a stack cannot hang the doctor.
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() && m.len() <= MODULE_SIZE_LIMIT => {}
+        _ => return false,
+    }
+    let mut bytes = Vec::new();
+    if file
+        .take(MODULE_SIZE_LIMIT)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return false;
+    }
+    [
+        b"pam_sm_authenticate".as_slice(),
+        ivmfa_core::config::DEFAULT_CONFIG.as_bytes(),
+        ivmfa_core::config::DEFAULT_STORE.as_bytes(),
+    ]
+    .iter()
+    .all(|needle| contains(&bytes, needle))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    hay.iter()
+        .enumerate()
+        .any(|(i, &b)| b == first && hay.get(i + 1..i + 1 + rest.len()) == Some(rest))
+}
+
 /// Checks every PAM service whose stack loads the module; returns whether sshd's does.
 fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) -> bool {
     let Ok(entries) = std::fs::read_dir(pam_dir) else {
@@ -439,10 +549,11 @@ fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) 
             (service, stack)
         })
         .collect();
+    let mut modules = Modules::new(&stacks);
     let mut sshd = false;
     let mut any = false;
     for (service, stack) in &stacks {
-        let ours: Vec<bool> = stack.iter().map(Entry::named_ivmfa).collect();
+        let ours: Vec<bool> = stack.iter().map(|e| modules.is_ivmfa(e)).collect();
         for i in (0..stack.len()).filter(|&i| ours[i]) {
             any = true;
             sshd |= service == "sshd";
@@ -601,6 +712,12 @@ fn check_entry(
 ) -> Order {
     let entry = &stack[i];
     let at = format!("service {service}, {}", entry.at);
+    if !entry.named_ivmfa() {
+        r.note(&format!(
+            "{at}: {} is pam_ivmfa.so under another name; checked as such",
+            entry.module
+        ));
+    }
     match entry.control.to_ascii_lowercase().as_str() {
         "required" | "requisite" => {}
         "optional" => r.problem(

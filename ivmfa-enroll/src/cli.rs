@@ -92,7 +92,9 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         sudo ivmfa-enroll check\n  \
         sudo ivmfa-enroll check --pam-dir /mnt/etc/pam.d --sshd /usr/sbin/sshd\n\n\
-        In every PAM service that loads pam_ivmfa.so, the code prompt must be reachable only by someone who knows the password, whatever unenrolled is: \
+        Every PAM service that loads pam_ivmfa.so is checked, whatever name the stack gives \
+        it (a symlink, a hard link or a copy, a relative or absolute path). The code prompt \
+        must be reachable only by someone who knows the password, whatever unenrolled is: \
         check reports a password step that a wrong password gets past (required, optional or \
         sufficient instead of requisite, a jump round it, a substack), pam_ivmfa.so placed \
         before the password step, and a module that ends the stack before pam_ivmfa.so \

@@ -636,3 +636,61 @@ fn check_flags_the_module_before_the_password_step() {
         );
     }
 }
+
+#[test]
+fn check_knows_the_module_under_any_name() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    let module = module_path();
+    let symlink = f.dir.join("pam_mfa.so");
+    std::os::unix::fs::symlink(&module, &symlink).unwrap();
+    let copy = f.dir.join("pam_otp.so");
+    fs::copy(&module, &copy).unwrap();
+    let hard_link = f.dir.join("pam_second.so");
+    fs::hard_link(&copy, &hard_link).unwrap();
+    // libpam puts a name without a leading '/' after its module directory; enough '..'
+    // climb from any of them to the root.
+    let relative = format!("{}{}", "../".repeat(8), symlink.display()).replace("//", "/");
+    for name in [
+        symlink.display().to_string(),
+        copy.display().to_string(),
+        hard_link.display().to_string(),
+        relative,
+    ] {
+        let out = check_stacks(
+            &f,
+            &[(
+                "sshd",
+                &format!("auth required pam_unix.so\nauth required {name} window=0\n"),
+            )],
+        );
+        assert_eq!(out.code, 1, "{name}:\n{}", out.stdout);
+        assert!(
+            problem_line(&out, "a wrong password").contains("service sshd"),
+            "{name}:\n{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("is pam_ivmfa.so under another name"),
+            "{name}:\n{}",
+            out.stdout
+        );
+    }
+
+    // Another module under a made-up name is not taken for it.
+    let other = f.dir.join("pam_site.so");
+    std::os::unix::fs::symlink("/usr/lib/x86_64-linux-gnu/security/pam_permit.so", &other).unwrap();
+    let out = check_stacks(
+        &f,
+        &[(
+            "sshd",
+            &format!(
+                "auth required pam_unix.so\nauth required {}\n",
+                other.display()
+            ),
+        )],
+    );
+    out.expect(0, "no PAM stack");
+}
