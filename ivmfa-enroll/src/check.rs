@@ -62,8 +62,8 @@ pub fn run(config: Option<&Path>, store: Option<&Path>, pam_dir: &Path, sshd: &P
     }
     let store = Store::new(&resolved.store, euid);
     check_store(&mut r, &store);
-    let sshd_uses_module = check_pam(&mut r, pam_dir, &config_args, euid);
-    check_sshd(&mut r, sshd, sshd_uses_module);
+    let sshd_stack = check_pam(&mut r, pam_dir, &config_args, euid);
+    check_sshd(&mut r, sshd, sshd_stack);
 
     match r.problems {
         0 => println!("\nNo problems found."),
@@ -521,14 +521,22 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
         .any(|(i, &b)| b == first && hay.get(i + 1..i + 1 + rest.len()) == Some(rest))
 }
 
-/// Checks every PAM service whose stack loads the module; returns whether sshd's does.
-fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) -> bool {
+/// What sshd's PAM stack does with the module, for the check of sshd's settings.
+#[derive(Clone, Copy, Default)]
+struct SshdStack {
+    loads_module: bool,
+    /// No password step before the module: only sshd's own methods keep strangers out.
+    code_only: bool,
+}
+
+/// Checks every PAM service whose stack loads the module.
+fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) -> SshdStack {
     let Ok(entries) = std::fs::read_dir(pam_dir) else {
         r.problem(
             &format!("cannot read {}", pam_dir.display()),
             "give the PAM directory with --pam-dir",
         );
-        return false;
+        return SshdStack::default();
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()
@@ -550,14 +558,17 @@ fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) 
         })
         .collect();
     let mut modules = Modules::new(&stacks);
-    let mut sshd = false;
+    let mut sshd = SshdStack::default();
     let mut any = false;
     for (service, stack) in &stacks {
         let ours: Vec<bool> = stack.iter().map(|e| modules.is_ivmfa(e)).collect();
         for i in (0..stack.len()).filter(|&i| ours[i]) {
             any = true;
-            sshd |= service == "sshd";
-            check_entry(r, service, stack, &ours, i, config_args, euid);
+            let order = check_entry(r, service, stack, &ours, i, config_args, euid);
+            if service == "sshd" {
+                sshd.loads_module = true;
+                sshd.code_only |= order == Order::NoPassword;
+            }
         }
     }
     if !any {
@@ -902,7 +913,7 @@ fn check_order(
     Order::NoPassword
 }
 
-fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
+fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack) {
     let out = match Command::new(sshd).arg("-T").output() {
         Ok(out) => out,
         Err(_) => {
@@ -913,7 +924,7 @@ fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
             return;
         }
     };
-    if !uses_module {
+    if !stack.loads_module {
         r.note("the sshd PAM stack does not load pam_ivmfa.so; SSH logins ask for no code");
         return;
     }
@@ -982,6 +993,33 @@ fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
             "set AuthenticationMethods publickey,keyboard-interactive keyboard-interactive \
              (every list must contain keyboard-interactive)",
         );
+    }
+    // With no password in the PAM stack, only a method sshd checks first (a key) keeps
+    // strangers from the code prompt.
+    if stack.code_only {
+        let first = |list: &&str| {
+            list.split(',')
+                .next()
+                .is_some_and(|m| m.starts_with("keyboard-interactive"))
+        };
+        let open: Vec<&str> = if methods.is_empty() || methods == "any" {
+            vec!["keyboard-interactive"]
+        } else {
+            methods.split(' ').filter(first).collect()
+        };
+        if !open.is_empty() {
+            fine = false;
+            r.problem(
+                &format!(
+                    "sshd's PAM stack asks for no password before the code, and sshd lets a \
+                     login start with {}, so anyone who knows a user name reaches the code \
+                     prompt",
+                    open.join(" or ")
+                ),
+                "set AuthenticationMethods publickey,keyboard-interactive, or put the password \
+                 step before pam_ivmfa.so in /etc/pam.d/sshd",
+            );
+        }
     }
     let config = std::fs::read_to_string("/etc/ssh/sshd_config").unwrap_or_default();
     if config

@@ -98,7 +98,9 @@ pub enum Command {
         check reports a password step that a wrong password gets past (required, optional or \
         sufficient instead of requisite, a jump round it, a substack), pam_ivmfa.so placed \
         before the password step, and a module that ends the stack before pam_ivmfa.so \
-        runs.\n\n\
+        runs. An sshd stack without a password step (key + code) needs sshd to check a key \
+        first: check reports AuthenticationMethods that let a login start with \
+        keyboard-interactive.\n\n\
         Exit status 0 when nothing is wrong, 1 when something is.")]
     Check {
         /// Directory of PAM service files

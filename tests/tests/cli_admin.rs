@@ -694,3 +694,37 @@ fn check_knows_the_module_under_any_name() {
     );
     out.expect(0, "no PAM stack");
 }
+
+#[test]
+fn check_wants_a_key_first_when_sshd_asks_only_for_the_code() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    let run = |methods: &str| {
+        let sshd = sshd_printing(
+            &f,
+            &format!(
+                "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
+                 authenticationmethods {methods}"
+            ),
+        );
+        let dir = pam_dir(&f, &[("sshd", "auth required pam_ivmfa.so\n")]);
+        f.cli(&["check", "--pam-dir", &dir, "--sshd", &sshd], "")
+    };
+    // The stack of packaging/examples/pam.d-sshd-key-and-code, with a method list that
+    // lets a login start at the code prompt.
+    for methods in ["publickey,keyboard-interactive keyboard-interactive", "any"] {
+        let out = run(methods);
+        assert_eq!(out.code, 1, "{methods}:\n{}", out.stdout);
+        assert!(
+            problem_line(&out, "asks for no password before the code")
+                .contains("start with keyboard-interactive"),
+            "{methods}:\n{}",
+            out.stdout
+        );
+    }
+    let out = run("publickey,keyboard-interactive");
+    out.expect(0, "No problems found");
+    assert!(out.stdout.contains("right only for key + code logins"));
+}
