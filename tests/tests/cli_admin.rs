@@ -728,3 +728,49 @@ fn check_wants_a_key_first_when_sshd_asks_only_for_the_code() {
     out.expect(0, "No problems found");
     assert!(out.stdout.contains("right only for key + code logins"));
 }
+
+#[test]
+fn the_audit_line_names_the_uid_the_login_uid_and_sudo_user() {
+    if !root() {
+        return;
+    }
+    let f = Fixture::new("");
+    let enroll = enroll_bin().display().to_string();
+    // The login uid is the kernel's record of who logged in, inherited by every child and
+    // kept across su and sudo; SUDO_USER is whatever the caller's environment says.
+    let inherited = match fs::read_to_string("/proc/self/loginuid").unwrap().trim() {
+        "4294967295" => "unset".to_owned(),
+        n => n.to_owned(),
+    };
+    let mut args = vec!["SUDO_USER=alice".to_owned(), enroll.clone()];
+    args.extend(f.cli_args(&["enroll", "daemon", "--secret", TEST_KEY, "--no-confirm"]));
+    let (out, lines) = f.logged(std::path::Path::new("/usr/bin/env"), &args);
+    assert!(out.status.success(), "{out:?}");
+    let line = logged_line(&lines, &["enrolled user=daemon"]);
+    let by = format!("by root (uid 0, loginuid {inherited}, env SUDO_USER=alice)");
+    assert!(line.contains(&by), "{by:?} not in {line}");
+
+    // As pam_loginuid sets it at a login. Setting it needs CAP_AUDIT_CONTROL, which some
+    // containers withhold.
+    let settable = Command::new("sh")
+        .args(["-c", "echo 1000 > /proc/self/loginuid"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !settable {
+        assert!(!is_ci(), "CI must be able to set a login uid");
+        eprintln!("skipped: cannot set /proc/self/loginuid here");
+        return;
+    }
+    let mut args = vec![
+        "-c".to_owned(),
+        "echo 1000 > /proc/self/loginuid && exec env -u SUDO_USER \"$0\" \"$@\"".to_owned(),
+        enroll,
+    ];
+    args.extend(f.cli_args(&["remove", "daemon"]));
+    let (out, lines) = f.logged(std::path::Path::new("/bin/sh"), &args);
+    assert!(out.status.success(), "{out:?}");
+    let line = logged_line(&lines, &["removed the enrollment of user=daemon"]);
+    assert!(line.contains("by root (uid 0, loginuid 1000)"), "{line}");
+}
