@@ -41,7 +41,7 @@ pub enum Command {
         sudo ivmfa-enroll enroll alice --force\n      \
             replace alice's enrollment (the old one is archived)\n  \
         printf '%s\\n' \"$KEY\" | sudo ivmfa-enroll enroll bob --secret-file - --no-confirm\n      \
-            provision a known key (migration, hardware token) without it showing in ps")]
+            provision a known key (migration, hardware token), kept out of ps and sudo's log")]
     Enroll(EnrollArgs),
     /// Show whether users are enrolled, recovery codes left and any back-off
     #[command(after_help = "Examples:\n  \
@@ -151,10 +151,12 @@ pub struct EnrollArgs {
     /// Issuer name shown in the app [default: config key issuer, else the host name]
     #[arg(long, value_name = "NAME")]
     pub issuer: Option<String>,
-    /// Use this base32 key instead of a new random one (visible in ps; prefer --secret-file)
+    /// Use this base32 key instead of a new random one. Other users see it in ps and /proc
+    /// while the command runs, and sudo logs the whole command line: prefer --secret-file -
     #[arg(long, value_name = "BASE32", conflicts_with = "secret_file")]
     pub secret: Option<String>,
-    /// Read the base32 key from the first line of FILE, or of standard input for '-'
+    /// Read the base32 key from the first line of FILE, or of standard input for '-' (kept
+    /// out of ps, /proc and sudo's log)
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Save without asking for a code from the app (for provisioning known keys)

@@ -774,3 +774,25 @@ fn the_audit_line_names_the_uid_the_login_uid_and_sudo_user() {
     let line = logged_line(&lines, &["removed the enrollment of user=daemon"]);
     assert!(line.contains("by root (uid 0, loginuid 1000)"), "{line}");
 }
+
+#[test]
+fn enroll_help_says_where_a_secret_argument_shows() {
+    let out = Command::new(enroll_bin())
+        .args(["enroll", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secret = text
+        .split("--secret <BASE32>")
+        .nth(1)
+        .and_then(|rest| rest.split("--secret-file <FILE>").next())
+        .unwrap_or_else(|| panic!("no --secret in:\n{text}"));
+    for warning in [
+        "ps",
+        "/proc",
+        "sudo logs the whole command line",
+        "--secret-file -",
+    ] {
+        assert!(secret.contains(warning), "{warning:?} not in {secret}");
+    }
+}
