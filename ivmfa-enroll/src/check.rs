@@ -3,6 +3,8 @@
 //! what is wrong and how to fix it. It errs on the side of reporting: a false "all is well"
 //! here means logins without MFA.
 
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -60,8 +62,8 @@ pub fn run(config: Option<&Path>, store: Option<&Path>, pam_dir: &Path, sshd: &P
     }
     let store = Store::new(&resolved.store, euid);
     check_store(&mut r, &store);
-    let sshd_uses_module = check_pam(&mut r, pam_dir, &config_args, euid);
-    check_sshd(&mut r, sshd, sshd_uses_module);
+    let sshd_stack = check_pam(&mut r, pam_dir, &config_args, euid);
+    check_sshd(&mut r, sshd, sshd_stack);
 
     match r.problems {
         0 => println!("\nNo problems found."),
@@ -127,8 +129,135 @@ struct Entry {
     args: Vec<String>,
     /// `-auth`: libpam skips the line silently when the module cannot be loaded.
     dash: bool,
-    /// Inside a substack: its `done` and `sufficient` end only the substack.
-    in_substack: bool,
+    /// Substack depth, as libpam counts it: `done`, `die` and jumps end at its edge.
+    level: usize,
+    /// The `auth substack FILE` line itself. libpam runs nothing for it but counts it, with
+    /// everything inside, as one module when a jump skips modules.
+    substack: bool,
+}
+
+/// What libpam does after a module returns: the actions of pam.conf(5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Ignore,
+    Ok,
+    Done,
+    Bad,
+    Die,
+    Reset,
+    Jump(usize),
+}
+
+impl Action {
+    fn parse(word: &str) -> Action {
+        match word {
+            "ignore" => Action::Ignore,
+            "ok" => Action::Ok,
+            "done" => Action::Done,
+            "die" => Action::Die,
+            "reset" => Action::Reset,
+            "bad" => Action::Bad,
+            // libpam rejects other words; the line then counts as a failure.
+            n => n.parse().map_or(Action::Bad, Action::Jump),
+        }
+    }
+}
+
+/// A control field as libpam reads it: actions for named return values, and the rest.
+struct Control {
+    values: Vec<(String, Action)>,
+    default: Action,
+}
+
+impl Control {
+    fn of(control: &str) -> Control {
+        use Action as A;
+        let c = control.to_ascii_lowercase();
+        let named = |pairs: &[(&str, Action)], default| Control {
+            values: pairs.iter().map(|(v, a)| ((*v).to_owned(), *a)).collect(),
+            default,
+        };
+        match c.as_str() {
+            "required" => named(
+                &[
+                    ("success", A::Ok),
+                    ("new_authtok_reqd", A::Ok),
+                    ("ignore", A::Ignore),
+                ],
+                A::Bad,
+            ),
+            "requisite" => named(
+                &[
+                    ("success", A::Ok),
+                    ("new_authtok_reqd", A::Ok),
+                    ("ignore", A::Ignore),
+                ],
+                A::Die,
+            ),
+            "optional" => named(
+                &[("success", A::Ok), ("new_authtok_reqd", A::Ok)],
+                A::Ignore,
+            ),
+            "sufficient" => named(
+                &[("success", A::Done), ("new_authtok_reqd", A::Done)],
+                A::Ignore,
+            ),
+            "binding" => named(
+                &[
+                    ("success", A::Done),
+                    ("new_authtok_reqd", A::Done),
+                    ("ignore", A::Ignore),
+                ],
+                A::Bad,
+            ),
+            _ => {
+                let mut values = Vec::new();
+                // libpam: a value the brackets leave out counts as a failure.
+                let mut default = A::Bad;
+                for pair in c.trim_matches(['[', ']']).split_whitespace() {
+                    let Some((value, action)) = pair.split_once('=') else {
+                        continue;
+                    };
+                    if value == "default" {
+                        default = Action::parse(action);
+                    } else {
+                        values.push((value.to_owned(), Action::parse(action)));
+                    }
+                }
+                Control { values, default }
+            }
+        }
+    }
+
+    fn action(&self, value: &str) -> Action {
+        self.values
+            .iter()
+            .find_map(|(v, a)| (v == value).then_some(*a))
+            .unwrap_or(self.default)
+    }
+
+    /// What follows a failure: every action but those of success, of "right password but
+    /// expired" and of PAM_IGNORE (a password module does not answer a wrong password so).
+    fn on_failure(&self) -> Vec<Action> {
+        let mut out = vec![self.default];
+        for (v, a) in &self.values {
+            if !matches!(v.as_str(), "success" | "new_authtok_reqd" | "ignore") && !out.contains(a)
+            {
+                out.push(*a);
+            }
+        }
+        out
+    }
+
+    fn any(&self) -> Vec<Action> {
+        let mut out = vec![self.default];
+        for (_, a) in &self.values {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
 }
 
 impl Entry {
@@ -136,34 +265,71 @@ impl Entry {
         self.module.rsplit('/').next().unwrap_or(&self.module)
     }
 
-    fn is_ivmfa(&self) -> bool {
-        self.module_name() == "pam_ivmfa.so"
+    fn named_ivmfa(&self) -> bool {
+        !self.substack && self.module_name() == "pam_ivmfa.so"
+    }
+
+    /// Modules that ask for no secret of the user. Anything else before pam_ivmfa.so is
+    /// taken for a password step (pam_unix, pam_sss, pam_ldap, pam_krb5, pam_winbind,
+    /// pam_systemd_home, another OTP module...), which errs towards reporting.
+    fn asks_no_secret(&self) -> bool {
+        let name = self.module_name();
+        matches!(
+            name.strip_suffix(".so").unwrap_or(name),
+            "pam_access"
+                | "pam_cap"
+                | "pam_debug"
+                | "pam_deny"
+                | "pam_echo"
+                | "pam_env"
+                | "pam_faildelay"
+                | "pam_faillock"
+                | "pam_gnome_keyring"
+                | "pam_group"
+                | "pam_issue"
+                | "pam_keyinit"
+                | "pam_kwallet5"
+                | "pam_lastlog"
+                | "pam_limits"
+                | "pam_listfile"
+                | "pam_localuser"
+                | "pam_loginuid"
+                | "pam_mail"
+                | "pam_mkhomedir"
+                | "pam_motd"
+                | "pam_nologin"
+                | "pam_permit"
+                | "pam_rootok"
+                | "pam_securetty"
+                | "pam_selinux"
+                | "pam_sepermit"
+                | "pam_shells"
+                | "pam_succeed_if"
+                | "pam_tally2"
+                | "pam_time"
+                | "pam_umask"
+                | "pam_usertype"
+                | "pam_warn"
+                | "pam_wheel"
+        )
     }
 
     /// A success here can end the stack before later modules run.
     fn success_ends_stack(&self) -> bool {
-        let c = self.control.to_ascii_lowercase();
-        c == "sufficient" || c == "binding" || c.contains("success=done")
+        matches!(Control::of(&self.control).action("success"), Action::Done)
     }
 
     /// The number of modules a success jumps over, for `[success=N ...]`.
     fn success_jump(&self) -> Option<usize> {
-        let c = self.control.to_ascii_lowercase();
-        c.trim_matches(['[', ']'])
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("success="))
-            .and_then(|n| n.parse().ok())
-    }
-
-    /// A failure here ends the stack at once.
-    fn failure_stops(&self) -> bool {
-        let c = self.control.to_ascii_lowercase();
-        c == "requisite" || c.contains("default=die")
+        match Control::of(&self.control).action("success") {
+            Action::Jump(n) => Some(n),
+            _ => None,
+        }
     }
 }
 
 /// The auth entries of `file`, with `@include`, `include` and `substack` expanded.
-fn expand(pam_dir: &Path, file: &str, depth: usize, in_substack: bool, out: &mut Vec<Entry>) {
+fn expand(pam_dir: &Path, file: &str, depth: usize, level: usize, out: &mut Vec<Entry>) {
     // libpam itself gives up on deeper nesting; so do we (and on include loops).
     if depth > 10 {
         return;
@@ -178,7 +344,7 @@ fn expand(pam_dir: &Path, file: &str, depth: usize, in_substack: bool, out: &mut
         let at = format!("{} line {}", path.display(), i + 1);
         match words.as_slice() {
             [include, name] if include.eq_ignore_ascii_case("@include") => {
-                expand(pam_dir, name, depth + 1, in_substack, out)
+                expand(pam_dir, name, depth + 1, level, out)
             }
             [kind, rest @ ..]
                 if kind.trim_start_matches('-').eq_ignore_ascii_case("auth")
@@ -197,17 +363,22 @@ fn expand(pam_dir: &Path, file: &str, depth: usize, in_substack: bool, out: &mut
                 };
                 let mut words = after.split_whitespace().map(str::to_owned);
                 let module = words.next().unwrap_or_default();
-                match control.to_ascii_lowercase().as_str() {
-                    "include" => expand(pam_dir, &module, depth + 1, in_substack, out),
-                    "substack" => expand(pam_dir, &module, depth + 1, true, out),
-                    _ => out.push(Entry {
-                        at,
-                        control,
-                        module,
-                        args: words.collect(),
-                        dash: kind.starts_with('-'),
-                        in_substack,
-                    }),
+                let substack = control.eq_ignore_ascii_case("substack");
+                if control.eq_ignore_ascii_case("include") {
+                    expand(pam_dir, &module, depth + 1, level, out);
+                    continue;
+                }
+                out.push(Entry {
+                    at,
+                    control,
+                    module: module.clone(),
+                    args: words.collect(),
+                    dash: kind.starts_with('-'),
+                    level,
+                    substack,
+                });
+                if substack {
+                    expand(pam_dir, &module, depth + 1, level + 1, out);
                 }
             }
             _ => {}
@@ -225,23 +396,147 @@ const MODULE_DIRS: [&str; 6] = [
     "/usr/lib/security",
 ];
 
-fn module_exists(module: &str) -> bool {
+/// The files a module field can name: itself when absolute, else the same name in each
+/// module directory (libpam appends it, `..` and all, to its own).
+fn module_files(module: &str) -> Vec<PathBuf> {
     if module.starts_with('/') {
-        return Path::new(module).exists();
+        return vec![PathBuf::from(module)];
     }
     MODULE_DIRS
         .iter()
-        .any(|d| Path::new(d).join(module).exists())
+        .map(|d| Path::new(d).join(module))
+        .collect()
 }
 
-/// Checks every PAM service whose stack loads the module; returns whether sshd's does.
-fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) -> bool {
+fn module_exists(module: &str) -> bool {
+    module_files(module).iter().any(|p| p.exists())
+}
+
+/// Builds big enough for a debug build of the module; nothing bigger is read.
+const MODULE_SIZE_LIMIT: u64 = 256 << 20;
+
+/// Recognises pam_ivmfa.so whatever a stack calls it: a symlink, a hard link or a copy
+/// under another name, a relative path, an absolute one. Each is a way to load the module
+/// that the stack checks would otherwise miss.
+#[derive(Default)]
+struct Modules {
+    /// (device, inode) of the files known to be the module.
+    known: Vec<(u64, u64)>,
+    /// What reading each other file found, so that each is read once.
+    read: HashMap<(u64, u64), bool>,
+}
+
+impl Modules {
+    /// Starts from the installed module and from every file a stack loads as pam_ivmfa.so.
+    fn new(stacks: &[(String, Vec<Entry>)]) -> Modules {
+        let mut m = Modules::default();
+        let installed = MODULE_DIRS
+            .iter()
+            .map(|d| Path::new(d).join("pam_ivmfa.so"));
+        let named = stacks
+            .iter()
+            .flat_map(|(_, s)| s)
+            .filter(|e| e.named_ivmfa())
+            .flat_map(|e| module_files(&e.module));
+        for path in installed.chain(named) {
+            if let Ok(meta) = std::fs::metadata(&path) {
+                m.known.push((meta.dev(), meta.ino()));
+            }
+        }
+        m
+    }
+
+    fn is_ivmfa(&mut self, entry: &Entry) -> bool {
+        if entry.substack {
+            return false;
+        }
+        if entry.named_ivmfa() {
+            return true;
+        }
+        module_files(&entry.module)
+            .iter()
+            .any(|path| self.file_is_ivmfa(path))
+    }
+
+    fn file_is_ivmfa(&mut self, path: &Path) -> bool {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.known.contains(&id) {
+            return true;
+        }
+        // A symlink to the module, or to cargo's build of it.
+        let target = path.canonicalize().ok();
+        let target_name = target.as_deref().and_then(Path::file_name);
+        if target_name.is_some_and(|n| n == "pam_ivmfa.so" || n == "libpam_ivmfa.so") {
+            return true;
+        }
+        *self
+            .read
+            .entry(id)
+            .or_insert_with(|| holds_the_module(path))
+    }
+}
+
+/// Whether the file is a build of pam_ivmfa.so, of this version or another: a PAM module
+/// that carries the module's default config and store paths.
+fn holds_the_module(path: &Path) -> bool {
+    use std::io::Read;
+    // Non-blocking, so that a FIFO named in a stack cannot hang the doctor.
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() && m.len() <= MODULE_SIZE_LIMIT => {}
+        _ => return false,
+    }
+    let mut bytes = Vec::new();
+    if file
+        .take(MODULE_SIZE_LIMIT)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return false;
+    }
+    [
+        b"pam_sm_authenticate".as_slice(),
+        ivmfa_core::config::DEFAULT_CONFIG.as_bytes(),
+        ivmfa_core::config::DEFAULT_STORE.as_bytes(),
+    ]
+    .iter()
+    .all(|needle| contains(&bytes, needle))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    hay.iter()
+        .enumerate()
+        .any(|(i, &b)| b == first && hay.get(i + 1..i + 1 + rest.len()) == Some(rest))
+}
+
+/// What sshd's PAM stack does with the module, for the check of sshd's settings.
+#[derive(Clone, Copy, Default)]
+struct SshdStack {
+    loads_module: bool,
+    /// No password step before the module: only sshd's own methods keep strangers out.
+    code_only: bool,
+}
+
+/// Checks every PAM service whose stack loads the module.
+fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) -> SshdStack {
     let Ok(entries) = std::fs::read_dir(pam_dir) else {
         r.problem(
             &format!("cannot read {}", pam_dir.display()),
             "give the PAM directory with --pam-dir",
         );
-        return false;
+        return SshdStack::default();
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()
@@ -249,18 +544,31 @@ fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) 
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    let mut sshd = false;
+    let stacks: Vec<(String, Vec<Entry>)> = files
+        .iter()
+        .filter_map(|f| f.file_name())
+        .map(|name| {
+            let service = name.to_string_lossy().into_owned();
+            let mut stack = Vec::new();
+            expand(pam_dir, &service, 0, 0, &mut stack);
+            // libpam leaves out a `-auth` line whose module is missing, so jumps do not
+            // count it either; one naming pam_ivmfa.so stays, to be reported.
+            stack.retain(|e| !e.dash || e.substack || e.named_ivmfa() || module_exists(&e.module));
+            (service, stack)
+        })
+        .collect();
+    let mut modules = Modules::new(&stacks);
+    let mut sshd = SshdStack::default();
     let mut any = false;
-    for file in files {
-        let Some(service) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        let mut stack = Vec::new();
-        expand(pam_dir, &service, 0, false, &mut stack);
-        for (i, entry) in stack.iter().enumerate().filter(|(_, e)| e.is_ivmfa()) {
+    for (service, stack) in &stacks {
+        let ours: Vec<bool> = stack.iter().map(|e| modules.is_ivmfa(e)).collect();
+        for i in (0..stack.len()).filter(|&i| ours[i]) {
             any = true;
-            sshd |= service == "sshd";
-            check_entry(r, &service, &stack, i, entry, config_args, euid);
+            let order = check_entry(r, service, stack, &ours, i, config_args, euid);
+            if service == "sshd" {
+                sshd.loads_module = true;
+                sshd.code_only |= order == Order::NoPassword;
+            }
         }
     }
     if !any {
@@ -272,16 +580,155 @@ fn check_pam(r: &mut Report, pam_dir: &Path, config_args: &[String], euid: u32) 
     sshd
 }
 
+/// Where libpam goes on after a jump of `n` modules from `from`, and whether the jump was
+/// valid: a substack counts as one module, and a jump cannot leave the substack it is in.
+fn jump(stack: &[Entry], from: usize, n: usize) -> (usize, bool) {
+    let level = stack[from].level;
+    let mut h = from;
+    let mut left = n;
+    while left > 0 && stack.get(h + 1).is_some_and(|e| e.level >= level) {
+        h += 1;
+        while stack.get(h + 1).is_some_and(|e| e.level > level) {
+            h += 1;
+        }
+        left -= 1;
+    }
+    (h + 1, left == 0)
+}
+
+/// Where libpam goes on after `done` or `die` at `from`: past the rest of the substack
+/// `from` is in, or past the end of the stack.
+fn leave(stack: &[Entry], from: usize) -> usize {
+    let level = stack[from].level;
+    let mut h = from;
+    while stack.get(h + 1).is_some_and(|e| e.level >= level) {
+        h += 1;
+    }
+    h + 1
+}
+
+/// libpam's verdict so far, which decides whether `done` ends anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Impression {
+    Undecided,
+    Positive,
+    Negative,
+}
+
+/// One way through the stack to `target` for someone who knows no password: each password
+/// module on it failed. The indices and actions of the modules it passes, or `None` when
+/// every such way ends first.
+fn stranger_path(stack: &[Entry], ours: &[bool], target: usize) -> Option<Vec<(usize, Action)>> {
+    struct Walk<'a> {
+        stack: &'a [Entry],
+        ours: &'a [bool],
+        target: usize,
+        dead: HashSet<(usize, Impression)>,
+        path: Vec<(usize, Action)>,
+    }
+    impl Walk<'_> {
+        fn from(&mut self, at: usize, imp: Impression) -> bool {
+            // Modules only ever run forward, so a way past the target never comes back.
+            if at == self.target {
+                return true;
+            }
+            if at > self.target || self.dead.contains(&(at, imp)) {
+                return false;
+            }
+            let e = &self.stack[at];
+            if e.substack {
+                return self.from(at + 1, imp);
+            }
+            let control = Control::of(&e.control);
+            let outcomes = if e.module_name() == "pam_deny.so" {
+                vec![control.action("auth_err")]
+            } else if e.module_name() == "pam_permit.so" {
+                vec![control.action("success")]
+            } else if self.ours[at] || e.asks_no_secret() {
+                if module_exists(&e.module) {
+                    control.any()
+                } else {
+                    vec![control.action("perm_denied")]
+                }
+            } else {
+                control.on_failure()
+            };
+            for action in outcomes {
+                self.path.push((at, action));
+                let next: Vec<(usize, Impression)> = match action {
+                    Action::Ignore => vec![(at + 1, imp)],
+                    Action::Ok if imp == Impression::Negative => vec![(at + 1, imp)],
+                    Action::Ok => vec![(at + 1, Impression::Positive)],
+                    Action::Done if imp == Impression::Negative => vec![(at + 1, imp)],
+                    Action::Done => vec![(leave(self.stack, at), Impression::Positive)],
+                    Action::Bad => vec![(at + 1, Impression::Negative)],
+                    Action::Die => vec![(leave(self.stack, at), Impression::Negative)],
+                    // Back to the verdict at the start of the substack, which may be any.
+                    Action::Reset => [
+                        Impression::Undecided,
+                        Impression::Positive,
+                        Impression::Negative,
+                    ]
+                    .map(|i| (at + 1, i))
+                    .to_vec(),
+                    Action::Jump(n) => match jump(self.stack, at, n) {
+                        (to, true) => vec![(to, imp)],
+                        (to, false) => vec![(to, Impression::Negative)],
+                    },
+                };
+                if next.into_iter().any(|(to, i)| self.from(to, i)) {
+                    return true;
+                }
+                self.path.pop();
+            }
+            self.dead.insert((at, imp));
+            false
+        }
+    }
+    let mut walk = Walk {
+        stack,
+        ours,
+        target,
+        dead: HashSet::new(),
+        path: Vec::new(),
+    };
+    walk.from(0, Impression::Undecided).then_some(walk.path)
+}
+
+/// Whether `j`'s `done`, `sufficient` or jump acts on the (sub)stack that holds `i`.
+fn same_scope(stack: &[Entry], j: usize, i: usize) -> bool {
+    let level = stack[j].level;
+    level <= stack[i].level && stack[j + 1..i].iter().all(|e| e.level >= level)
+}
+
+/// Where pam_ivmfa.so stands in its stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// After a password step that ends the stack on failure, with no way round it.
+    Fine,
+    /// Reported as a problem.
+    Wrong,
+    /// No password step at all: right only when sshd checks a key first.
+    NoPassword,
+}
+
 fn check_entry(
     r: &mut Report,
     service: &str,
     stack: &[Entry],
+    ours: &[bool],
     i: usize,
-    entry: &Entry,
     config_args: &[String],
     euid: u32,
-) {
+) -> Order {
+    let entry = &stack[i];
     let at = format!("service {service}, {}", entry.at);
+    if !entry.named_ivmfa() {
+        r.note(&format!(
+            "{at}: {} is pam_ivmfa.so under another name; checked as such",
+            entry.module
+        ));
+    }
     match entry.control.to_ascii_lowercase().as_str() {
         "required" | "requisite" => {}
         "optional" => r.problem(
@@ -316,29 +763,46 @@ fn check_entry(
     if !args.iter().any(|a| a.starts_with("config=")) {
         args.extend(config_args.iter().cloned());
     }
-    let config = match Config::resolve(&args, euid) {
-        Ok(c) => c,
-        Err(e) => {
-            return r.problem(
-                &format!("{at}: {e}"),
-                "fix the options; until then every login is denied",
-            );
+    // The stack is checked even when the options are wrong: they will be fixed, the stack
+    // may be forgotten.
+    let config = Config::resolve(&args, euid);
+    let order = check_order(r, &at, stack, ours, i, config.as_ref().ok());
+    match config {
+        Ok(config) => {
+            if config.unenrolled == Unenrolled::Allow {
+                r.note(&format!(
+                    "{at}: unenrolled=allow: users who have not enrolled log in with the password alone"
+                ));
+            }
+            if let Some(group) = &config.exempt_group {
+                r.note(&format!(
+                    "{at}: members of group {group} log in without a code (exempt_group)"
+                ));
+            }
+            if order == Order::Fine {
+                r.ok(&format!("{at}: pam_ivmfa.so after the password step"));
+            }
         }
-    };
-    if config.unenrolled == Unenrolled::Allow {
-        r.note(&format!(
-            "{at}: unenrolled=allow: users who have not enrolled log in with the password alone"
-        ));
+        Err(e) => r.problem(
+            &format!("{at}: {e}"),
+            "fix the options; until then every login is denied",
+        ),
     }
-    if let Some(group) = &config.exempt_group {
-        r.note(&format!(
-            "{at}: members of group {group} log in without a code (exempt_group)"
-        ));
-    }
+    order
+}
 
-    let before = &stack[..i];
+/// What the modules before `stack[i]` let through to it.
+fn check_order(
+    r: &mut Report,
+    at: &str,
+    stack: &[Entry],
+    ours: &[bool],
+    i: usize,
+    config: Option<&Config>,
+) -> Order {
     let mut fine = true;
-    for (j, e) in before.iter().enumerate().filter(|(_, e)| !e.in_substack) {
+    for j in (0..i).filter(|&j| !stack[j].substack && same_scope(stack, j, i)) {
+        let e = &stack[j];
         if e.success_ends_stack() {
             fine = false;
             r.problem(
@@ -350,7 +814,7 @@ fn check_entry(
                 ),
                 "make that module required or requisite, or put pam_ivmfa.so before it",
             );
-        } else if e.success_jump().is_some_and(|n| j + n + 1 > i) {
+        } else if e.success_jump().is_some_and(|n| jump(stack, j, n).0 > i) {
             fine = false;
             r.problem(
                 &format!(
@@ -363,31 +827,93 @@ fn check_entry(
             );
         }
     }
-    let password_step = before.iter().any(|e| {
-        !matches!(
-            e.module_name(),
-            "pam_permit.so" | "pam_deny.so" | "pam_env.so" | "pam_faildelay.so" | "pam_nologin.so"
-        )
-    });
-    if !password_step {
-        r.note(&format!(
-            "{at}: no password step before pam_ivmfa.so; right only for key + code logins \
-             (sshd AuthenticationMethods publickey,keyboard-interactive)"
-        ));
-    } else if config.unenrolled == Unenrolled::Enroll && !before.iter().any(Entry::failure_stops) {
-        fine = false;
+
+    let is_password = |k: usize| !ours[k] && !stack[k].substack && !stack[k].asks_no_secret();
+    let Some(path) = stranger_path(stack, ours, i) else {
+        return if fine { Order::Fine } else { Order::Wrong };
+    };
+    let stake = "so anyone who knows a user name reaches the code prompt: they can file reset \
+                 requests, run up the user's failure count and read why a reset was declined";
+    let enroll = if config.is_some_and(|c| c.unenrolled == Unenrolled::Enroll) {
+        "; with unenrolled=enroll they can also enroll their own phone for a user who has none"
+    } else {
+        ""
+    };
+    let show = |k: usize| {
+        let e = &stack[k];
+        format!("{} ({}, {})", e.module_name(), e.control, e.at)
+    };
+    let failed: Vec<usize> = path
+        .iter()
+        .map(|&(k, _)| k)
+        .filter(|&k| is_password(k))
+        .collect();
+    if let Some(&last) = failed.last() {
+        let names: Vec<String> = failed.iter().map(|&k| show(k)).collect();
+        // Nothing inside a substack can end the stack around it: the file must be included.
+        let in_substack = failed.iter().any(|&k| stack[k].level > stack[i].level);
+        let (why, fix) = if in_substack {
+            (
+                ", as it is inside a substack, where even requisite ends only the substack",
+                "include the file with @include (or auth include) instead of auth substack, \
+                 with its password module requisite or followed by `auth requisite pam_deny.so`"
+                    .to_owned(),
+            )
+        } else {
+            (
+                "",
+                format!(
+                    "make {} requisite, or follow it with `auth requisite pam_deny.so` as \
+                     Debian's common-auth does",
+                    stack[last].module_name()
+                ),
+            )
+        };
         r.problem(
-            &format!("{at}: unenrolled=enroll, but a wrong password does not stop the stack before pam_ivmfa.so"),
-            "make the password module requisite (or [success=ok default=die]) so only someone \
-             who knows the password can enroll",
+            &format!(
+                "{at}: a wrong password at {} does not end the stack{why}, {stake}{enroll}",
+                names.join(" and ")
+            ),
+            &fix,
         );
+        return Order::Wrong;
     }
-    if fine && password_step {
-        r.ok(&format!("{at}: pam_ivmfa.so after the password step"));
+    let before: Vec<usize> = (0..i).filter(|&k| is_password(k)).collect();
+    if !before.is_empty() {
+        let skipped: Vec<String> = before.iter().map(|&k| show(k)).collect();
+        let by = path
+            .iter()
+            .find(|(k, a)| matches!(a, Action::Jump(_)) && before.iter().any(|p| p > k))
+            .map(|&(k, _)| format!(": {} jumps over it", show(k)))
+            .unwrap_or_default();
+        r.problem(
+            &format!(
+                "{at}: a way through the stack skips the password step ({}){by}, {stake}{enroll}",
+                skipped.join(", ")
+            ),
+            "change the jumps so that every way to pam_ivmfa.so runs the password module",
+        );
+        return Order::Wrong;
     }
+    if let Some(after) = (i + 1..stack.len()).find(|&k| is_password(k)) {
+        r.problem(
+            &format!(
+                "{at}: pam_ivmfa.so comes before the password step, {}: its prompt tells \
+                 enrolled users from the rest, {stake}{enroll}",
+                show(after)
+            ),
+            "put pam_ivmfa.so after the password module, and make that module requisite",
+        );
+        return Order::Wrong;
+    }
+    r.note(&format!(
+        "{at}: no password step before pam_ivmfa.so; right only for key + code logins \
+         (sshd AuthenticationMethods publickey,keyboard-interactive)"
+    ));
+    Order::NoPassword
 }
 
-fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
+fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack) {
     let out = match Command::new(sshd).arg("-T").output() {
         Ok(out) => out,
         Err(_) => {
@@ -398,7 +924,7 @@ fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
             return;
         }
     };
-    if !uses_module {
+    if !stack.loads_module {
         r.note("the sshd PAM stack does not load pam_ivmfa.so; SSH logins ask for no code");
         return;
     }
@@ -468,6 +994,33 @@ fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
              (every list must contain keyboard-interactive)",
         );
     }
+    // With no password in the PAM stack, only a method sshd checks first (a key) keeps
+    // strangers from the code prompt.
+    if stack.code_only {
+        let first = |list: &&str| {
+            list.split(',')
+                .next()
+                .is_some_and(|m| m.starts_with("keyboard-interactive"))
+        };
+        let open: Vec<&str> = if methods.is_empty() || methods == "any" {
+            vec!["keyboard-interactive"]
+        } else {
+            methods.split(' ').filter(first).collect()
+        };
+        if !open.is_empty() {
+            fine = false;
+            r.problem(
+                &format!(
+                    "sshd's PAM stack asks for no password before the code, and sshd lets a \
+                     login start with {}, so anyone who knows a user name reaches the code \
+                     prompt",
+                    open.join(" or ")
+                ),
+                "set AuthenticationMethods publickey,keyboard-interactive, or put the password \
+                 step before pam_ivmfa.so in /etc/pam.d/sshd",
+            );
+        }
+    }
     let config = std::fs::read_to_string("/etc/ssh/sshd_config").unwrap_or_default();
     if config
         .lines()
@@ -479,5 +1032,87 @@ fn check_sshd(r: &mut Report, sshd: &Path, uses_module: bool) {
         r.ok(&format!(
             "sshd: UsePAM and keyboard-interactive on; AuthenticationMethods {methods}"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stack from pam.conf lines; `>` before a line puts it one substack deeper.
+    fn stack(lines: &[&str]) -> Vec<Entry> {
+        lines
+            .iter()
+            .map(|l| {
+                let level = l.chars().take_while(|&c| c == '>').count();
+                let l = &l[level..];
+                let (control, module) = if l.starts_with('[') {
+                    let (c, m) = l.split_once("] ").unwrap();
+                    (format!("{c}]"), m)
+                } else {
+                    l.split_once(' ').map(|(c, m)| (c.to_owned(), m)).unwrap()
+                };
+                Entry {
+                    at: l.to_owned(),
+                    substack: control == "substack",
+                    control,
+                    module: module.to_owned(),
+                    args: vec![],
+                    dash: false,
+                    level,
+                }
+            })
+            .collect()
+    }
+
+    fn ours(s: &[Entry]) -> Vec<bool> {
+        s.iter().map(Entry::named_ivmfa).collect()
+    }
+
+    #[test]
+    fn a_jump_counts_a_substack_as_one_module() {
+        let s = stack(&[
+            "[success=1 default=ignore] pam_unix.so",
+            "substack other",
+            ">requisite pam_sss.so",
+            ">required pam_permit.so",
+            "required pam_ivmfa.so",
+        ]);
+        assert_eq!(jump(&s, 0, 1), (4, true));
+        assert_eq!(jump(&s, 0, 5), (5, false));
+        // Nor can a jump leave its substack.
+        assert_eq!(jump(&s, 2, 2), (4, false));
+    }
+
+    #[test]
+    fn die_ends_only_the_substack_it_is_in() {
+        let included = stack(&[
+            "[success=1 default=ignore] pam_unix.so",
+            "requisite pam_deny.so",
+            "required pam_permit.so",
+            "required pam_ivmfa.so",
+        ]);
+        assert!(stranger_path(&included, &ours(&included), 3).is_none());
+        let substack = stack(&[
+            "substack common-auth",
+            ">[success=1 default=ignore] pam_unix.so",
+            ">requisite pam_deny.so",
+            ">required pam_permit.so",
+            "required pam_ivmfa.so",
+        ]);
+        let path = stranger_path(&substack, &ours(&substack), 4).unwrap();
+        assert_eq!(path, vec![(1, Action::Ignore), (2, Action::Die)]);
+    }
+
+    #[test]
+    fn done_after_a_failure_does_not_end_the_stack() {
+        // libpam: `done` ends the stack only while the verdict so far is positive.
+        let s = stack(&[
+            "required pam_unix.so",
+            "sufficient pam_permit.so",
+            "required pam_ivmfa.so",
+        ]);
+        let path = stranger_path(&s, &ours(&s), 2).unwrap();
+        assert_eq!(path, vec![(0, Action::Bad), (1, Action::Done)]);
     }
 }

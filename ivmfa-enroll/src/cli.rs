@@ -41,7 +41,7 @@ pub enum Command {
         sudo ivmfa-enroll enroll alice --force\n      \
             replace alice's enrollment (the old one is archived)\n  \
         printf '%s\\n' \"$KEY\" | sudo ivmfa-enroll enroll bob --secret-file - --no-confirm\n      \
-            provision a known key (migration, hardware token) without it showing in ps")]
+            provision a known key (migration, hardware token), kept out of ps and sudo's log")]
     Enroll(EnrollArgs),
     /// Show whether users are enrolled, recovery codes left and any back-off
     #[command(after_help = "Examples:\n  \
@@ -92,6 +92,15 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         sudo ivmfa-enroll check\n  \
         sudo ivmfa-enroll check --pam-dir /mnt/etc/pam.d --sshd /usr/sbin/sshd\n\n\
+        Every PAM service that loads pam_ivmfa.so is checked, whatever name the stack gives \
+        it (a symlink, a hard link or a copy, a relative or absolute path). The code prompt \
+        must be reachable only by someone who knows the password, whatever unenrolled is: \
+        check reports a password step that a wrong password gets past (required, optional or \
+        sufficient instead of requisite, a jump round it, a substack), pam_ivmfa.so placed \
+        before the password step, and a module that ends the stack before pam_ivmfa.so \
+        runs. An sshd stack without a password step (key + code) needs sshd to check a key \
+        first: check reports AuthenticationMethods that let a login start with \
+        keyboard-interactive.\n\n\
         Exit status 0 when nothing is wrong, 1 when something is.")]
     Check {
         /// Directory of PAM service files
@@ -142,10 +151,12 @@ pub struct EnrollArgs {
     /// Issuer name shown in the app [default: config key issuer, else the host name]
     #[arg(long, value_name = "NAME")]
     pub issuer: Option<String>,
-    /// Use this base32 key instead of a new random one (visible in ps; prefer --secret-file)
+    /// Use this base32 key instead of a new random one. Other users see it in ps and /proc
+    /// while the command runs, and sudo logs the whole command line: prefer --secret-file -
     #[arg(long, value_name = "BASE32", conflicts_with = "secret_file")]
     pub secret: Option<String>,
-    /// Read the base32 key from the first line of FILE, or of standard input for '-'
+    /// Read the base32 key from the first line of FILE, or of standard input for '-' (kept
+    /// out of ps, /proc and sudo's log)
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Save without asking for a code from the app (for provisioning known keys)

@@ -13,7 +13,7 @@ pub struct Context {
     pub config: Config,
     pub store: Store,
     pub now: u64,
-    /// Who is acting, for the audit log: "root", or "root (sudo by alice)".
+    /// Who is acting, for the audit log: `root (uid 0, loginuid 1000, env SUDO_USER=alice)`.
     pub actor: String,
 }
 
@@ -61,17 +61,48 @@ pub fn require_root() -> Result<()> {
     ))
 }
 
+/// The kernel's "nobody logged in" value of /proc/self/loginuid: (uid_t)-1.
+const LOGINUID_UNSET: &str = "4294967295";
+
 fn actor() -> String {
-    let me = ivmfa_sys::passwd_by_uid(ivmfa_sys::uid())
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {}", ivmfa_sys::uid()), |p| p.name);
-    match std::env::var("SUDO_USER") {
-        Ok(by) if !by.is_empty() && by != me => {
-            format!("{me} (sudo by {})", ivmfa_core::config::printable(&by))
-        }
-        _ => me,
+    let uid = ivmfa_sys::uid();
+    let name = ivmfa_sys::passwd_by_uid(uid).ok().flatten().map(|p| p.name);
+    let loginuid = std::fs::read_to_string("/proc/self/loginuid").ok();
+    let sudo_user = std::env::var_os("SUDO_USER");
+    describe_actor(
+        name.as_deref(),
+        uid,
+        ivmfa_sys::euid(),
+        loginuid.as_deref(),
+        sudo_user.as_deref().map(|s| s.to_string_lossy()).as_deref(),
+    )
+}
+
+/// The audit log's "by" part. The real uid and the login uid come from the kernel: the
+/// login uid is set once at login (pam_loginuid) and kept across su and sudo, so it names
+/// the person behind a shared root shell. SUDO_USER is only what the caller's environment
+/// says, so the line marks it as such.
+fn describe_actor(
+    name: Option<&str>,
+    uid: u32,
+    euid: u32,
+    loginuid: Option<&str>,
+    sudo_user: Option<&str>,
+) -> String {
+    let mut ids = vec![format!("uid {uid}")];
+    if euid != uid {
+        ids.push(format!("euid {euid}"));
     }
+    ids.push(match loginuid.map(str::trim) {
+        Some(LOGINUID_UNSET) => "loginuid unset".to_owned(),
+        Some(n) if n.parse::<u32>().is_ok() => format!("loginuid {n}"),
+        // No audit support in the kernel, or no /proc.
+        _ => "loginuid unknown".to_owned(),
+    });
+    if let Some(by) = sudo_user.filter(|s| !s.is_empty()) {
+        ids.push(format!("env SUDO_USER={}", printable(by)));
+    }
+    format!("{} ({})", name.unwrap_or("?"), ids.join(", "))
 }
 
 /// Checks that a name can be a user name (it becomes a directory in the store).
@@ -133,7 +164,24 @@ pub fn format_time(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format_time;
+    use super::{describe_actor, format_time};
+
+    #[test]
+    fn the_actor_names_every_id_and_marks_the_environment() {
+        assert_eq!(
+            describe_actor(Some("root"), 0, 0, Some("1000\n"), Some("alice")),
+            "root (uid 0, loginuid 1000, env SUDO_USER=alice)"
+        );
+        assert_eq!(
+            describe_actor(Some("root"), 0, 0, Some("4294967295"), None),
+            "root (uid 0, loginuid unset)"
+        );
+        // A name the caller made up is escaped, so it cannot forge a second log line.
+        assert_eq!(
+            describe_actor(None, 1001, 0, None, Some("bob\nroot")),
+            "? (uid 1001, euid 0, loginuid unknown, env SUDO_USER=bob\\nroot)"
+        );
+    }
 
     #[test]
     fn dates() {

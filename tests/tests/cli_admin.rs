@@ -267,7 +267,7 @@ fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
     assert_eq!(out.code, 1, "{out:#?}");
     for problem in [
         "pam_ivmfa.so is optional",
-        "unenrolled=enroll, but a wrong password does not stop the stack",
+        "a wrong password at pam_unix.so (required",
         "unknown option windwo",
         "KbdInteractiveAuthentication no",
         "without a code through: publickey",
@@ -501,6 +501,300 @@ fn one_broken_user_does_not_hide_the_others() {
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(out.stdout.contains("bin: cannot be read"), "{out:#?}");
     assert!(out.stdout.contains("daemon: enrolled since"), "{out:#?}");
+}
+
+/// Runs `check` on a private PAM directory holding `files` and a sshd that asks for a code.
+fn check_stacks(f: &Fixture, files: &[(&str, &str)]) -> CliOutput {
+    let sshd = sshd_printing(
+        f,
+        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
+         authenticationmethods publickey,keyboard-interactive keyboard-interactive",
+    );
+    let dir = pam_dir(f, files);
+    f.cli(&["check", "--pam-dir", &dir, "--sshd", &sshd], "")
+}
+
+/// The `problem:` line that mentions `what`, or a failed test showing the whole report.
+#[track_caller]
+fn problem_line<'a>(out: &'a CliOutput, what: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with("problem:") && l.contains(what))
+        .unwrap_or_else(|| panic!("no problem with {what:?} in:\n{}", out.stdout))
+}
+
+#[test]
+fn check_flags_every_password_step_a_wrong_password_gets_past() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    // Each stack lets a wrong password through to the code prompt. The options vary on
+    // purpose: the prompt alone lets strangers file reset requests and run up the failure
+    // count, so the stack is wrong whatever unenrolled says.
+    for (stack, culprit) in [
+        ("auth required pam_unix.so\nauth required pam_ivmfa.so\n", "pam_unix.so (required"),
+        ("auth optional pam_unix.so\nauth required pam_ivmfa.so unenrolled=allow\n", "pam_unix.so (optional"),
+        ("auth sufficient pam_sss.so\nauth required pam_ivmfa.so\n", "pam_sss.so (sufficient"),
+        ("auth [success=ok default=bad] pam_ldap.so\nauth required pam_ivmfa.so\n", "pam_ldap.so ([success=ok default=bad]"),
+        ("auth [success=ok default=ignore] pam_winbind.so\nauth required pam_ivmfa.so\n", "pam_winbind.so"),
+        ("auth [success=ok user_unknown=bad default=die] pam_unix.so\nauth required pam_ivmfa.so\n", "pam_unix.so ([success=ok user_unknown=bad default=die]"),
+        // Debian's pattern, with the deny weakened to required.
+        ("auth [success=1 default=ignore] pam_unix.so nullok\nauth required pam_deny.so\nauth required pam_permit.so\nauth required pam_ivmfa.so\n", "pam_unix.so ([success=1 default=ignore]"),
+        // pam-auth-update's two password modules, without the deny.
+        ("auth [success=2 default=ignore] pam_unix.so nullok\nauth [success=1 default=ignore] pam_systemd_home.so\nauth required pam_permit.so\nauth required pam_ivmfa.so\n", "pam_systemd_home.so"),
+        // In a substack, a requisite deny ends only the substack.
+        ("auth substack common-auth\nauth required pam_ivmfa.so unenrolled=enroll\n", "substack"),
+    ] {
+        let out = check_stacks(&f, &[("common-auth", COMMON_AUTH), ("sshd", stack)]);
+        assert_eq!(out.code, 1, "{stack}:\n{}", out.stdout);
+        let line = problem_line(&out, "a wrong password");
+        assert!(line.contains("does not end the stack") && line.contains(culprit), "{stack}:\n{}", out.stdout);
+    }
+
+    // A way round the password module is as bad as one through it.
+    let out = check_stacks(
+        &f,
+        &[(
+            "sshd",
+            "auth [success=1 default=ignore] pam_succeed_if.so uid >= 1000\n\
+             auth requisite pam_unix.so\nauth required pam_ivmfa.so\n",
+        )],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(problem_line(&out, "skips the password step").contains("pam_unix.so"));
+
+    // With unenrolled=enroll the report says what else is at stake.
+    let out = check_stacks(
+        &f,
+        &[(
+            "su",
+            "auth required pam_unix.so\nauth required pam_ivmfa.so unenrolled=enroll\n",
+        )],
+    );
+    assert!(problem_line(&out, "a wrong password").contains("enroll their own phone"));
+
+    // Stacks that end on a wrong password are left alone.
+    for stack in [
+        "@include common-auth\nauth required pam_ivmfa.so\n",
+        "auth required pam_env.so\nauth requisite pam_unix.so\nauth required pam_ivmfa.so\n",
+        "auth [success=ok default=die] pam_unix.so\nauth required pam_ivmfa.so unenrolled=enroll\n",
+        "auth [success=ok default=die] pam_krb5.so\n\
+         auth [success=ok default=ignore] pam_winbind.so\nauth required pam_ivmfa.so\n",
+        "auth [success=ok new_authtok_reqd=ok ignore=ignore default=die] pam_sss.so\n\
+         auth required pam_ivmfa.so\n",
+        "auth [success=2 default=ignore] pam_unix.so nullok\n\
+         auth [success=1 default=ignore] pam_sss.so use_first_pass\n\
+         auth requisite pam_deny.so\nauth required pam_permit.so\nauth required pam_ivmfa.so\n",
+    ] {
+        let out = check_stacks(&f, &[("common-auth", COMMON_AUTH), ("sshd", stack)]);
+        assert_eq!(out.code, 0, "{stack}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains("pam_ivmfa.so after the password step"),
+            "{stack}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn check_flags_the_module_before_the_password_step() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    for files in [
+        &[
+            ("common-auth", COMMON_AUTH),
+            (
+                "login",
+                "auth required pam_ivmfa.so\n@include common-auth\n",
+            ),
+        ][..],
+        &[(
+            "sshd",
+            "auth required pam_env.so\nauth requisite pam_ivmfa.so\nauth requisite pam_unix.so\n",
+        )],
+        // Put there through an include: common-auth itself and every service using it.
+        &[
+            (
+                "common-auth",
+                &format!("auth required pam_ivmfa.so unenrolled=allow\n{COMMON_AUTH}"),
+            ),
+            ("sshd", "@include common-auth\n"),
+        ],
+    ] {
+        let out = check_stacks(&f, files);
+        assert_eq!(out.code, 1, "{files:?}:\n{}", out.stdout);
+        let line = problem_line(&out, "before the password step");
+        assert!(line.contains("pam_unix.so"), "{line}");
+        assert!(
+            out.stdout
+                .contains("put pam_ivmfa.so after the password module"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn check_knows_the_module_under_any_name() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    let module = module_path();
+    let symlink = f.dir.join("pam_mfa.so");
+    std::os::unix::fs::symlink(&module, &symlink).unwrap();
+    let copy = f.dir.join("pam_otp.so");
+    fs::copy(&module, &copy).unwrap();
+    let hard_link = f.dir.join("pam_second.so");
+    fs::hard_link(&copy, &hard_link).unwrap();
+    // libpam puts a name without a leading '/' after its module directory; enough '..'
+    // climb from any of them to the root.
+    let relative = format!("{}{}", "../".repeat(8), symlink.display()).replace("//", "/");
+    for name in [
+        symlink.display().to_string(),
+        copy.display().to_string(),
+        hard_link.display().to_string(),
+        relative,
+    ] {
+        let out = check_stacks(
+            &f,
+            &[(
+                "sshd",
+                &format!("auth required pam_unix.so\nauth required {name} window=0\n"),
+            )],
+        );
+        assert_eq!(out.code, 1, "{name}:\n{}", out.stdout);
+        assert!(
+            problem_line(&out, "a wrong password").contains("service sshd"),
+            "{name}:\n{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("is pam_ivmfa.so under another name"),
+            "{name}:\n{}",
+            out.stdout
+        );
+    }
+
+    // Another module under a made-up name is not taken for it.
+    let other = f.dir.join("pam_site.so");
+    std::os::unix::fs::symlink("/usr/lib/x86_64-linux-gnu/security/pam_permit.so", &other).unwrap();
+    let out = check_stacks(
+        &f,
+        &[(
+            "sshd",
+            &format!(
+                "auth required pam_unix.so\nauth required {}\n",
+                other.display()
+            ),
+        )],
+    );
+    out.expect(0, "no PAM stack");
+}
+
+#[test]
+fn check_wants_a_key_first_when_sshd_asks_only_for_the_code() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    let run = |methods: &str| {
+        let sshd = sshd_printing(
+            &f,
+            &format!(
+                "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
+                 authenticationmethods {methods}"
+            ),
+        );
+        let dir = pam_dir(&f, &[("sshd", "auth required pam_ivmfa.so\n")]);
+        f.cli(&["check", "--pam-dir", &dir, "--sshd", &sshd], "")
+    };
+    // The stack of packaging/examples/pam.d-sshd-key-and-code, with a method list that
+    // lets a login start at the code prompt.
+    for methods in ["publickey,keyboard-interactive keyboard-interactive", "any"] {
+        let out = run(methods);
+        assert_eq!(out.code, 1, "{methods}:\n{}", out.stdout);
+        assert!(
+            problem_line(&out, "asks for no password before the code")
+                .contains("start with keyboard-interactive"),
+            "{methods}:\n{}",
+            out.stdout
+        );
+    }
+    let out = run("publickey,keyboard-interactive");
+    out.expect(0, "No problems found");
+    assert!(out.stdout.contains("right only for key + code logins"));
+}
+
+#[test]
+fn the_audit_line_names_the_uid_the_login_uid_and_sudo_user() {
+    if !root() {
+        return;
+    }
+    let f = Fixture::new("");
+    let enroll = enroll_bin().display().to_string();
+    // The login uid is the kernel's record of who logged in, inherited by every child and
+    // kept across su and sudo; SUDO_USER is whatever the caller's environment says.
+    let inherited = match fs::read_to_string("/proc/self/loginuid").unwrap().trim() {
+        "4294967295" => "unset".to_owned(),
+        n => n.to_owned(),
+    };
+    let mut args = vec!["SUDO_USER=alice".to_owned(), enroll.clone()];
+    args.extend(f.cli_args(&["enroll", "daemon", "--secret", TEST_KEY, "--no-confirm"]));
+    let (out, lines) = f.logged(std::path::Path::new("/usr/bin/env"), &args);
+    assert!(out.status.success(), "{out:?}");
+    let line = logged_line(&lines, &["enrolled user=daemon"]);
+    let by = format!("by root (uid 0, loginuid {inherited}, env SUDO_USER=alice)");
+    assert!(line.contains(&by), "{by:?} not in {line}");
+
+    // As pam_loginuid sets it at a login. Setting it needs CAP_AUDIT_CONTROL, which some
+    // containers withhold.
+    let settable = Command::new("sh")
+        .args(["-c", "echo 1000 > /proc/self/loginuid"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !settable {
+        assert!(!is_ci(), "CI must be able to set a login uid");
+        eprintln!("skipped: cannot set /proc/self/loginuid here");
+        return;
+    }
+    let mut args = vec![
+        "-c".to_owned(),
+        "echo 1000 > /proc/self/loginuid && exec env -u SUDO_USER \"$0\" \"$@\"".to_owned(),
+        enroll,
+    ];
+    args.extend(f.cli_args(&["remove", "daemon"]));
+    let (out, lines) = f.logged(std::path::Path::new("/bin/sh"), &args);
+    assert!(out.status.success(), "{out:?}");
+    let line = logged_line(&lines, &["removed the enrollment of user=daemon"]);
+    assert!(line.contains("by root (uid 0, loginuid 1000)"), "{line}");
+}
+
+#[test]
+fn enroll_help_says_where_a_secret_argument_shows() {
+    let out = Command::new(enroll_bin())
+        .args(["enroll", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secret = text
+        .split("--secret <BASE32>")
+        .nth(1)
+        .and_then(|rest| rest.split("--secret-file <FILE>").next())
+        .unwrap_or_else(|| panic!("no --secret in:\n{text}"));
+    for warning in [
+        "ps",
+        "/proc",
+        "sudo logs the whole command line",
+        "--secret-file -",
+    ] {
+        assert!(secret.contains(warning), "{warning:?} not in {secret}");
+    }
 }
 
 #[test]
