@@ -4,6 +4,7 @@
 //! pam-driver auth --confdir DIR --service NAME --user USER [--rhost HOST] [--tty TTY]
 //!                 [--answer TEXT]... [--answer-file FILE]... [--start-at UNIX_MS]
 //!                 [--repeat N] [--silent] [--hold-answer-until PATH] [--refuse-info]
+//!                 [--block-signals] [--sigchld ignore|reap]
 //! ```
 //!
 //! An answer `@phone` is what a person with an authenticator app types: the driver scans the
@@ -18,6 +19,9 @@
 //! `auth` prints every message the stack sent (`info: ...`, `prompt-hidden: ...`), then
 //! `result: PAM_NAME`. With `--repeat N` it runs N transactions in one threaded process and
 //! prints thread and descriptor counts before and after, to show the module leaks neither.
+//! `--block-signals` (SIGUSR1, SIGUSR2 and SIGALRM blocked) and `--sigchld` (SIGCHLD ignored,
+//! or a handler that reaps every child) play a host whose state the module's children must
+//! not inherit or be confused by.
 
 mod phone;
 
@@ -71,6 +75,8 @@ struct Options {
     flags: i32,
     hold_until: Option<std::path::PathBuf>,
     refuse_info: bool,
+    block_signals: bool,
+    sigchld: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -95,6 +101,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--silent" => o.flags |= ffi::PAM_SILENT,
             "--refuse-info" => o.refuse_info = true,
             "--hold-answer-until" => o.hold_until = Some(value()?.into()),
+            "--block-signals" => o.block_signals = true,
+            "--sigchld" => o.sigchld = Some(value()?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -109,6 +117,9 @@ fn auth(args: &[String]) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage(&e),
     };
+    if let Err(e) = play_host(&o) {
+        return usage(&e);
+    }
     if let Some(n) = o.repeat {
         return repeat(&o, n);
     }
@@ -134,6 +145,20 @@ fn auth(args: &[String]) -> ExitCode {
     }
     println!("result: {}", name(rc));
     ExitCode::SUCCESS
+}
+
+fn play_host(o: &Options) -> Result<(), String> {
+    if o.block_signals {
+        ffi::host::block(&[libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM])
+            .map_err(|e| format!("cannot block signals: {e}"))?;
+    }
+    match o.sigchld.as_deref() {
+        None => Ok(()),
+        Some("ignore") => ffi::host::ignore_sigchld(),
+        Some("reap") => ffi::host::reap_on_sigchld(),
+        Some(other) => return Err(format!("--sigchld {other}: expected ignore or reap")),
+    }
+    .map_err(|e| format!("cannot set SIGCHLD: {e}"))
 }
 
 fn start(o: &Options) -> Result<Transaction, i32> {
