@@ -2,7 +2,8 @@
 //!
 //! This crate is an FFI boundary like the module's `ffi` module: it is the only other place
 //! with unsafe code, every block names the contract it relies on, and nothing here decides
-//! anything. The reentrant `*_r` lookups go through NSS, so LDAP and SSSD users work too.
+//! who logs in (its one judgement is which programs it will run as root). The reentrant
+//! `*_r` lookups go through NSS, so LDAP and SSSD users work too.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -10,6 +11,8 @@ use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int};
 use std::path::PathBuf;
 use std::ptr;
+
+mod spawn;
 
 /// An entry of the user database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,7 +186,9 @@ pub fn terminal_columns(fd: &impl AsRawFd) -> Option<u16> {
 /// Runs `program` with only `env` (and a standard PATH) in its environment, no standard
 /// input or output, and no descriptor of ours but 0-2, waiting at most `timeout` seconds
 /// before killing it. Made for a PAM module: an sshd process has the client's socket open,
-/// and a notification script must not inherit it.
+/// and a notification script must not inherit it. Only a program no one but root can have
+/// written is run: an absolute path without symbolic links, every directory and the file
+/// itself owned by root and not writable by group or others.
 pub fn run_with_timeout(
     program: &std::path::Path,
     env: &[(&'static str, String)],
@@ -193,6 +198,7 @@ pub fn run_with_timeout(
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
+    spawn::check_program(program)?;
     let mut command = Command::new(program);
     command
         .env_clear()
