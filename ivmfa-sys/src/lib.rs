@@ -2,7 +2,8 @@
 //!
 //! This crate is an FFI boundary like the module's `ffi` module: it is the only other place
 //! with unsafe code, every block names the contract it relies on, and nothing here decides
-//! anything. The reentrant `*_r` lookups go through NSS, so LDAP and SSSD users work too.
+//! who logs in (its one judgement is which programs it will run as root). The reentrant
+//! `*_r` lookups go through NSS, so LDAP and SSSD users work too.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -10,6 +11,9 @@ use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int};
 use std::path::PathBuf;
 use std::ptr;
+
+mod spawn;
+pub use spawn::run_with_timeout;
 
 /// An entry of the user database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,78 +182,6 @@ pub fn terminal_columns(fd: &impl AsRawFd) -> Option<u16> {
     // SAFETY: TIOCGWINSZ writes one `struct winsize` to the pointer; fd is borrowed and open.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
     (rc == 0 && size.ws_col > 0).then_some(size.ws_col)
-}
-
-/// Runs `program` with only `env` (and a standard PATH) in its environment, no standard
-/// input or output, and no descriptor of ours but 0-2, waiting at most `timeout` seconds
-/// before killing it. Made for a PAM module: an sshd process has the client's socket open,
-/// and a notification script must not inherit it.
-pub fn run_with_timeout(
-    program: &std::path::Path,
-    env: &[(&'static str, String)],
-    timeout: u64,
-) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    let mut command = Command::new(program);
-    command
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls: setsid(2), so the whole process group can be killed
-    // on timeout; then close-on-exec for every descriptor from 3 up. Marking rather than
-    // closing keeps the pipe through which the parent learns of a failed exec. close_range
-    // with CLOSE_RANGE_CLOEXEC needs Linux 5.11; older kernels get the fcntl loop.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-            let marked = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
-            if marked != 0 {
-                let mut limit: libc::rlimit = std::mem::zeroed();
-                let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-                    limit.rlim_cur.min(65_536) as libc::c_int
-                } else {
-                    1024
-                };
-                for fd in 3..max {
-                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
-    let group = child.id() as libc::pid_t;
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("it ended with {status}")),
-            Ok(None) if Instant::now() >= deadline => {
-                // SAFETY: kill(2) on the process group the child created with setsid; it
-                // cannot have been reused while the child is unreaped.
-                unsafe { libc::kill(-group, libc::SIGKILL) };
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("it ran longer than {timeout} s and was killed"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            // The host's own SIGCHLD handler may have reaped it first.
-            Err(e) => return Err(format!("its exit status is unknown: {e}")),
-        }
-    }
 }
 
 /// syslog levels, as the module and the audit log use them.

@@ -310,3 +310,65 @@ pub fn file_size_limit() -> (u64, u64, bool) {
         action.sa_sigaction == libc::SIG_IGN,
     )
 }
+
+/// What a host process may have done to its signals before a login, so a test can check
+/// that the module's child does not inherit it (pam-driver's `--block-signals`, `--sigchld`).
+pub mod host {
+    use std::os::raw::c_int;
+
+    /// Blocks `signals` in the calling thread (the one that goes on to call libpam).
+    pub fn block(signals: &[c_int]) -> std::io::Result<()> {
+        // SAFETY: sigemptyset(3)/sigaddset(3) initialise a set we own; pthread_sigmask(3)
+        // reads it and changes only the calling thread's mask.
+        let rc = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+        };
+        match rc {
+            0 => Ok(()),
+            rc => Err(std::io::Error::from_raw_os_error(rc)),
+        }
+    }
+
+    /// SIGCHLD ignored: the kernel reaps every child at once and waitpid(2) finds none.
+    pub fn ignore_sigchld() -> std::io::Result<()> {
+        set_sigchld(libc::SIG_IGN)
+    }
+
+    /// A SIGCHLD handler that reaps every child that ended, as daemons with their own
+    /// children do.
+    pub fn reap_on_sigchld() -> std::io::Result<()> {
+        extern "C" fn reap(_: c_int) {
+            // SAFETY: __errno_location(3) and waitpid(2) are async-signal-safe; errno is
+            // restored so the interrupted code sees its own.
+            unsafe {
+                let errno = *libc::__errno_location();
+                while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+                *libc::__errno_location() = errno;
+            }
+        }
+        let handler: extern "C" fn(c_int) = reap;
+        set_sigchld(handler as libc::sighandler_t)
+    }
+
+    fn set_sigchld(handler: libc::sighandler_t) -> std::io::Result<()> {
+        // SAFETY: sigaction(2) with a zeroed struct (a valid bit pattern) whose handler is
+        // SIG_IGN or an extern "C" fn(c_int) that lives for the whole program.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut())
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}

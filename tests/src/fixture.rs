@@ -69,6 +69,29 @@ impl Fixture {
         fs::write(path, stack).unwrap();
     }
 
+    /// A directory for programs the module runs as root (`notify_command`): owned by root and
+    /// writable by root alone, as the module demands of a program's directories, which the
+    /// fixture's own (in the world-writable temporary directory) is not. It is
+    /// `/run/<the fixture's name>`, removed on drop; only root can make it.
+    pub fn root_dir(&self) -> PathBuf {
+        let dir = self.run_dir();
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from("/run").join(self.dir.file_name().unwrap())
+    }
+
+    /// A shell script `name` in [`Fixture::root_dir`], mode 0755; returns its path.
+    pub fn root_script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.root_dir().join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     pub fn store(&self) -> Store {
         Store::new(&self.store, euid())
     }
@@ -250,6 +273,7 @@ pub fn tear_older_slot(state: &std::path::Path) {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(self.run_dir());
     }
 }
 

@@ -306,15 +306,16 @@ fn a_recovery_code_raced_by_eight_logins_gets_one_in() {
     assert_eq!(f.enrollment("daemon").unwrap().recovery.remaining(), 5);
 }
 
+/// A notify program the module will run: root's, in a directory only root may write.
 fn script(f: &Fixture, name: &str, body: &str) -> String {
-    let path = f.dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path.display().to_string()
+    f.root_script(name, body).display().to_string()
 }
 
 #[test]
 fn notify_command_runs_with_the_request_and_never_breaks_the_login() {
+    if !require_root("a notify program owned by root") {
+        return;
+    }
     let f = Fixture::new("");
     let seen = f.dir.join("seen");
     let ok = script(
@@ -411,26 +412,42 @@ fn a_made_up_recovery_code_counts_as_a_failure() {
 
 #[test]
 fn a_notify_command_that_cannot_start_is_logged_and_the_request_still_filed() {
-    let f = Fixture::new("");
-    let missing = f.dir.join("no-such-program");
-    fs::write(
-        &f.config,
-        format!("notify_command = \"{}\"\n", missing.display()),
-    )
-    .unwrap();
-    f.enroll("daemon");
     if !require_root("a private /dev/log in a mount namespace") {
         return;
     }
-    let (out, lines) = f.login_logged("daemon", &["reset"]);
-    out.assert("PAM_AUTH_ERR")
-        .assert_said("sent to the administrators");
-    assert!(request_file(&f, "daemon").exists());
-    logged_line(&lines, &["notify_command", "cannot start it"]);
+    // Missing, and present but with an interpreter that is not (execve fails in the child).
+    for (name, body) in [
+        ("no-such-program", None),
+        ("bad-interpreter", Some("#!/no/such")),
+    ] {
+        let f = Fixture::new("");
+        let program = f.root_dir().join(name);
+        if let Some(body) = body {
+            fs::write(&program, format!("{body}\n")).unwrap();
+            fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::write(
+            &f.config,
+            format!("notify_command = \"{}\"\n", program.display()),
+        )
+        .unwrap();
+        f.enroll("daemon");
+        let (out, lines) = f.login_logged("daemon", &["reset"]);
+        out.assert("PAM_AUTH_ERR")
+            .assert_said("sent to the administrators");
+        assert!(request_file(&f, "daemon").exists());
+        logged_line(
+            &lines,
+            &["notify_command", "cannot start it", "No such file"],
+        );
+    }
 }
 
 #[test]
 fn a_hanging_notify_command_is_killed_with_its_children() {
+    if !require_root("a notify program owned by root") {
+        return;
+    }
     let f = Fixture::new("");
     let pidfile = f.dir.join("grandchild.pid");
     let hang = script(

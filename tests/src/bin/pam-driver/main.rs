@@ -4,7 +4,7 @@
 //! pam-driver auth --confdir DIR --service NAME --user USER [--rhost HOST] [--tty TTY]
 //!                 [--answer TEXT]... [--answer-file FILE]... [--start-at UNIX_MS]
 //!                 [--repeat N] [--silent] [--hold-answer-until PATH] [--refuse-info]
-//!                 [--report-limits]
+//!                 [--report-limits] [--block-signals] [--sigchld ignore|reap]
 //! ```
 //!
 //! An answer `@phone` is what a person with an authenticator app types: the driver scans the
@@ -19,6 +19,9 @@
 //! `auth` prints every message the stack sent (`info: ...`, `prompt-hidden: ...`), then
 //! `result: PAM_NAME`. With `--repeat N` it runs N transactions in one threaded process and
 //! prints thread and descriptor counts before and after, to show the module leaks neither.
+//! `--block-signals` (SIGUSR1, SIGUSR2 and SIGALRM blocked) and `--sigchld` (SIGCHLD ignored,
+//! or a handler that reaps every child) play a host whose state the module's children must
+//! not inherit or be confused by.
 
 mod phone;
 
@@ -73,6 +76,8 @@ struct Options {
     hold_until: Option<std::path::PathBuf>,
     refuse_info: bool,
     report_limits: bool,
+    block_signals: bool,
+    sigchld: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -98,6 +103,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--refuse-info" => o.refuse_info = true,
             "--report-limits" => o.report_limits = true,
             "--hold-answer-until" => o.hold_until = Some(value()?.into()),
+            "--block-signals" => o.block_signals = true,
+            "--sigchld" => o.sigchld = Some(value()?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -112,6 +119,9 @@ fn auth(args: &[String]) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage(&e),
     };
+    if let Err(e) = play_host(&o) {
+        return usage(&e);
+    }
     if let Some(n) = o.repeat {
         return repeat(&o, n);
     }
@@ -142,6 +152,20 @@ fn auth(args: &[String]) -> ExitCode {
     }
     println!("result: {}", name(rc));
     ExitCode::SUCCESS
+}
+
+fn play_host(o: &Options) -> Result<(), String> {
+    if o.block_signals {
+        ffi::host::block(&[libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM])
+            .map_err(|e| format!("cannot block signals: {e}"))?;
+    }
+    match o.sigchld.as_deref() {
+        None => Ok(()),
+        Some("ignore") => ffi::host::ignore_sigchld(),
+        Some("reap") => ffi::host::reap_on_sigchld(),
+        Some(other) => return Err(format!("--sigchld {other}: expected ignore or reap")),
+    }
+    .map_err(|e| format!("cannot set SIGCHLD: {e}"))
 }
 
 fn start(o: &Options) -> Result<Transaction, i32> {
