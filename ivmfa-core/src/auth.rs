@@ -48,17 +48,27 @@ pub enum Priority {
     Debug,
 }
 
+/// A user as the user database knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The name as the database spells it (`pw_name`).
+    pub name: String,
+    pub uid: u32,
+}
+
 /// The system around the login: clock, identity, randomness, user database, log.
 pub trait Host {
     fn euid(&self) -> u32;
+    /// The real uid: the invoking user of a setuid program.
+    fn uid(&self) -> u32;
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
     /// Fills `buf` from a cryptographically secure source.
     fn random(&self, buf: &mut [u8]) -> Result<()>;
-    /// The user's name as the user database spells it (`pw_name`), or `None` if there is no
-    /// such user. NSS may resolve `ALICE` or `alice@domain` to alice; the store is keyed by the
-    /// canonical name so such spellings cannot miss an enrollment.
-    fn canonical_user(&self, user: &str) -> Result<Option<String>>;
+    /// The user as the user database knows it, or `None` if there is no such user. NSS may
+    /// resolve `ALICE` or `alice@domain` to alice; the store is keyed by the database's
+    /// spelling ([`Account::name`]) so such spellings cannot miss an enrollment.
+    fn account(&self, user: &str) -> Result<Option<Account>>;
     /// `Ok(None)` if the group does not exist.
     fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>>;
     fn log(&self, priority: Priority, message: &str);
@@ -88,6 +98,10 @@ pub struct Login<'a> {
     pub service: &'a str,
     pub rhost: Option<&'a str>,
     pub tty: Option<&'a str>,
+    /// The password an earlier module took (PAM_AUTHTOK), if any: only ever compared with
+    /// the answer at the code prompt, to recognise a service that answers every prompt with
+    /// the password.
+    pub authtok: Option<&'a str>,
 }
 
 impl Login<'_> {
@@ -165,25 +179,44 @@ impl Attempt<'_, '_> {
     }
 
     fn run(&mut self, args: &[String]) -> Result<Verdict> {
-        let config = Config::resolve(args, self.host.euid())?;
-        if config.debug {
-            self.log(Priority::Debug, &format!("config: {}", config.summary()));
-        }
-
         if UserName::parse(self.login.user).is_none() {
             self.log(Priority::Notice, "denied: not a valid user name");
             return Ok(Verdict::UserUnknown);
         }
-        let Some(canonical) = self.host.canonical_user(self.login.user)? else {
+        let Some(account) = self.host.account(self.login.user)? else {
             self.log(Priority::Notice, "denied: no such user");
             return Ok(Verdict::UserUnknown);
         };
-        let Some(user) = UserName::parse(&canonical) else {
+        // A process with no privilege that authenticates its own user (a screen locker
+        // unlocking its session) gains nothing by passing: it already is that user. It cannot
+        // read the store either, so judging it would only fail.
+        let euid = self.host.euid();
+        if euid != 0 && euid == account.uid && self.host.uid() == account.uid {
+            self.log(
+                Priority::Info,
+                "ignored: an unprivileged process authenticating its own user",
+            );
+            return Ok(Verdict::Ignore);
+        }
+
+        let config = Config::resolve(args, euid)?;
+        if config.debug {
+            self.log(Priority::Debug, &format!("config: {}", config.summary()));
+        }
+        if !config.acts_for(self.login.service) {
+            self.log(
+                Priority::Info,
+                "ignored: the service is not one of those in services=",
+            );
+            return Ok(Verdict::Ignore);
+        }
+
+        let Some(user) = UserName::parse(&account.name) else {
             self.log(
                 Priority::Error,
                 &format!(
                     "denied: the user database name {} cannot be used in the store",
-                    printable(&canonical)
+                    printable(&account.name)
                 ),
             );
             return Ok(Verdict::UserUnknown);
@@ -285,6 +318,21 @@ impl Attempt<'_, '_> {
         }
 
         let answer = self.conv.ask_hidden(&config.prompt)?;
+        if self
+            .login
+            .authtok
+            .is_some_and(|password| same(password.as_bytes(), answer.as_bytes()))
+        {
+            // An application that answers every prompt with the password (IMAP, SMTP AUTH,
+            // PPP) cannot take part: its answer is no guess at a code, so it is not counted,
+            // and never holds back the user's logins elsewhere.
+            return self.deny(
+                Priority::Notice,
+                "the answer to the code prompt is the password (the application cannot ask \
+                 for a code); not counted",
+                messages::PASSWORD_AT_CODE_PROMPT,
+            );
+        }
         let accepts = Accepts {
             digits: enrollment.digits,
             reset: Some(config.reset_keyword.as_str()),
@@ -516,4 +564,9 @@ enum Judged {
 enum Offered {
     Code(Code),
     Recovery(Zeroizing<String>),
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

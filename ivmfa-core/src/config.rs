@@ -62,6 +62,10 @@ pub struct Config {
     pub ticket_lifetime: u64,
     /// Draw the QR code in the login for a light terminal background instead of a dark one.
     pub qr_light_background: bool,
+    /// The PAM services the module acts for; empty means every one. Others get PAM_IGNORE,
+    /// so a stack shared by every service (common-auth) can leave out those that cannot ask
+    /// a second question.
+    pub services: Vec<String>,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             notify_timeout: 10,
             ticket_lifetime: 72 * 3600,
             qr_light_background: false,
+            services: Vec::new(),
         }
     }
 }
@@ -136,16 +141,23 @@ impl Config {
                     path.display()
                 )));
             }
+            let not_a_value = || {
+                Error::Config(format!(
+                    "{}: {key} must be a string, a number, true/false or a list of strings",
+                    path.display()
+                ))
+            };
             let value = match value {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                _ => {
-                    return Err(Error::Config(format!(
-                        "{}: {key} must be a string, a number or true/false",
-                        path.display()
-                    )))
-                }
+                // A list is the file's spelling of a comma-separated value.
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned).ok_or_else(not_a_value))
+                    .collect::<Result<Vec<_>>>()?
+                    .join(","),
+                _ => return Err(not_a_value()),
             };
             self.set(key, Some(&value)).map_err(|e| match e {
                 Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
@@ -262,6 +274,23 @@ impl Config {
                     _ => return Err(bad("must be dark or light")),
                 }
             }
+            ("services", Some(v)) => {
+                let names: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let is_service = |n: &String| {
+                    n.len() <= 64 && n.chars().all(|c| c.is_ascii_graphic() && c != '/')
+                };
+                if names.is_empty() || names.len() > 64 || !names.iter().all(is_service) {
+                    return Err(bad(
+                        "must be PAM service names separated by commas (sshd,login,su,sudo)",
+                    ));
+                }
+                self.services = names;
+            }
             ("max_failures_per_user", Some(v)) => {
                 self.rate_limit.max_failures_per_user =
                     number(v, 1..=10_000, "").map_err(|m| bad(&m))?;
@@ -279,6 +308,11 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the module judges logins of `service` (see [`Config::services`]).
+    pub fn acts_for(&self, service: &str) -> bool {
+        self.services.is_empty() || self.services.iter().any(|s| s == service)
+    }
+
     fn check(&self) -> Result<()> {
         if self.rate_limit.max_backoff < self.rate_limit.backoff {
             return Err(Error::Config(format!(
@@ -293,7 +327,7 @@ impl Config {
     pub fn summary(&self) -> String {
         format!(
             "store={} unenrolled={} window={} exempt_group={} max_failures={} \
-             max_failures_per_user={} backoff_seconds={} max_backoff_seconds={}",
+             max_failures_per_user={} backoff_seconds={} max_backoff_seconds={} services={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
@@ -302,6 +336,11 @@ impl Config {
             self.rate_limit.max_failures_per_user,
             self.rate_limit.backoff,
             self.rate_limit.max_backoff,
+            if self.services.is_empty() {
+                "(all)".to_owned()
+            } else {
+                self.services.join(",")
+            },
         )
     }
 }

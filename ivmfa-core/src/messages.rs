@@ -10,6 +10,11 @@ pub const UNAVAILABLE: &str =
 pub const BUSY: &str =
     "Multi-factor authentication is busy with another login of this account. Try again in a moment.";
 
+/// The code prompt was answered with the password: the application asks only for one.
+pub const PASSWORD_AT_CODE_PROMPT: &str = "This service asks only for a password, but this \
+account needs a verification code as well. Log in with a program that asks for both (ssh in a \
+terminal).";
+
 pub const NOT_ENROLLED: &str = "This account requires multi-factor authentication, but it has \
 not been set up yet. Please contact your administrator.";
 

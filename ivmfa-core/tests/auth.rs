@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use ivmfa_core::auth::{authenticate, Conversation, Host, Login, Priority, Verdict};
+use ivmfa_core::auth::{authenticate, Account, Conversation, Host, Login, Priority, Verdict};
 use ivmfa_core::enrollment::{Enrollment, Secret};
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
@@ -31,12 +31,18 @@ impl Host for FakeHost {
             .for_each(|(i, b)| *b = i as u8 ^ 0x5a);
         Ok(())
     }
-    fn canonical_user(&self, user: &str) -> Result<Option<String>, Error> {
+    fn uid(&self) -> u32 {
+        self.euid
+    }
+    fn account(&self, user: &str) -> Result<Option<Account>, Error> {
         // A directory service that ignores case, as SSSD can be set up to.
-        Ok(["alice", "bob"]
+        Ok([("alice", 1001), ("bob", 1002)]
             .into_iter()
-            .find(|u| u.eq_ignore_ascii_case(user))
-            .map(str::to_owned))
+            .find(|(u, _)| u.eq_ignore_ascii_case(user))
+            .map(|(name, uid)| Account {
+                name: name.to_owned(),
+                uid,
+            }))
     }
     fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>, Error> {
         Ok((group == "wheel").then_some(user == "bob"))
@@ -111,6 +117,7 @@ fn run(dir: &Path, user: &str, answers: &[&str], extra: &[&str]) -> (Verdict, Fa
         service: "test",
         rhost: Some("192.0.2.1"),
         tty: None,
+        authtok: None,
     };
     let verdict = authenticate(&args, &login, &host, &mut conv);
     (verdict, conv, host)

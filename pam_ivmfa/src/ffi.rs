@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ivmfa_core::auth::{authenticate, Conversation, Host, Login, Priority};
+use ivmfa_core::auth::{authenticate, Account, Conversation, Host, Login, Priority};
 use ivmfa_core::Error;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -51,6 +51,7 @@ struct PamConv {
 const PAM_SERVICE: c_int = 1;
 const PAM_TTY: c_int = 3;
 const PAM_RHOST: c_int = 4;
+const PAM_AUTHTOK: c_int = 6;
 const PAM_CONV: c_int = 5;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_ERROR_MSG: c_int = 3;
@@ -100,11 +101,13 @@ pub extern "C" fn pam_sm_authenticate(
         let service = handle.string_item(PAM_SERVICE).unwrap_or_default();
         let rhost = handle.string_item(PAM_RHOST).filter(|h| !h.is_empty());
         let tty = handle.string_item(PAM_TTY).filter(|t| !t.is_empty());
+        let authtok = handle.secret_item(PAM_AUTHTOK);
         let login = Login {
             user: &user,
             service: &service,
             rhost: rhost.as_deref(),
             tty: tty.as_deref(),
+            authtok: authtok.as_deref().map(|p| p.as_str()),
         };
         // The store is written while this is in force; see FileSizeLimit.
         let _lifted = FileSizeLimit::lift();
@@ -264,6 +267,16 @@ impl Handle {
         )
     }
 
+    /// A string item that holds a secret (PAM_AUTHTOK), copied into memory wiped on drop.
+    fn secret_item(&self, item_type: c_int) -> Option<Zeroizing<String>> {
+        let item = self.raw_item(item_type)?;
+        // SAFETY: PAM_AUTHTOK is a NUL-terminated string owned by libpam, valid until the item
+        // is set again; we copy it at once, and compare it only.
+        let bytes = unsafe { CStr::from_ptr(item.cast::<c_char>()) }.to_bytes();
+        let text = Zeroizing::new(String::from_utf8_lossy(bytes).into_owned());
+        Some(text)
+    }
+
     /// Sends one message; returns the answer for prompts.
     fn converse(&self, style: c_int, text: &str) -> Result<Option<Zeroizing<String>>, Error> {
         let conv = self
@@ -355,9 +368,18 @@ impl Host for Handle {
         ivmfa_sys::run_with_timeout(program, env, timeout)
     }
 
-    fn canonical_user(&self, user: &str) -> Result<Option<String>, Error> {
+    fn uid(&self) -> u32 {
+        ivmfa_sys::uid()
+    }
+
+    fn account(&self, user: &str) -> Result<Option<Account>, Error> {
         ivmfa_sys::passwd_by_name(user)
-            .map(|pw| pw.map(|pw| pw.name))
+            .map(|pw| {
+                pw.map(|pw| Account {
+                    name: pw.name,
+                    uid: pw.uid,
+                })
+            })
             .map_err(|e| Error::System(format!("cannot read the user database: {e}")))
     }
 

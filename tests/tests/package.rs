@@ -120,6 +120,11 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
         .find("pam_ivmfa.so")
         .expect("the profile is enabled");
     assert!(unix < ivmfa, "the password step comes first:\n{enabled}");
+    // Only for services that can ask for a code: IMAP or CUPS through common-auth step aside.
+    assert!(
+        enabled.contains("pam_ivmfa.so services=sshd,login,su,"),
+        "{enabled}"
+    );
     assert!(fs::read_to_string(f.dir.join("enroll.out"))
         .unwrap()
         .contains("enrolled"));

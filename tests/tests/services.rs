@@ -1,0 +1,108 @@
+//! The module in a stack every service shares (common-auth): it steps aside for services it is
+//! not meant for, for an unprivileged process that authenticates its own user, and for an
+//! application that answers the code prompt with the password, and none of them counts a
+//! failure against the user's SSH logins.
+
+use std::fs;
+use std::process::Command;
+
+use ivmfa_tests::sshd::{private_system, USER};
+use ivmfa_tests::*;
+
+#[test]
+fn services_outside_the_list_are_left_alone() {
+    let f = Fixture::new("services=sshd,login");
+    f.append_line("auth required pam_permit.so");
+    let e = f.enroll("daemon");
+    settle();
+    // Not asked for a code, and the permit after it decides.
+    let out = f.login("daemon", &[&wrong_code(&e)]);
+    out.assert("PAM_SUCCESS");
+    assert!(!out.said("prompt"), "{out:?}");
+    assert_eq!(f.state("daemon").state.total.count, 0);
+
+    // Listed (here in the config file, as a list): judged as ever.
+    let listed = Fixture::with_config("", &format!("services = [\"sshd\", \"{SERVICE}\"]\n"));
+    listed.append_line("auth required pam_permit.so");
+    let e = listed.enroll("daemon");
+    listed
+        .login("daemon", &[&wrong_code(&e)])
+        .assert("PAM_AUTH_ERR");
+    listed
+        .login("daemon", &[&code(&e, 0)])
+        .assert("PAM_SUCCESS");
+
+    // A list that names nothing is a mistake, and denies.
+    let empty = Fixture::new("services=,");
+    empty.enroll("daemon");
+    empty.login("daemon", &["123456"]).assert("PAM_SERVICE_ERR");
+}
+
+/// The driver run as uid and gid 65534 (nobody), as a screen locker runs as its user.
+fn as_nobody(f: &Fixture, user: &str, answers: &[&str]) -> Outcome {
+    Outcome::of(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(driver())
+            .args(f.auth_args(user, answers)),
+    )
+}
+
+#[test]
+fn an_unprivileged_process_authenticating_its_own_user_is_not_judged() {
+    if !require_root("setpriv to run the driver as nobody") {
+        return;
+    }
+    let f = Fixture::new("");
+    f.append_line("auth required pam_permit.so");
+    f.enroll("daemon");
+    // The store is root's and private; nobody could not read it. Unlocking its own session
+    // is not ours to judge: no prompt, the rest of the stack decides.
+    let own = as_nobody(&f, "nobody", &["123456"]);
+    own.assert("PAM_SUCCESS");
+    assert!(!own.said("prompt"), "{own:?}");
+    // Another user's login from an unprivileged process still fails closed.
+    as_nobody(&f, "daemon", &["123456"]).assert("PAM_SERVICE_ERR");
+    // And root authenticating nobody judges it: nobody has no enrollment.
+    f.login("nobody", &["123456"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("has not been set up yet");
+}
+
+#[test]
+fn the_password_typed_again_at_the_code_prompt_is_not_counted() {
+    if !require_root("pam_unix with a private user database") {
+        return;
+    }
+    // A user whose password has the shape of a code, behind pam_unix as in common-auth.
+    let password = "314159";
+    let f = Fixture::new("max_failures=1");
+    let setup = private_system(&f, "password-only", &[]);
+    let shadow = f.dir.join("password-only/etc/shadow");
+    let hash = Command::new("openssl")
+        .args(["passwd", "-6", password])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
+    let text = fs::read_to_string(&shadow).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| match l.strip_prefix(&format!("{USER}:")) {
+            Some(rest) => format!("{USER}:{hash}:{}\n", rest.split_once(':').unwrap().1),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(&shadow, text).unwrap();
+    let stack = fs::read_to_string(f.dir.join("pam.d").join(SERVICE)).unwrap();
+    f.set_module_line(&format!("auth requisite pam_unix.so\n{stack}"));
+    let e = f.enroll(USER);
+    settle();
+    // An IMAP server's conversation: every prompt gets the password.
+    let out = f.login_in_namespace(&setup, USER, &[password, password]);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("asks only for a password");
+    assert_eq!(f.state(USER).state.total.count, 0, "not counted");
+    // So SSH logins are not held back by it: the right code still gets in at once.
+    f.login_in_namespace(&setup, USER, &[password, &code(&e, 0)])
+        .assert("PAM_SUCCESS");
+}
