@@ -17,7 +17,7 @@ use crate::input::{self, Accepts, Answer, Code};
 use crate::messages;
 use crate::reset::{self, ResetRequest};
 use crate::state::{RateLimit, State};
-use crate::store::{LoadedState, Store};
+use crate::store::{LoadedState, Store, UserLock};
 use crate::totp::{self, Check};
 use crate::username::UserName;
 
@@ -297,11 +297,19 @@ impl Attempt<'_, '_> {
         // a denied reset's notice. No lock is held across the prompt (a person may take
         // minutes to answer), nor while anything is said (a conversation may block).
         let source = self.login.source();
-        let waiting =
-            store
-                .peek_state(user)?
-                .state
-                .wait_for(source, self.host.now(), &config.rate_limit);
+        let now = self.host.now();
+        let mut peeked = store.peek_state(user)?.state;
+        if peeked.forget_the_future(now) {
+            // The clock went back since a failure: a wait counted from a time still to come
+            // would last until the clock catches up. It counts from now instead.
+            let lock = store.lock(user)?;
+            let mut state = store.load_state(&lock)?.state;
+            if state.forget_the_future(now) {
+                store.save_state(&lock, &state)?;
+            }
+            peeked = state;
+        }
+        let waiting = peeked.wait_for(source, now, &config.rate_limit);
         // A declined reset's reason is kept until a login that can show it comes along.
         let notice = if self.conv.can_show_text() && store.has_notice(user) {
             let lock = store.lock(user)?;
@@ -409,31 +417,50 @@ impl Attempt<'_, '_> {
         user: &UserName,
         offered: Offered,
     ) -> Result<Judged> {
+        let mut notes = Vec::new();
+        let judged = {
+            let lock = store.lock(user)?;
+            self.judge_locked(config, store, &lock, offered, &mut notes)
+        };
+        // Logged once the lock is released: a syslog socket that anyone can fill must not
+        // keep other logins of this user waiting.
+        for note in notes {
+            self.log(Priority::Warning, note);
+        }
+        judged
+    }
+
+    fn judge_locked(
+        &self,
+        config: &Config,
+        store: &Store,
+        lock: &UserLock,
+        offered: Offered,
+        notes: &mut Vec<&'static str>,
+    ) -> Result<Judged> {
         let source = self.login.source();
         let limit = &config.rate_limit;
-        let lock = store.lock(user)?;
-        let Some(mut enrollment) = store.reload_enrollment(&lock)? else {
+        let Some(mut enrollment) = store.reload_enrollment(lock)? else {
             return Ok(Judged::Removed);
         };
         let LoadedState {
             mut state,
             damaged_slot,
-        } = store.load_state(&lock)?;
+        } = store.load_state(lock)?;
         let now = self.host.now();
         if let Some(wait) = state.wait_for(source, now, limit) {
             return Ok(Judged::Held(wait));
         }
         if damaged_slot {
             // Said once: every path from here writes the state, into the damaged slot.
-            self.log(
-                Priority::Warning,
+            notes.push(
                 "the state file has a damaged slot (a write cut short by a crash, or disk \
                  damage); the state before it is used",
             );
         }
         let mut failed = state.clone();
         failed.record_failure(source, now, limit);
-        let counted = store.begin_state(&lock, &failed)?;
+        let counted = store.begin_state(lock, &failed)?;
 
         let window = enrollment.window.unwrap_or(config.window);
         let typed_recovery = matches!(offered, Offered::Recovery(_));
@@ -445,8 +472,10 @@ impl Attempt<'_, '_> {
                         counted.replace(&state)?;
                         return Ok(Judged::Accepted);
                     }
+                    // The failure is written once more, so that a wrong code makes the same
+                    // writes as a right one: no fault can tell them apart.
                     Check::Replayed => {
-                        counted.commit()?;
+                        counted.replace(&failed)?;
                         let reason = "code already used (replay)";
                         return Ok(self.failed(&failed, reason, messages::REPLAYED, now, limit));
                     }
@@ -461,7 +490,7 @@ impl Attempt<'_, '_> {
             None => None,
         };
         let Some(index) = found.filter(|&i| !state.recovery_used(&enrollment.recovery, i)) else {
-            counted.commit()?;
+            counted.replace(&failed)?;
             let reason = match (found, typed_recovery) {
                 (Some(_), _) => "recovery code already used",
                 (None, true) => "wrong recovery code",
@@ -476,11 +505,14 @@ impl Attempt<'_, '_> {
         state.record_success(last);
         state.use_recovery(&enrollment.recovery, index);
         counted.replace(&state)?;
-        enrollment.recovery.consume(index);
-        if let Err(e) = store.save_enrollment(&lock, &enrollment) {
-            self.log(
-                Priority::Warning,
-                &format!("the used recovery code is recorded in the state only: {e}"),
+        // Every code the state knows as used, in case an earlier blanking failed.
+        for &i in &state.recovery.used {
+            enrollment.recovery.consume(usize::from(i));
+        }
+        if store.save_enrollment(lock, &enrollment).is_err() {
+            notes.push(
+                "a used recovery code is recorded in the state only: secret.toml could not \
+                 be rewritten (is the disk full?)",
             );
         }
         Ok(Judged::Recovered {

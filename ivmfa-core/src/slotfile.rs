@@ -169,7 +169,7 @@ pub fn decode(file: &[u8]) -> std::result::Result<Contents, String> {
 /// Call only while holding the lock that serialises the file's writers: two writers at once
 /// could both pick the same slot.
 pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<bool> {
-    let pending = begin(policy, dir, name, body)?;
+    let pending = begin(policy, dir, name, body, false)?;
     let created = pending.created;
     pending.commit()?;
     Ok(created)
@@ -178,14 +178,22 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
 /// Makes `body` the newest slot of `dir/name` without flushing it yet: every process sees it
 /// from now on, even if this one is killed, but only [`Pending::commit`] or
 /// [`Pending::replace`] makes it durable. Same locking rule as [`write`].
+///
+/// `flush_first`: the newest slot may not have reached the disk (its writer died between
+/// writing and flushing). It is flushed before the other slot is overwritten, so that a crash
+/// never finds both slots half written.
 pub fn begin<'a>(
     policy: &Policy,
     dir: &'a Path,
     name: &'a str,
     body: &[u8],
+    flush_first: bool,
 ) -> Result<Pending<'a>> {
     let path = dir.join(name);
     if let Some((mut file, meta)) = policy.open_for_update(&path)? {
+        if flush_first {
+            file.sync_data().map_err(|e| Error::io(&path, "flush", e))?;
+        }
         let bytes = policy.read_opened(&path, &mut file, &meta)?;
         // Written in place unless the file is not ours (wrong length), has run out of
         // sequence numbers (only a forged one can), has other names (a hard link made by a
@@ -221,11 +229,13 @@ pub fn begin<'a>(
             std::io::ErrorKind::NotFound.into(),
         ));
     };
+    // Slot 0 holds `body`, on disk; what replaces it goes into slot 1, so a crash during that
+    // write still finds slot 0 whole.
     Ok(Pending {
         file,
         dir,
         name,
-        slot: 0,
+        slot: 1,
         seq: 1,
         before: Zeroizing::new(contents),
         created: true,
@@ -383,33 +393,40 @@ mod tests {
     fn a_pending_write_is_seen_at_once_and_replaced_in_its_own_slot() {
         let (dir, policy) = scratch("pending");
         let path = dir.join("state");
-        let first = begin(&policy, &dir, "state", b"counted").unwrap();
+        let first = begin(&policy, &dir, "state", b"counted", false).unwrap();
         assert!(first.created);
+        assert_eq!(text(&policy, &path).as_deref(), Some("counted"));
+        // A new file: the replace goes into the other slot, never over the only copy.
+        first.replace(b"accepted").unwrap();
+        assert_eq!(
+            on_disk(&path),
+            [
+                Some((1, b"counted".to_vec())),
+                Some((2, b"accepted".to_vec()))
+            ]
+        );
+        // In place now: the failure goes into slot 0, readers see it before any flush, and
+        // the success replaces it there, never touching slot 1.
+        let second = begin(&policy, &dir, "state", b"counted again", true).unwrap();
+        assert!(!second.created);
         assert_eq!(
             text(&policy, &path).as_deref(),
-            Some("counted"),
+            Some("counted again"),
             "seen unflushed"
         );
-        first.replace(b"accepted").unwrap();
-        assert_eq!(on_disk(&path), [Some((2, b"accepted".to_vec())), None]);
-        // In place now: the failure goes into slot 1, readers see it before any flush, and
-        // the success replaces it there, never touching slot 0.
-        let second = begin(&policy, &dir, "state", b"counted again").unwrap();
-        assert!(!second.created);
-        assert_eq!(text(&policy, &path).as_deref(), Some("counted again"));
         second.replace(b"accepted again").unwrap();
         assert_eq!(
             on_disk(&path),
             [
-                Some((2, b"accepted".to_vec())),
-                Some((4, b"accepted again".to_vec()))
+                Some((4, b"accepted again".to_vec())),
+                Some((2, b"accepted".to_vec()))
             ]
         );
-        let third = begin(&policy, &dir, "state", b"wrong").unwrap();
+        let third = begin(&policy, &dir, "state", b"wrong", false).unwrap();
         third.commit().unwrap();
-        assert_eq!(on_disk(&path)[0], Some((5, b"wrong".to_vec())));
+        assert_eq!(on_disk(&path)[1], Some((5, b"wrong".to_vec())));
         // A body too long for the replace leaves the counted one in place.
-        let fourth = begin(&policy, &dir, "state", b"counted").unwrap();
+        let fourth = begin(&policy, &dir, "state", b"counted", false).unwrap();
         assert!(fourth.replace(&[b'x'; SLOT]).is_err());
         assert_eq!(text(&policy, &path).as_deref(), Some("counted"));
     }

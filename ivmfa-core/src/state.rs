@@ -175,6 +175,22 @@ impl State {
         self.failures.clear();
     }
 
+    /// Moves failures dated after `now` (the clock was set back) to `now`, so that their wait
+    /// runs out in real time; `true` if there were any.
+    pub fn forget_the_future(&mut self, now: u64) -> bool {
+        let mut moved = false;
+        let lasts = self
+            .failures
+            .iter_mut()
+            .map(|f| &mut f.last)
+            .chain(std::iter::once(&mut self.total.last));
+        for last in lasts.filter(|l| **l > now) {
+            *last = now;
+            moved = true;
+        }
+        moved
+    }
+
     /// Whether the recovery code at `index` of `set` has been used.
     pub fn recovery_used(&self, set: &RecoveryCodes, index: usize) -> bool {
         self.recovery.set == set.salt && self.recovery.used.iter().any(|&i| usize::from(i) == index)
@@ -380,14 +396,20 @@ mod tests {
             s.record_failure("a", 10_000, &LIMIT);
         }
         assert_eq!(s.wait_for("a", 10_000, &LIMIT), Some(900));
-        // The clock goes back an hour: the wait is still at most the longest back-off.
-        assert_eq!(s.wait_for("a", 6_400, &LIMIT), Some(900));
-        s.record_failure("a", 6_400, &LIMIT);
+        // The clock goes back an hour: the wait is still at most the longest back-off...
         assert_eq!(s.wait_for("a", 6_400, &LIMIT), Some(900));
         assert_eq!(s.wait_for("a", 0, &LIMIT), Some(900));
+        // ...and once the failure times are moved to now, it runs out in real time rather
+        // than when the clock is back at 10_900.
+        assert!(s.forget_the_future(6_400));
+        assert!(!s.forget_the_future(6_400));
+        assert_eq!(s.wait_for("a", 7_299, &LIMIT), Some(1));
+        assert_eq!(s.wait_for("a", 7_300, &LIMIT), None);
+        s.record_failure("a", 7_300, &LIMIT);
+        assert_eq!(s.wait_for("a", 7_300, &LIMIT), Some(900));
         // And forward: the wait is over.
         assert_eq!(s.wait_for("a", 100_000, &LIMIT), None);
-        for now in [0, 1, 899, 900, 5_000, 7_299, 7_300, u64::MAX] {
+        for now in [0, 1, 899, 900, 5_000, 7_299, 7_300, 8_199, u64::MAX] {
             assert!(s.wait_for("a", now, &LIMIT).unwrap_or(0) <= LIMIT.max_backoff);
         }
     }

@@ -21,6 +21,7 @@
 //! [`UserLock`], so no code path can change it without holding the user's lock.
 
 use std::fs::{File, TryLockError};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -61,22 +62,54 @@ pub struct LoadedState {
 /// this process dies now. [`Self::commit`] makes it durable as it is; [`Self::replace`] puts a
 /// different state in its place and makes that durable. This is how an attempt is counted
 /// before its code is judged: the failure goes in first, and a right code replaces it.
-pub struct PendingState<'a>(slotfile::Pending<'a>);
+pub struct PendingState<'a> {
+    pending: slotfile::Pending<'a>,
+    lock: &'a UserLock,
+}
 
 impl PendingState<'_> {
     pub fn commit(self) -> Result<()> {
-        self.0.commit()
+        self.pending.commit()?;
+        self.lock.written();
+        Ok(())
     }
 
     pub fn replace(self, state: &State) -> Result<()> {
-        self.0.replace(state.to_toml()?.as_bytes())
+        self.pending.replace(state.to_toml()?.as_bytes())?;
+        self.lock.written();
+        Ok(())
     }
 }
 
 /// Proof that the user's lock is held; released on drop (closing the descriptor unlocks).
+///
+/// The lock file's first byte also says whether a state write is under way: `1` from before a
+/// write until it is flushed, `0` after. Only processes see it (it is never flushed): a `1`
+/// found by the next holder means the last writer died between writing and flushing, so the
+/// newest slot may exist only in memory and is flushed before the other slot is overwritten.
 pub struct UserLock {
-    _file: File,
+    file: File,
     dir: PathBuf,
+}
+
+impl UserLock {
+    fn writer_died(&self) -> bool {
+        let mut byte = [0u8; 1];
+        // Unreadable: assume the worst, which costs one flush.
+        !matches!(self.file.read_at(&mut byte, 0), Ok(0) | Ok(1) if byte[0] != b'1')
+    }
+
+    fn mark_writing(&self, writing: bool) -> Result<()> {
+        let byte = if writing { b"1" } else { b"0" };
+        self.file
+            .write_all_at(byte, 0)
+            .map_err(|e| Error::io(self.dir.join(LOCK_FILE), "write", e))
+    }
+
+    /// Best effort: if this fails, the next writer flushes once for nothing.
+    fn written(&self) {
+        let _ = self.mark_writing(false);
+    }
 }
 
 impl Store {
@@ -154,7 +187,7 @@ impl Store {
         let mut pause = Duration::from_millis(1);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(UserLock { _file: file, dir }),
+                Ok(()) => return Ok(UserLock { file, dir }),
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -188,13 +221,15 @@ impl Store {
         step: u64,
     ) -> Result<()> {
         let before = self.watermark(lock)?;
-        self.remove_ticket(lock)?;
-        self.save_enrollment(lock, enrollment)?;
         let state = State {
             last_step: step.max(before),
             ..State::default()
         };
-        self.save_state(lock, &state)
+        // The state first (it may need a new 24 KiB file): should that fail, no enrollment
+        // goes live without its watermark.
+        self.save_state(lock, &state)?;
+        self.remove_ticket(lock)?;
+        self.save_enrollment(lock, enrollment)
     }
 
     /// The last accepted time step. A state too damaged to read has none: whoever asks is
@@ -281,10 +316,11 @@ impl Store {
     }
 
     /// Reads the state without the lock, for a decision that changes nothing (is the user
-    /// backing off?); anything that changes state re-reads it under the lock. A writer never
-    /// touches the newest slot, so this sees it whole; should it find no intact slot (a
-    /// damaged file, or in theory two writes racing past one read), it asks again under the
-    /// lock, where the answer is final.
+    /// backing off?); anything that changes state re-reads it under the lock. A writer may be
+    /// rewriting the newest slot meanwhile (a right code replacing the failure written before
+    /// it was judged); this then reads the other, older slot and may report damage that is
+    /// not there. Should it find no intact slot, it asks again under the lock, where the
+    /// answer is final.
     pub fn peek_state(&self, user: &UserName) -> Result<LoadedState> {
         if !self.user_dir_present(user)? {
             return Ok(LoadedState {
@@ -311,12 +347,20 @@ impl Store {
     /// [`PendingState`].
     pub fn begin_state<'a>(&self, lock: &'a UserLock, state: &State) -> Result<PendingState<'a>> {
         let text = state.to_toml()?;
-        let pending = slotfile::begin(&self.policy, &lock.dir, STATE_FILE, text.as_bytes())?;
+        let flush_first = lock.writer_died();
+        lock.mark_writing(true)?;
+        let pending = slotfile::begin(
+            &self.policy,
+            &lock.dir,
+            STATE_FILE,
+            text.as_bytes(),
+            flush_first,
+        )?;
         if pending.created {
             // Best effort: the new file is in place and wins over the old one from now on.
             let _ = self.remove(&lock.dir, LEGACY_STATE_FILE);
         }
-        Ok(PendingState(pending))
+        Ok(PendingState { pending, lock })
     }
 
     fn read_record<T: Record>(&self, path: &Path) -> Result<Option<T>> {

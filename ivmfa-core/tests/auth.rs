@@ -205,3 +205,31 @@ fn unknown_users_and_bad_names_are_user_unknown() {
         );
     }
 }
+
+#[test]
+fn a_clock_set_back_holds_for_the_longest_back_off_at_most() {
+    let dir = scratch("clockback");
+    let e = enroll(&dir, "alice");
+    let store = Store::new(dir.join("store"), euid_of(&dir.join("ivmfa.toml")));
+    let lock = store.lock(&UserName::parse("alice").unwrap()).unwrap();
+    // Eight failures an hour from now: the clock has since been set back an hour.
+    let mut state = ivmfa_core::state::State::default();
+    let limit = ivmfa_core::state::RateLimit::default();
+    for _ in 0..8 {
+        state.record_failure("192.0.2.1", NOW + 3600, &limit);
+    }
+    store.save_state(&lock, &state).unwrap();
+    drop(lock);
+    let (v, conv, _) = run(&dir, "alice", &[&code(&e, NOW)], &[]);
+    assert_eq!(v, Verdict::AuthErr);
+    assert!(
+        conv.shown.iter().any(|s| s.contains("wait 15 minutes")),
+        "{:?}",
+        conv.shown
+    );
+    // The failures now count from now, so the wait ends 15 minutes on in real time.
+    let lock = store.lock(&UserName::parse("alice").unwrap()).unwrap();
+    let saved = store.load_state(&lock).unwrap().state;
+    assert_eq!(saved.total.last, NOW);
+    assert!(saved.failures.iter().all(|f| f.last == NOW));
+}

@@ -311,6 +311,12 @@ pub fn file_size_limit() -> (u64, u64, bool) {
     )
 }
 
+/// This process's real uid, to show that the module puts back the caller's.
+pub fn real_uid() -> u32 {
+    // SAFETY: getuid(2) cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// What a host process may have done to its signals before a login, so a test can check
 /// that the module's child does not inherit it (pam-driver's `--block-signals`, `--sigchld`).
 pub mod host {

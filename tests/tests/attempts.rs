@@ -133,7 +133,7 @@ fn the_callers_limit_and_signal_disposition_are_put_back() {
     args.push("--report-limits".into());
     let out = limited("-S", 3, args);
     out.assert("PAM_SUCCESS")
-        .assert_said("after: fsize 3072 18446744073709551615, sigxfsz ignored");
+        .assert_said("after: fsize 3072 18446744073709551615, sigxfsz ignored, ruid 0");
 }
 
 #[test]
@@ -342,6 +342,93 @@ fn a_stopped_lock_holder_delays_a_login_only_until_the_deadline() {
     );
     // The holder gone, the same code gets in: nothing was recorded meanwhile.
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
+
+/// The real uid and state of a process, from /proc.
+fn proc_status(pid: u32) -> (String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let ruid = field("Uid:")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    (ruid, field("State:"))
+}
+
+#[test]
+fn the_caller_of_a_setuid_login_cannot_stop_it_while_it_works() {
+    if !require_root("setpriv, flock(1) and a lock held by root") {
+        return;
+    }
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    // Another login holds daemon's lock for a moment, so this one is seen waiting for it.
+    let lock = f.user_dir("daemon").join("lock");
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "300"])
+        .spawn()
+        .unwrap();
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .contains(&format!(" {} ", holder.id()))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The login as a setuid program runs it: real uid nobody, effective uid root.
+    let mut args = f.auth_args("daemon", &[&code(&e, 0)]);
+    args.push("--report-limits".into());
+    let login = Command::new("setpriv")
+        .args(["--ruid=65534", "--euid=0"])
+        .arg(driver())
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = login.id();
+    // Past the prompt (answered at once), it waits for the lock with real uid 0.
+    let seen = Instant::now() + Duration::from_secs(4);
+    while proc_status(pid).0 != "0" {
+        assert!(Instant::now() < seen, "the real uid never became 0");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(proc_status(pid).0, "0", "still waiting for the lock");
+    // Its caller (nobody) may no longer stop it, nor end it.
+    for signal in ["-STOP", "-KILL"] {
+        let refused = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "kill",
+                signal,
+            ])
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            !refused.success(),
+            "kill {signal} from the caller succeeded"
+        );
+    }
+    assert!(!proc_status(pid).1.starts_with('T'), "stopped");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let out = Outcome::parse(&login.wait_with_output().unwrap());
+    // And once done, the caller's real uid is back.
+    out.assert("PAM_SUCCESS").assert_said(", ruid 65534");
 }
 
 #[test]

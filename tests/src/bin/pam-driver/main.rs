@@ -148,7 +148,10 @@ fn auth(args: &[String]) -> ExitCode {
     if o.report_limits {
         let (soft, hard, ignored) = ffi::file_size_limit();
         let xfsz = if ignored { "ignored" } else { "default" };
-        println!("after: fsize {soft} {hard}, sigxfsz {xfsz}");
+        println!(
+            "after: fsize {soft} {hard}, sigxfsz {xfsz}, ruid {}",
+            ffi::real_uid()
+        );
     }
     println!("result: {}", name(rc));
     ExitCode::SUCCESS

@@ -16,6 +16,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::{code, pam_code};
 
+mod shelter;
+use shelter::Shelter;
+
 /// Opaque `pam_handle_t`.
 #[repr(C)]
 pub struct PamHandle {
@@ -109,14 +112,15 @@ pub extern "C" fn pam_sm_authenticate(
             tty: tty.as_deref(),
             authtok: authtok.as_deref().map(|p| p.as_str()),
         };
-        // The store is written while this is in force; see FileSizeLimit.
-        let _lifted = FileSizeLimit::lift();
+        // Everything from here on runs sheltered from the caller; see Shelter.
+        let shelter = Shelter::raise();
         pam_code(authenticate(
             &args,
             &login,
             &handle,
             &mut PamConversation {
                 handle: &handle,
+                shelter: &shelter,
                 silent: flags & PAM_SILENT != 0,
             },
         ))
@@ -138,72 +142,6 @@ pub extern "C" fn pam_sm_setcred(
     _argv: *const *const c_char,
 ) -> c_int {
     code::SUCCESS
-}
-
-/// The caller's file-size limit and SIGXFSZ disposition, lifted while the module runs and put
-/// back when it returns. The module runs as root inside setuid programs (`su`, `sudo`) that
-/// keep their caller's resource limits: `trap '' XFSZ; ulimit -f 1` would otherwise make the
-/// store's writes fail (or kill the process) at an offset the caller chooses. The attempt is
-/// counted before the code is judged in any case; this keeps such a caller from denying
-/// logins for nothing, and keeps the writes whole.
-struct FileSizeLimit {
-    limit: Option<libc::rlimit>,
-    action: Option<libc::sigaction>,
-}
-
-impl FileSizeLimit {
-    fn lift() -> FileSizeLimit {
-        let mut old = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit(2) writes one rlimit into the valid struct it is given.
-        let limit = (unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut old) } == 0).then_some(old);
-        if let Some(old) = limit.filter(|l| l.rlim_cur != libc::RLIM_INFINITY) {
-            let unlimited = libc::rlimit {
-                rlim_cur: libc::RLIM_INFINITY,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            // SAFETY: setrlimit(2) reads the valid struct it is given. Raising the hard limit
-            // needs CAP_SYS_RESOURCE, which root has; without it, the soft limit goes as far
-            // as the hard one allows (the store is root's, so such a caller cannot write it
-            // anyway).
-            if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &unlimited) } != 0 {
-                let raised = libc::rlimit {
-                    rlim_cur: old.rlim_max,
-                    rlim_max: old.rlim_max,
-                };
-                // SAFETY: as above.
-                unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &raised) };
-            }
-        }
-        // SAFETY: an all-zero sigaction is a valid value of the C struct (SIG_DFL, empty mask,
-        // no flags); it is only used as the output buffer and the base of `ignore`.
-        let mut ignore: libc::sigaction = unsafe { std::mem::zeroed() };
-        ignore.sa_sigaction = libc::SIG_IGN;
-        // SAFETY: as above.
-        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: sigaction(2) reads `ignore` and writes the old action into `previous`, both
-        // valid for the call. Ignoring SIGXFSZ only turns its delivery into EFBIG.
-        let action = (unsafe { libc::sigaction(libc::SIGXFSZ, &ignore, &mut previous) } == 0)
-            .then_some(previous);
-        FileSizeLimit { limit, action }
-    }
-}
-
-impl Drop for FileSizeLimit {
-    fn drop(&mut self) {
-        if let Some(old) = &self.limit {
-            // SAFETY: setrlimit(2) reads the valid struct it is given; lowering a limit back to
-            // what it was is always allowed.
-            unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, old) };
-        }
-        if let Some(old) = &self.action {
-            // SAFETY: sigaction(2) reads the action saved by lift(), which is valid as the
-            // kernel wrote it; the old action is not wanted.
-            unsafe { libc::sigaction(libc::SIGXFSZ, old, ptr::null_mut()) };
-        }
-    }
 }
 
 /// # Safety
@@ -408,13 +346,22 @@ impl Host for Handle {
 
 struct PamConversation<'a> {
     handle: &'a Handle,
+    shelter: &'a Shelter,
     silent: bool,
+}
+
+impl PamConversation<'_> {
+    /// The application's conversation runs as the application expects to run it: with the
+    /// caller's real uid and signal mask (it may start an askpass program as the caller).
+    fn converse(&self, style: c_int, text: &str) -> Result<Option<Zeroizing<String>>, Error> {
+        let _lowered = self.shelter.lowered();
+        self.handle.converse(style, text)
+    }
 }
 
 impl Conversation for PamConversation<'_> {
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
-        self.handle
-            .converse(PAM_PROMPT_ECHO_OFF, prompt)?
+        self.converse(PAM_PROMPT_ECHO_OFF, prompt)?
             .ok_or_else(|| Error::Conversation("no answer to the prompt".into()))
     }
 
@@ -422,14 +369,14 @@ impl Conversation for PamConversation<'_> {
         if self.silent {
             return Ok(());
         }
-        self.handle.converse(PAM_TEXT_INFO, text).map(drop)
+        self.converse(PAM_TEXT_INFO, text).map(drop)
     }
 
     fn error(&mut self, text: &str) -> Result<(), Error> {
         if self.silent {
             return Ok(());
         }
-        self.handle.converse(PAM_ERROR_MSG, text).map(drop)
+        self.converse(PAM_ERROR_MSG, text).map(drop)
     }
 
     fn can_show_text(&self) -> bool {
