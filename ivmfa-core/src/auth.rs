@@ -322,7 +322,7 @@ impl Attempt<'_, '_> {
             let _ = self.conv.info(&messages::reset_denied(&notice.reason));
         }
         if let Some(wait) = waiting {
-            return self.held(wait);
+            return self.held_but_may_ask_for_help(config, store, user, wait);
         }
 
         let answer = self.conv.ask_hidden(&config.prompt)?;
@@ -362,6 +362,34 @@ impl Attempt<'_, '_> {
                 "the answer is not a code",
                 &messages::malformed(digits),
             ),
+        }
+    }
+
+    /// A user who is backing off has no code judged, but may still ask for a reset (the lost
+    /// phone may be why the codes were wrong): one pending request per user bounds that.
+    fn held_but_may_ask_for_help(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        wait: u64,
+    ) -> Result<Verdict> {
+        if config.reset_keyword.is_empty() {
+            return self.held(wait);
+        }
+        let _ = self
+            .conv
+            .error(&messages::held_may_reset(wait, &config.reset_keyword));
+        let answer = self.conv.ask_hidden(&config.prompt)?;
+        let accepts = Accepts {
+            digits: 0,
+            reset: Some(config.reset_keyword.as_str()),
+            invert: false,
+            recovery: false,
+        };
+        match input::parse(&answer, accepts) {
+            Answer::Reset => self.file_reset(config, store, user),
+            _ => self.held(wait),
         }
     }
 

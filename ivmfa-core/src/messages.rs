@@ -84,6 +84,15 @@ pub fn malformed(digits: u8) -> String {
     format!("Please enter the {digits}-digit code from your authenticator app.")
 }
 
+/// Backing off, with the way out for someone whose phone is gone.
+pub fn held_may_reset(seconds: u64, keyword: &str) -> String {
+    format!(
+        "{} If you have lost your phone, type {keyword} to ask the administrators for help; \
+         no code is checked until then.",
+        locked_out(seconds)
+    )
+}
+
 pub fn locked_out(seconds: u64) -> String {
     format!(
         "Too many wrong codes. Please wait {} before trying again.",
