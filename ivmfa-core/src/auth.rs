@@ -9,7 +9,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::config::{printable, Config, Unenrolled};
+use crate::config::{printable, Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
 use crate::inband::{self, Grant};
@@ -486,15 +486,25 @@ impl Attempt<'_, '_> {
                  damage); the state before it is used",
             );
         }
+        let window = enrollment.window.unwrap_or(config.window);
+        let current = now / enrollment.period.max(1);
+        state.forget_refused_before(current.saturating_sub(u64::from(MAX_WINDOW)));
         let mut failed = state.clone();
         failed.record_failure(source, now, limit);
         let counted = store.begin_state(lock, &failed)?;
 
-        let window = enrollment.window.unwrap_or(config.window);
         let typed_recovery = matches!(offered, Offered::Recovery(_));
         let recovery = match offered {
             Offered::Code(code) => {
-                match totp::verify(&enrollment, &code, now, window, state.last_step)? {
+                let check = totp::verify(
+                    &enrollment,
+                    &code,
+                    now,
+                    window,
+                    state.last_step,
+                    &state.refused,
+                )?;
+                match check {
                     Check::Accepted { step } => {
                         state.record_success(step);
                         counted.replace(&state)?;
@@ -506,6 +516,29 @@ impl Attempt<'_, '_> {
                         counted.replace(&failed)?;
                         let reason = "code already used (replay)";
                         return Ok(self.failed(&failed, reason, messages::REPLAYED, now, limit));
+                    }
+                    Check::Skewed { step, offset } => {
+                        // A code for a step still to come must never work when that step
+                        // arrives: telling the user it matched would otherwise have told a
+                        // guesser a code to use then. Only a refusal on record is told.
+                        let told = offset < 0 || failed.refuse_step(step);
+                        counted.replace(&failed)?;
+                        if !told {
+                            return Ok(self.failed(
+                                &failed,
+                                "wrong code",
+                                messages::WRONG_CODE,
+                                now,
+                                limit,
+                            ));
+                        }
+                        let seconds = offset.unsigned_abs().saturating_mul(enrollment.period);
+                        let way = if offset > 0 { "ahead" } else { "behind" };
+                        let reason = format!(
+                            "wrong code; it matches a time {seconds} s {way} (the phone's clock?)"
+                        );
+                        let tell = messages::clock_off(seconds);
+                        return Ok(self.failed(&failed, &reason, &tell, now, limit));
                     }
                     // An 8-digit enrollment's code may be an imported 8-digit scratch code.
                     Check::Wrong => code.as_recovery(),

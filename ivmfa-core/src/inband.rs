@@ -80,6 +80,8 @@ pub(crate) fn enroll(
     };
     for _ in 0..MAX_PROMPTS {
         let answer = att.conv.ask_hidden(messages::ENROLL_PROMPT)?;
+        // The phone's clock being off is the likeliest reason a fresh set-up fails.
+        let mut off_by = None;
         match input::parse(&answer, accepts) {
             Answer::Invert => {
                 light = !light;
@@ -88,11 +90,15 @@ pub(crate) fn enroll(
             }
             Answer::Code(code) => {
                 let now = att.host.now();
-                if let Check::Accepted { step: s } =
-                    totp::verify(&enrollment, &code, now, config.window, 0)?
-                {
-                    step = Some(s);
-                    break;
+                match totp::verify(&enrollment, &code, now, config.window, 0, &[])? {
+                    Check::Accepted { step: s } => {
+                        step = Some(s);
+                        break;
+                    }
+                    Check::Skewed { offset, .. } => {
+                        off_by = Some(offset.unsigned_abs().saturating_mul(enrollment.period));
+                    }
+                    _ => {}
                 }
             }
             _ => {}
@@ -101,7 +107,11 @@ pub(crate) fn enroll(
         if wrong == TRIES {
             break;
         }
-        let _ = att.conv.error(&messages::enroll_wrong(TRIES - wrong));
+        let mut tell = messages::enroll_wrong(TRIES - wrong);
+        if let Some(seconds) = off_by {
+            tell = format!("{tell} {}", messages::clock_hint(seconds));
+        }
+        let _ = att.conv.error(&tell);
     }
     let Some(step) = step else {
         return att.deny(

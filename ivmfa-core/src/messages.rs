@@ -84,6 +84,21 @@ pub fn malformed(digits: u8) -> String {
     format!("Please enter the {digits}-digit code from your authenticator app.")
 }
 
+/// A wrong code that is right for a time `seconds` away: the phone's clock is off.
+pub fn clock_off(seconds: u64) -> String {
+    format!("{WRONG_CODE} {}", clock_hint(seconds))
+}
+
+/// What to do about a phone clock `seconds` off.
+pub fn clock_hint(seconds: u64) -> String {
+    let minutes = ((seconds + 30) / 60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!(
+        "It matches a time about {minutes} {unit} off: check the clock on your phone (set it \
+         to automatic)."
+    )
+}
+
 /// Backing off, with the way out for someone whose phone is gone.
 pub fn held_may_reset(seconds: u64, keyword: &str) -> String {
     format!(

@@ -117,7 +117,14 @@ pub struct State {
     pub total: Total,
     pub failures: Vec<Failures>,
     pub recovery: UsedRecovery,
+    /// Future steps a wrong code matched (a phone clock ahead, or a lucky guess the user was
+    /// told about): refused when their time comes.
+    pub refused: Vec<u64>,
 }
+
+/// Steps refused in advance, at most: more than this many lucky matches within ten minutes
+/// would take about a million guesses.
+pub const MAX_REFUSED: usize = 16;
 
 /// Seconds left of a wait of `delay` that began at `last`. Never more than `delay`, so a clock
 /// set back between two failures cannot stretch a back-off past `max_backoff_seconds`.
@@ -173,6 +180,24 @@ impl State {
         self.last_step = step;
         self.total = Total::default();
         self.failures.clear();
+    }
+
+    /// Refuses `step` in advance; `false` if the list is full (then nobody may be told it
+    /// matched).
+    pub fn refuse_step(&mut self, step: u64) -> bool {
+        if self.refused.contains(&step) {
+            return true;
+        }
+        if self.refused.len() >= MAX_REFUSED {
+            return false;
+        }
+        self.refused.push(step);
+        true
+    }
+
+    /// Forgets refused steps before `step`: no window can reach them any more.
+    pub fn forget_refused_before(&mut self, step: u64) {
+        self.refused.retain(|&s| s >= step);
     }
 
     /// Moves failures dated after `now` (the clock was set back) to `now`, so that their wait
@@ -234,6 +259,7 @@ impl State {
             total: self.total,
             failures: self.failures.clone(),
             recovery: self.recovery.clone(),
+            refused: self.refused.clone(),
         };
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
@@ -290,11 +316,15 @@ impl State {
                 STATE_HINT,
             ));
         }
+        if file.refused.len() > MAX_REFUSED {
+            return Err(Error::corrupt(path, "too many refused steps", STATE_HINT));
+        }
         Ok(State {
             last_step: file.last_step,
             total: file.total,
             failures: file.failures,
             recovery: file.recovery,
+            refused: file.refused,
         })
     }
 }
@@ -344,6 +374,9 @@ struct File {
     /// Absent until a recovery code is used (and in files of 0.1.0).
     #[serde(default, skip_serializing_if = "UsedRecovery::is_empty")]
     recovery: UsedRecovery,
+    /// Absent while empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    refused: Vec<u64>,
 }
 
 #[cfg(test)]
@@ -479,8 +512,9 @@ mod tests {
         s.last_step = u64::MAX;
         s.recovery = UsedRecovery {
             set: "f".repeat(64),
-            used: (0..MAX_COUNT as u16).map(|i| i + 10_000).collect(),
+            used: (0..MAX_COUNT as u16).collect(),
         };
+        s.refused = vec![u64::MAX; MAX_REFUSED];
         assert!(s.to_toml().unwrap().len() <= crate::slotfile::CAPACITY);
     }
 

@@ -14,11 +14,18 @@ use crate::input::Code;
 pub enum Check {
     /// The code is right for `step`, which is newer than any accepted before.
     Accepted { step: u64 },
-    /// The code is right, but only for steps already used.
+    /// The code is right, but only for steps already used (or refused in advance).
     Replayed,
     /// The code is not right for any step in the window.
     Wrong,
+    /// Not right in the window, but for `step`, `offset` steps from now and within
+    /// [`SKEW_SEARCH_SECONDS`]: most likely a phone whose clock is off. Refused all the same.
+    Skewed { step: u64, offset: i64 },
 }
+
+/// How far outside the window a wrong code is looked for, to tell the user that their phone's
+/// clock is off. Never accepted: see [`Check::Skewed`].
+pub const SKEW_SEARCH_SECONDS: u64 = 600;
 
 fn totp(enrollment: &Enrollment) -> Result<totp_rs::Totp> {
     let algorithm = match enrollment.algorithm {
@@ -37,35 +44,51 @@ fn totp(enrollment: &Enrollment) -> Result<totp_rs::Totp> {
 }
 
 /// Checks `code` at unix time `now`, accepting `window` steps on either side, and refusing
-/// steps at or below `last_step`.
+/// steps at or below `last_step` and the steps in `refused` (matched earlier while they were
+/// ahead of the clock). A code wrong in the window is looked for further out, up to
+/// [`SKEW_SEARCH_SECONDS`] either way, only to say so.
 pub fn verify(
     enrollment: &Enrollment,
     code: &Code,
     now: u64,
     window: u8,
     last_step: u64,
+    refused: &[u64],
 ) -> Result<Check> {
     let totp = totp(enrollment)?;
+    let matches = |step: u64| {
+        step.checked_mul(enrollment.period)
+            .is_some_and(|at| totp.check(code.as_str(), at).is_some())
+    };
     let current = now / enrollment.period;
-    let first = current.saturating_sub(u64::from(window));
-    let last = current.saturating_add(u64::from(window));
+    let window = u64::from(window);
+    let first = current.saturating_sub(window);
+    let last = current.saturating_add(window);
     let mut replayed = false;
     for step in first..=last {
-        let Some(at) = step.checked_mul(enrollment.period) else {
-            break;
-        };
-        if totp.check(code.as_str(), at).is_some() {
-            if step > last_step {
+        if matches(step) {
+            if step > last_step && !refused.contains(&step) {
                 return Ok(Check::Accepted { step });
             }
             replayed = true;
         }
     }
-    Ok(if replayed {
-        Check::Replayed
-    } else {
-        Check::Wrong
-    })
+    if replayed {
+        return Ok(Check::Replayed);
+    }
+    // Nearest first, so that the offset reported is the likeliest one.
+    let reach = (SKEW_SEARCH_SECONDS / enrollment.period.max(1)).max(window + 1);
+    for distance in window + 1..=reach {
+        for (step, offset) in [
+            (current.checked_add(distance), distance as i64),
+            (current.checked_sub(distance), -(distance as i64)),
+        ] {
+            if let Some(step) = step.filter(|&s| matches(s)) {
+                return Ok(Check::Skewed { step, offset });
+            }
+        }
+    }
+    Ok(Check::Wrong)
 }
 
 /// The code for unix time `at`, as the user's app shows it; for tests and the benchmark.
@@ -123,7 +146,7 @@ mod tests {
                 let e = enrollment(key, alg, 8);
                 assert_eq!(code_at(&e, t).unwrap().as_str(), want, "{alg:?} at {t}");
                 assert_eq!(
-                    verify(&e, &code(want, 8), t, 0, 0).unwrap(),
+                    verify(&e, &code(want, 8), t, 0, 0, &[]).unwrap(),
                     Check::Accepted { step: t / 30 }
                 );
             }
@@ -142,11 +165,15 @@ mod tests {
         for w in 0..=2u8 {
             for offset in -3i64..=3 {
                 let s = (step as i64 + offset) as u64;
-                let got = verify(&e, &at(s), now, w, 0).unwrap();
+                let got = verify(&e, &at(s), now, w, 0, &[]).unwrap();
                 if offset.unsigned_abs() <= u64::from(w) {
                     assert_eq!(got, Check::Accepted { step: s }, "w={w} offset={offset}");
                 } else {
-                    assert_eq!(got, Check::Wrong, "w={w} offset={offset}");
+                    assert_eq!(
+                        got,
+                        Check::Skewed { step: s, offset },
+                        "w={w} offset={offset}"
+                    );
                 }
             }
         }
@@ -159,21 +186,55 @@ mod tests {
         let step = now / 30;
         let c = code(&code_at(&e, now).unwrap(), 6);
         assert_eq!(
-            verify(&e, &c, now, 1, step - 1).unwrap(),
+            verify(&e, &c, now, 1, step - 1, &[]).unwrap(),
             Check::Accepted { step }
         );
-        assert_eq!(verify(&e, &c, now, 1, step).unwrap(), Check::Replayed);
-        assert_eq!(verify(&e, &c, now, 1, step + 5).unwrap(), Check::Replayed);
+        assert_eq!(verify(&e, &c, now, 1, step, &[]).unwrap(), Check::Replayed);
+        assert_eq!(
+            verify(&e, &c, now, 1, step + 5, &[]).unwrap(),
+            Check::Replayed
+        );
         // An older code is refused once a newer one has been used.
         let older = code(&code_at(&e, now - 30).unwrap(), 6);
-        assert_eq!(verify(&e, &older, now, 1, step).unwrap(), Check::Replayed);
+        assert_eq!(
+            verify(&e, &older, now, 1, step, &[]).unwrap(),
+            Check::Replayed
+        );
+        // A step refused in advance is refused like a used one, and only that step.
+        assert_eq!(verify(&e, &c, now, 1, 0, &[step]).unwrap(), Check::Replayed);
+        assert_eq!(
+            verify(&e, &c, now, 1, 0, &[step + 1]).unwrap(),
+            Check::Accepted { step }
+        );
     }
 
     #[test]
     fn far_future_clock_does_not_overflow() {
         let e = enrollment(b"12345678901234567890", Algorithm::SHA1, 6);
         let c = code("123456", 6);
-        assert!(verify(&e, &c, u64::MAX, 10, 0).is_ok());
-        assert!(verify(&e, &c, 0, 10, 0).is_ok());
+        assert!(verify(&e, &c, u64::MAX, 10, 0, &[]).is_ok());
+        assert!(verify(&e, &c, 0, 10, 0, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_code_off_by_minutes_is_reported_never_accepted() {
+        let e = enrollment(b"12345678901234567890", Algorithm::SHA1, 6);
+        let now = 1_111_111_111;
+        let step = now / 30;
+        for offset in [-20i64, -11, -4, -2, 2, 3, 10, 20] {
+            let s = (step as i64 + offset) as u64;
+            let c = code(&code_at(&e, s * 30).unwrap(), 6);
+            assert_eq!(
+                verify(&e, &c, now, 1, 0, &[]).unwrap(),
+                Check::Skewed { step: s, offset },
+                "{offset}"
+            );
+        }
+        // Ten minutes is as far as it looks.
+        for offset in [-21i64, 21, 40] {
+            let s = (step as i64 + offset) as u64;
+            let c = code(&code_at(&e, s * 30).unwrap(), 6);
+            assert_eq!(verify(&e, &c, now, 1, 0, &[]).unwrap(), Check::Wrong);
+        }
     }
 }

@@ -15,6 +15,7 @@ const NOW: u64 = 1_700_000_015;
 
 struct FakeHost {
     euid: u32,
+    now: u64,
     log: RefCell<Vec<String>>,
 }
 
@@ -23,7 +24,7 @@ impl Host for FakeHost {
         self.euid
     }
     fn now(&self) -> u64 {
-        NOW
+        self.now
     }
     fn random(&self, buf: &mut [u8]) -> Result<(), Error> {
         buf.iter_mut()
@@ -99,8 +100,19 @@ fn euid_of(path: &Path) -> u32 {
 }
 
 fn run(dir: &Path, user: &str, answers: &[&str], extra: &[&str]) -> (Verdict, FakeConv, FakeHost) {
+    run_at(NOW, dir, user, answers, extra)
+}
+
+fn run_at(
+    now: u64,
+    dir: &Path,
+    user: &str,
+    answers: &[&str],
+    extra: &[&str],
+) -> (Verdict, FakeConv, FakeHost) {
     let host = FakeHost {
         euid: euid_of(&dir.join("ivmfa.toml")),
+        now,
         log: RefCell::new(Vec::new()),
     };
     let mut conv = FakeConv {
@@ -232,4 +244,37 @@ fn a_clock_set_back_holds_for_the_longest_back_off_at_most() {
     let saved = store.load_state(&lock).unwrap().state;
     assert_eq!(saved.total.last, NOW);
     assert!(saved.failures.iter().all(|f| f.last == NOW));
+}
+
+#[test]
+fn a_code_from_a_phone_ahead_is_refused_and_stays_refused_when_its_time_comes() {
+    let dir = scratch("ahead");
+    let e = enroll(&dir, "alice");
+    let ahead = NOW + 5 * 60;
+    // A phone five minutes fast: refused, counted, and the user told why.
+    let (v, conv, host) = run_at(NOW, &dir, "alice", &[&code(&e, ahead)], &[]);
+    assert_eq!(v, Verdict::AuthErr);
+    assert!(
+        conv.shown
+            .iter()
+            .any(|s| s.contains("about 5 minutes off: check the clock on your phone")),
+        "{:?}",
+        conv.shown
+    );
+    assert!(host
+        .log
+        .borrow()
+        .iter()
+        .any(|l| l.contains("matches a time 300 s ahead") && l.contains("1 consecutive")));
+    // Five minutes on, the same code is the current one: still refused.
+    let (v, conv, _) = run_at(ahead, &dir, "alice", &[&code(&e, ahead)], &[]);
+    assert_eq!(v, Verdict::AuthErr);
+    assert!(conv.shown.iter().any(|s| s.contains("already been used")));
+    // The next step's code works as usual.
+    let (v, _, _) = run_at(ahead + 30, &dir, "alice", &[&code(&e, ahead + 30)], &[]);
+    assert_eq!(v, Verdict::Success);
+    // A phone behind: told, counted, nothing to refuse later.
+    let (v, conv, _) = run_at(ahead + 60, &dir, "alice", &[&code(&e, ahead - 120)], &[]);
+    assert_eq!(v, Verdict::AuthErr);
+    assert!(conv.shown.iter().any(|s| s.contains("about 3 minutes off")));
 }

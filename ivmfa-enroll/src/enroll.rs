@@ -273,7 +273,7 @@ fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
             recovery: false,
         };
         let check = match input::parse(line.trim_end_matches(['\n', '\r']), accepts) {
-            Answer::Code(code) => totp::verify(e, &code, now_or(now), 1, 0)?,
+            Answer::Code(code) => totp::verify(e, &code, now_or(now), 1, 0, &[])?,
             _ => Check::Wrong,
         };
         match check {
@@ -281,6 +281,11 @@ fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
                 println!("Code confirmed.");
                 return Ok(step);
             }
+            Check::Skewed { offset, .. } if attempt < TRIES => println!(
+                "That code is not correct. {} Then try again ({} left).",
+                ivmfa_core::messages::clock_hint(offset.unsigned_abs().saturating_mul(e.period)),
+                TRIES - attempt
+            ),
             _ if attempt < TRIES => println!(
                 "That code is not correct. Check the app shows this account, then try again ({} left).",
                 TRIES - attempt

@@ -269,3 +269,31 @@ fn silent_flag_suppresses_messages_but_not_the_prompt() {
     out.assert("PAM_AUTH_ERR").assert_said("prompt-hidden");
     assert!(!out.said("error:"), "{out:?}");
 }
+
+#[test]
+fn a_phone_whose_clock_is_off_is_told_so_and_counted() {
+    let f = Fixture::new("max_failures=100 max_failures_per_user=100");
+    let e = f.enroll("daemon");
+    settle();
+    let mut failures = 0;
+    for (steps, minutes) in [(-20i64, 10), (-6, 3), (-2, 1), (3, 2), (10, 5), (20, 10)] {
+        let out = f.login("daemon", &[&code(&e, steps)]);
+        failures += 1;
+        out.assert("PAM_AUTH_ERR")
+            .assert_said("That code is not correct.")
+            .assert_said(&format!(
+                "about {minutes} minute{} off: check the clock on your phone",
+                if minutes == 1 { "" } else { "s" }
+            ));
+        assert_eq!(f.state("daemon").state.total.count, failures, "counted");
+    }
+    // Further out it is just wrong.
+    for steps in [-21i64, 21] {
+        let out = f.login("daemon", &[&code(&e, steps)]);
+        out.assert("PAM_AUTH_ERR");
+        assert!(!out.said("check the clock"), "{out:?}");
+    }
+    // The codes reported ahead wait as refused steps; the current code still works.
+    assert_eq!(f.state("daemon").state.refused.len(), 3);
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
