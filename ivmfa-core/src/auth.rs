@@ -241,15 +241,34 @@ impl Attempt<'_, '_> {
 
         let store = Store::new(&config.store, self.host.euid());
         match store.load_enrollment(&user)? {
+            Some(enrollment) if !enrollment.belongs_to(account.uid) => {
+                self.log(
+                    Priority::Warning,
+                    &format!(
+                        "the enrollment of {user} was made for uid {}, but {user} is now uid \
+                         {} (an account deleted and its name given to someone else?): treated \
+                         as not enrolled; run ivmfa-enroll remove {user}",
+                        enrollment.uid.unwrap_or_default(),
+                        account.uid
+                    ),
+                );
+                self.unenrolled(&config, &store, &user, account.uid)
+            }
             Some(enrollment) => self.enrolled(&config, &store, &user, &enrollment),
-            None => self.unenrolled(&config, &store, &user),
+            None => self.unenrolled(&config, &store, &user, account.uid),
         }
     }
 
-    fn unenrolled(&mut self, config: &Config, store: &Store, user: &UserName) -> Result<Verdict> {
+    fn unenrolled(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        uid: u32,
+    ) -> Result<Verdict> {
         match store.ticket(user)? {
             Some(t) if t.is_valid_at(self.host.now()) => {
-                return inband::enroll(self, config, store, user, Grant::Ticket)
+                return inband::enroll(self, config, store, user, uid, Grant::Ticket)
             }
             Some(_) => {
                 return self.deny(
@@ -282,7 +301,7 @@ impl Attempt<'_, '_> {
                 "not enrolled (unenrolled=deny)",
                 messages::NOT_ENROLLED,
             ),
-            Unenrolled::Enroll => inband::enroll(self, config, store, user, Grant::Policy),
+            Unenrolled::Enroll => inband::enroll(self, config, store, user, uid, Grant::Policy),
         }
     }
 

@@ -101,6 +101,10 @@ pub struct Enrollment {
     /// (kept from an imported google-authenticator file).
     pub window: Option<u8>,
     pub recovery: RecoveryCodes,
+    /// The uid of the account it was made for. A name deleted and then given to someone
+    /// else must not meet the old person's enrollment. `None` in files from before it was
+    /// recorded.
+    pub uid: Option<u32>,
 }
 
 impl Enrollment {
@@ -114,7 +118,13 @@ impl Enrollment {
             created,
             window: None,
             recovery: RecoveryCodes::default(),
+            uid: None,
         }
+    }
+
+    /// Whether the enrollment was made for the account with `uid` (or cannot tell).
+    pub fn belongs_to(&self, uid: u32) -> bool {
+        self.uid.is_none_or(|u| u == uid)
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
@@ -144,6 +154,7 @@ impl Enrollment {
             secret: self.secret.to_base32(),
             window: self.window,
             recovery: self.recovery.clone(),
+            uid: self.uid,
         };
         toml::to_string(&file)
             .map(Zeroizing::new)
@@ -165,6 +176,7 @@ impl Enrollment {
             created: file.created,
             window: file.window,
             recovery: file.recovery.clone(),
+            uid: file.uid,
         };
         enrollment
             .validate()
@@ -187,6 +199,8 @@ struct File {
     window: Option<u8>,
     #[serde(default)]
     recovery: RecoveryCodes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub(crate) fn enroll(
     config: &Config,
     store: &Store,
     user: &UserName,
+    uid: u32,
     grant: Grant,
 ) -> Result<Verdict> {
     if !att.conv.can_show_text() {
@@ -48,6 +49,7 @@ pub(crate) fn enroll(
     let mut bytes = zeroize::Zeroizing::new([0u8; DEFAULT_SECRET_BYTES]);
     att.host.random(&mut *bytes)?;
     let mut enrollment = Enrollment::standard(Secret::from_bytes(&*bytes)?, att.host.now());
+    enrollment.uid = Some(uid);
     let issuer = otpauth::issuer(config.issuer.as_deref());
     let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
     let qr = Qr::new(&uri)?;
@@ -131,13 +133,20 @@ pub(crate) fn enroll(
     enrollment.recovery = set;
 
     let lock = store.lock(user)?;
-    if store.reload_enrollment(&lock)?.is_some() {
-        drop(lock);
-        return att.deny(
-            Priority::Notice,
-            "in-band enrollment lost a race: the user was enrolled meanwhile",
-            messages::ENROLL_RACED,
-        );
+    match store.reload_enrollment(&lock)? {
+        // An enrollment made for an earlier owner of the name is no one's now.
+        Some(stale) if !stale.belongs_to(uid) => {
+            store.archive_enrollment(&lock, user, att.host.now())?;
+        }
+        Some(_) => {
+            drop(lock);
+            return att.deny(
+                Priority::Notice,
+                "in-band enrollment lost a race: the user was enrolled meanwhile",
+                messages::ENROLL_RACED,
+            );
+        }
+        None => {}
     }
     // The prompt may have stayed open for a long time: an approval that has since been
     // withdrawn or has expired no longer lets anyone enroll.

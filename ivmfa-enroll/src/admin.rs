@@ -15,6 +15,16 @@ pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
             for line in describe(ctx, &user)? {
                 println!("{line}");
             }
+            // A typo must not pass for "not enrolled"; a deleted account's leftovers are
+            // shown above, and worth the same attention.
+            if lookup(&user)?.is_none() {
+                return Err(CliError::new(
+                    Kind::Failed,
+                    format!("there is no user {user} in the user database"),
+                    "check the spelling (getent passwd NAME); for a deleted account, \
+                     ivmfa-enroll remove NAME clears what is left in the store",
+                ));
+            }
         }
         None => {
             let users = ctx.store.users()?;
@@ -47,13 +57,40 @@ pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The user database's entry for `user`, if any.
+fn lookup(user: &UserName) -> Result<Option<ivmfa_sys::Passwd>> {
+    ivmfa_sys::passwd_by_name(user.as_str()).map_err(|e| {
+        CliError::new(
+            Kind::Failed,
+            format!("cannot read the user database: {e}"),
+            "check NSS (getent passwd)",
+        )
+    })
+}
+
 /// One user's status, one fact per line.
 fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let enrollment = ctx.store.load_enrollment(user)?;
+    let account = lookup(user)?;
     match &enrollment {
         Some(e) => lines.push(format!("{user}: enrolled since {}", format_time(e.created))),
         None => lines.push(format!("{user}: not enrolled")),
+    }
+    match (&enrollment, &account) {
+        (_, None) => lines.push("account: no such user in the user database".into()),
+        (Some(e), Some(pw)) if !e.belongs_to(pw.uid) => lines.push(format!(
+            "problem: enrolled for uid {}, but {user} is now uid {} (the name was given to \
+             someone else?); logins treat it as not enrolled: ivmfa-enroll remove {user}, \
+             then enroll the new person",
+            e.uid.unwrap_or_default(),
+            pw.uid
+        )),
+        (Some(e), Some(pw)) if e.uid.is_none() => lines.push(format!(
+            "uid: {} (not recorded in the enrollment, which is older than this check)",
+            pw.uid
+        )),
+        (_, Some(pw)) => lines.push(format!("uid: {}", pw.uid)),
     }
     if let Some(r) = ctx.store.reset_request(user)? {
         lines.push(format!(

@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
         Some(name) => name.clone(),
         None => invoking_user()?,
     };
-    let (user, _) = existing_user(&name)?;
+    let (user, account) = existing_user(&name)?;
     refuse_if_enrolled(ctx, &user, args.force)?;
 
     let provided = args.secret.is_some() || args.secret_file.is_some();
@@ -39,7 +39,10 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
             Secret::from_bytes(&*bytes)?
         }
     };
-    let enrollment = Enrollment::standard(secret, ctx.now);
+    let enrollment = Enrollment {
+        uid: Some(account.uid),
+        ..Enrollment::standard(secret, ctx.now)
+    };
     let issuer = issuer(ctx, args.issuer.as_deref())?;
     let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
 

@@ -43,6 +43,7 @@ pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Re
         period: imported.period,
         window: Some(imported.window),
         recovery: codes,
+        uid: Some(pw.uid),
         ..Enrollment::standard(imported.secret, ctx.now)
     };
     let archived = save(ctx, &user, &enrollment, 0, force)?;

@@ -823,3 +823,25 @@ fn provisioning_the_same_secret_again_keeps_used_codes_used() {
         .assert("PAM_AUTH_ERR")
         .assert_said("already been used");
 }
+
+#[test]
+fn status_tells_a_typo_and_a_name_given_to_someone_else() {
+    if !root() {
+        return;
+    }
+    let f = provisioned();
+    assert_eq!(f.enrollment("daemon").unwrap().uid, Some(1), "recorded");
+    f.cli(&["status", "daemon"], "").expect(0, "uid: 1");
+    f.cli(&["status", "no-such-user-here"], "")
+        .expect(1, "there is no user no-such-user-here");
+    let mut e = f.enrollment("daemon").unwrap();
+    e.uid = Some(12345);
+    let store = f.store();
+    let lock = store.lock(&user_name("daemon")).unwrap();
+    store.save_enrollment(&lock, &e).unwrap();
+    drop(lock);
+    f.cli(&["status", "daemon"], "").expect(
+        0,
+        "problem: enrolled for uid 12345, but daemon is now uid 1",
+    );
+}

@@ -297,3 +297,60 @@ fn a_phone_whose_clock_is_off_is_told_so_and_counted() {
     assert_eq!(f.state("daemon").state.refused.len(), 3);
     f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
 }
+
+/// An enrollment of `daemon` made for another uid, as if the account had been deleted and its
+/// name given to someone else.
+fn stale_enrollment(f: &Fixture) -> ivmfa_core::enrollment::Enrollment {
+    let mut e = f.enroll("daemon");
+    e.uid = Some(12345);
+    let store = f.store();
+    let lock = store.lock(&user_name("daemon")).unwrap();
+    store.save_enrollment(&lock, &e).unwrap();
+    e
+}
+
+#[test]
+fn an_enrollment_made_for_another_uid_is_not_this_users() {
+    if !require_root("a private /dev/log in a mount namespace") {
+        return;
+    }
+    let f = Fixture::new("");
+    let e = stale_enrollment(&f);
+    settle();
+    let (out, lines) = f.login_logged("daemon", &[&code(&e, 0)]);
+    out.assert("PAM_AUTH_ERR")
+        .assert_said("has not been set up yet");
+    logged_line(
+        &lines,
+        &[
+            "made for uid 12345",
+            "now uid 1",
+            "ivmfa-enroll remove daemon",
+        ],
+    );
+    // Made for this uid (or from before uids were recorded): as ever.
+    let mut mine = e.clone();
+    mine.uid = Some(1);
+    let store = f.store();
+    let lock = store.lock(&user_name("daemon")).unwrap();
+    store.save_enrollment(&lock, &mine).unwrap();
+    drop(lock);
+    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
+}
+
+#[test]
+fn set_up_in_the_login_replaces_an_earlier_owners_enrollment() {
+    let f = Fixture::new("unenrolled=enroll");
+    let old = stale_enrollment(&f);
+    settle();
+    f.login("daemon", &["@phone"])
+        .assert("PAM_SUCCESS")
+        .assert_said("scan this code");
+    let new = f.enrollment("daemon").unwrap();
+    assert_ne!(new.secret, old.secret);
+    assert_eq!(new.uid, Some(1));
+    assert!(
+        f.store.join("archive").read_dir().unwrap().count() == 1,
+        "archived"
+    );
+}
