@@ -46,7 +46,8 @@ pub enum Command {
     /// Show whether users are enrolled, recovery codes left and any back-off
     #[command(after_help = "Examples:\n  \
         sudo ivmfa-enroll status          every user in the store\n  \
-        sudo ivmfa-enroll status alice    one user in detail")]
+        sudo ivmfa-enroll status alice    one user in detail\n\n\
+        Exit status 1 if USER is no user in the user database.")]
     Status {
         /// User to show; all users in the store if omitted
         user: Option<String>,
