@@ -4,12 +4,14 @@
 //! here means logins without MFA.
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ivmfa_core::config::{Config, Unenrolled};
 use ivmfa_core::store::Store;
+use ivmfa_core::username::UserName;
 
 #[derive(Default)]
 struct Report {
@@ -30,7 +32,13 @@ impl Report {
 }
 
 /// Reports what it finds; returns whether all is well. Every fault is a finding, not an error.
-pub fn run(config: Option<&Path>, store: Option<&Path>, pam_dir: &Path, sshd: &Path) -> bool {
+pub fn run(
+    config: Option<&Path>,
+    store: Option<&Path>,
+    pam_dir: &Path,
+    sshd: &Path,
+    logins: &Logins,
+) -> bool {
     let mut r = Report::default();
     let euid = ivmfa_sys::euid();
     let config_args: Vec<String> = config
@@ -61,9 +69,10 @@ pub fn run(config: Option<&Path>, store: Option<&Path>, pam_dir: &Path, sshd: &P
         }
     }
     let store = Store::new(&resolved.store, euid);
-    check_store(&mut r, &store);
+    let in_store = check_store(&mut r, &store);
     let sshd_stack = check_pam(&mut r, pam_dir, &config_args, euid);
-    check_sshd(&mut r, sshd, sshd_stack);
+    let users = logins.users.as_deref().unwrap_or(&in_store);
+    check_sshd(&mut r, sshd, sshd_stack, users, logins);
 
     match r.problems {
         0 => println!("\nNo problems found."),
@@ -73,14 +82,16 @@ pub fn run(config: Option<&Path>, store: Option<&Path>, pam_dir: &Path, sshd: &P
     r.problems == 0
 }
 
-fn check_store(r: &mut Report, store: &Store) {
+/// Returns the users in the store, for the evaluation of sshd's Match blocks.
+fn check_store(r: &mut Report, store: &Store) -> Vec<UserName> {
     let users = match store.users() {
         Ok(users) => users,
         Err(e) => {
-            return r.problem(
+            r.problem(
                 &e.to_string(),
                 "fix the store directory: root-owned, mode 0700",
             );
+            return Vec::new();
         }
     };
     let mut enrolled = 0;
@@ -117,6 +128,7 @@ fn check_store(r: &mut Report, store: &Store) {
             store.root().display()
         ));
     }
+    users
 }
 
 /// One `auth` entry of a PAM stack, after includes are expanded.
@@ -913,65 +925,54 @@ fn check_order(
     Order::NoPassword
 }
 
-fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack) {
-    let out = match Command::new(sshd).arg("-T").output() {
-        Ok(out) => out,
-        Err(_) => {
-            r.note(&format!(
-                "{} not found; sshd settings not checked",
-                sshd.display()
-            ));
-            return;
-        }
-    };
-    if !stack.loads_module {
-        r.note("the sshd PAM stack does not load pam_ivmfa.so; SSH logins ask for no code");
-        return;
+/// sshd's settings read as `sshd -T` prints them: lowercase keys, one per line.
+fn setting(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// A way sshd's settings let a login past without the code, or to the code prompt without
+/// a key. Compared, so that what a Match block adds stands out from the global settings.
+#[derive(Debug, PartialEq, Eq)]
+enum Gap {
+    NoPam,
+    NoKbd,
+    /// Methods or method lists that log in without keyboard-interactive.
+    Bypass(Vec<String>),
+    /// Method lists that start with keyboard-interactive, for a stack that asks only for
+    /// the code.
+    OpenStart(Vec<String>),
+}
+
+/// The gaps in one set of effective settings, and its AuthenticationMethods.
+fn gaps(text: &str, stack: SshdStack) -> (Vec<Gap>, String) {
+    let mut out = Vec::new();
+    if setting(text, "usepam") != "yes" {
+        out.push(Gap::NoPam);
     }
-    if !out.status.success() {
-        let why = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        r.problem(
-            &format!("cannot read sshd's effective settings (sshd -T: {why}); a login may skip the code unnoticed"),
-            "fix what sshd -T reports, then run check again",
-        );
-        return;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let setting = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    let mut fine = true;
-    if setting("usepam") != "yes" {
-        fine = false;
-        r.problem(
-            "sshd has UsePAM no, so it never asks for the code",
-            "set UsePAM yes in sshd_config",
-        );
-    }
-    if setting("kbdinteractiveauthentication") != "yes" {
-        fine = false;
-        r.problem(
-            "sshd has KbdInteractiveAuthentication no, so it cannot show the code prompt",
-            "set KbdInteractiveAuthentication yes in sshd_config",
-        );
+    if setting(text, "kbdinteractiveauthentication") != "yes" {
+        out.push(Gap::NoKbd);
     }
     // Every way in must include keyboard-interactive, where the code is asked.
-    let methods = setting("authenticationmethods");
-    let bypass: Vec<&str> = if methods.is_empty() || methods == "any" {
+    let methods = setting(text, "authenticationmethods");
+    let any = methods.is_empty() || methods == "any";
+    let bypass: Vec<String> = if any {
         [
-            ("publickey", setting("pubkeyauthentication") != "no"),
-            ("gssapi-with-mic", setting("gssapiauthentication") == "yes"),
-            ("hostbased", setting("hostbasedauthentication") == "yes"),
+            ("publickey", setting(text, "pubkeyauthentication") != "no"),
+            (
+                "gssapi-with-mic",
+                setting(text, "gssapiauthentication") == "yes",
+            ),
+            (
+                "hostbased",
+                setting(text, "hostbasedauthentication") == "yes",
+            ),
         ]
         .into_iter()
-        .filter_map(|(m, on)| on.then_some(m))
+        .filter(|&(_, on)| on)
+        .map(|(m, _)| m.to_owned())
         .collect()
     } else {
         methods
@@ -981,58 +982,286 @@ fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack) {
                     .split(',')
                     .any(|m| m.starts_with("keyboard-interactive"))
             })
+            .map(str::to_owned)
             .collect()
     };
     if !bypass.is_empty() {
-        fine = false;
-        r.problem(
-            &format!(
-                "sshd lets users in without a code through: {}",
-                bypass.join(", ")
-            ),
-            "set AuthenticationMethods publickey,keyboard-interactive keyboard-interactive \
-             (every list must contain keyboard-interactive)",
-        );
+        out.push(Gap::Bypass(bypass));
     }
     // With no password in the PAM stack, only a method sshd checks first (a key) keeps
     // strangers from the code prompt.
     if stack.code_only {
-        let first = |list: &&str| {
-            list.split(',')
-                .next()
-                .is_some_and(|m| m.starts_with("keyboard-interactive"))
-        };
-        let open: Vec<&str> = if methods.is_empty() || methods == "any" {
-            vec!["keyboard-interactive"]
+        let open: Vec<String> = if any {
+            vec!["keyboard-interactive".to_owned()]
         } else {
-            methods.split(' ').filter(first).collect()
+            methods
+                .split(' ')
+                .filter(|list| {
+                    list.split(',')
+                        .next()
+                        .is_some_and(|m| m.starts_with("keyboard-interactive"))
+                })
+                .map(str::to_owned)
+                .collect()
         };
         if !open.is_empty() {
-            fine = false;
-            r.problem(
-                &format!(
+            out.push(Gap::OpenStart(open));
+        }
+    }
+    (out, methods)
+}
+
+/// `sshd -T`, with `-C spec` when given: the effective settings, or sshd's first line of
+/// complaint. `Err(None)`: sshd could not be run at all.
+fn effective(sshd: &Path, spec: Option<&str>) -> Result<String, Option<String>> {
+    let mut command = Command::new(sshd);
+    command.arg("-T");
+    if let Some(spec) = spec {
+        command.arg("-C").arg(spec);
+    }
+    let out = command.output().map_err(|_| None)?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .map_or_else(
+                || format!("exit status {}", out.status.code().unwrap_or(-1)),
+                str::to_owned,
+            );
+        return Err(Some(why));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whose logins sshd's Match blocks are evaluated for.
+pub struct Logins {
+    /// `None`: every user in the store.
+    pub users: Option<Vec<UserName>>,
+    /// Empty: [`DEFAULT_FROM`].
+    pub from: Vec<IpAddr>,
+}
+
+/// Where a login is taken to come from when `--from` is not given: an address that stands
+/// for any remote host (TEST-NET-1, RFC 5737, which no real Match block names) and the
+/// loopback address, which blocks that exempt local logins name.
+pub const DEFAULT_FROM: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+];
+
+fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack, users: &[UserName], logins: &Logins) {
+    let text = match effective(sshd, None) {
+        Ok(text) => Some(text),
+        Err(None) => {
+            r.note(&format!(
+                "{} not found; sshd settings not checked",
+                sshd.display()
+            ));
+            return;
+        }
+        Err(Some(why)) => {
+            if stack.loads_module {
+                r.problem(
+                    &format!("cannot read sshd's effective settings (sshd -T: {why}); a login may skip the code unnoticed"),
+                    "fix what sshd -T reports, then run check again",
+                );
+            }
+            None
+        }
+    };
+    if !stack.loads_module {
+        r.note("the sshd PAM stack does not load pam_ivmfa.so; SSH logins ask for no code");
+        return;
+    }
+    let Some(text) = text else {
+        return;
+    };
+    let (global, methods) = gaps(&text, stack);
+    for gap in &global {
+        let (what, fix) = match gap {
+            Gap::NoPam => (
+                "sshd has UsePAM no, so it never asks for the code".to_owned(),
+                "set UsePAM yes in sshd_config",
+            ),
+            Gap::NoKbd => (
+                "sshd has KbdInteractiveAuthentication no, so it cannot show the code prompt"
+                    .to_owned(),
+                "set KbdInteractiveAuthentication yes in sshd_config",
+            ),
+            Gap::Bypass(ways) => (
+                format!(
+                    "sshd lets users in without a code through: {}",
+                    ways.join(", ")
+                ),
+                "set AuthenticationMethods publickey,keyboard-interactive keyboard-interactive \
+                 (every list must contain keyboard-interactive)",
+            ),
+            Gap::OpenStart(lists) => (
+                format!(
                     "sshd's PAM stack asks for no password before the code, and sshd lets a \
                      login start with {}, so anyone who knows a user name reaches the code \
                      prompt",
-                    open.join(" or ")
+                    lists.join(" or ")
                 ),
                 "set AuthenticationMethods publickey,keyboard-interactive, or put the password \
                  step before pam_ivmfa.so in /etc/pam.d/sshd",
-            );
-        }
+            ),
+        };
+        r.problem(&what, fix);
     }
-    let config = std::fs::read_to_string("/etc/ssh/sshd_config").unwrap_or_default();
-    if config
-        .lines()
-        .any(|l| l.trim_start().to_ascii_lowercase().starts_with("match "))
-    {
-        r.note("sshd_config has Match blocks, which sshd -T does not apply; check them with sshd -T -C user=NAME,host=HOST,addr=ADDR");
-    }
-    if fine {
+    if global.is_empty() {
         r.ok(&format!(
             "sshd: UsePAM and keyboard-interactive on; AuthenticationMethods {methods}"
         ));
     }
+    check_match_blocks(r, sshd, stack, &global, users, logins);
+}
+
+/// `sshd -T` alone leaves out Match blocks; `-C` applies those that fit one login. Each user
+/// is evaluated from each address, and what a block adds to the global gaps is reported.
+fn check_match_blocks(
+    r: &mut Report,
+    sshd: &Path,
+    stack: SshdStack,
+    global: &[Gap],
+    users: &[UserName],
+    logins: &Logins,
+) {
+    if users.is_empty() {
+        r.note(
+            "nobody is in the store, so sshd's Match blocks were evaluated for no one; \
+             name a user with check --user NAME",
+        );
+        return;
+    }
+    let from: &[IpAddr] = if logins.from.is_empty() {
+        &DEFAULT_FROM
+    } else {
+        &logins.from
+    };
+    if logins.from.is_empty() && sshd_config_matches_address() {
+        r.note(&format!(
+            "sshd_config has Match Address blocks, and logins were evaluated from {} only; \
+             evaluate the networks they name with --from ADDR",
+            list(from)
+        ));
+    }
+    for user in users {
+        let mut required = Vec::new();
+        for addr in from {
+            // Neither a user name (UserName admits no ',' or '=') nor an address can add
+            // a key to the spec. With UseDNS no, sshd's default, the host is the address.
+            let spec = format!("user={user},host={addr},addr={addr}");
+            let text = match effective(sshd, Some(&spec)) {
+                Ok(text) => text,
+                Err(why) => {
+                    // Refused once, refused for everyone: one problem says it.
+                    return r.problem(
+                        &format!(
+                            "cannot evaluate sshd's Match blocks (sshd -T -C {spec}: {}); one \
+                             may let a login skip the code unnoticed",
+                            why.unwrap_or_else(|| "cannot run it".to_owned())
+                        ),
+                        "fix what sshd reports; if it wants laddr or lport (a Match \
+                         LocalAddress or LocalPort block), run sshd -T -C with them added, for \
+                         each address and port sshd listens on",
+                    );
+                }
+            };
+            let added: Vec<Gap> = gaps(&text, stack)
+                .0
+                .into_iter()
+                .filter(|g| !global.contains(g))
+                .collect();
+            if added.is_empty() {
+                required.push(*addr);
+            }
+            let at = format!("{user} from {addr}");
+            let verify = format!("; sshd -T -C {spec} shows the result");
+            for gap in added {
+                let (what, fix) = match gap {
+                    Gap::NoPam => (
+                        format!("{at}: sshd has UsePAM no, so it never asks for the code"),
+                        "set UsePAM yes in sshd_config".to_owned(),
+                    ),
+                    Gap::NoKbd => (
+                        format!(
+                            "{at}: a Match block sets KbdInteractiveAuthentication no, so sshd \
+                             cannot show the code prompt"
+                        ),
+                        format!(
+                            "remove KbdInteractiveAuthentication no from the Match block that \
+                             applies{verify}"
+                        ),
+                    ),
+                    Gap::Bypass(ways) => (
+                        format!(
+                            "{at}: a Match block lets the user in without a code through: {}; \
+                             the code is never asked",
+                            ways.join(", ")
+                        ),
+                        format!(
+                            "in the Match block that applies, set AuthenticationMethods \
+                             publickey,keyboard-interactive (every list must contain \
+                             keyboard-interactive){verify}"
+                        ),
+                    ),
+                    Gap::OpenStart(lists) => (
+                        format!(
+                            "{at}: a Match block lets a login start with {}, and sshd's PAM \
+                             stack asks for no password before the code, so anyone who knows \
+                             the user name reaches the code prompt",
+                            lists.join(" or ")
+                        ),
+                        format!(
+                            "in the Match block that applies, set AuthenticationMethods \
+                             publickey,keyboard-interactive{verify}"
+                        ),
+                    ),
+                };
+                r.problem(&what, &fix);
+            }
+        }
+        if global.is_empty() && !required.is_empty() {
+            r.ok(&format!(
+                "{user} from {}: keyboard-interactive required",
+                list(&required)
+            ));
+        }
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn list(addrs: &[IpAddr]) -> String {
+    let words: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+    match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => words.join(""),
+    }
+}
+
+/// Whether the system's sshd_config, or a file Debian's includes, has a Match block on the
+/// client's address: those the default addresses may miss.
+fn sshd_config_matches_address() -> bool {
+    let mut files = vec![PathBuf::from("/etc/ssh/sshd_config")];
+    if let Ok(dir) = std::fs::read_dir("/etc/ssh/sshd_config.d") {
+        files.extend(
+            dir.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "conf")),
+        );
+    }
+    files.iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().any(|line| {
+                let mut words = line.split_whitespace();
+                words
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("match"))
+                    && words.any(|w| w.eq_ignore_ascii_case("address"))
+            })
+        })
+    })
 }
 
 #[cfg(test)]
@@ -1114,5 +1343,40 @@ mod tests {
         ]);
         let path = stranger_path(&s, &ours(&s), 2).unwrap();
         assert_eq!(path, vec![(0, Action::Bad), (1, Action::Done)]);
+    }
+
+    #[test]
+    fn a_user_name_cannot_add_a_key_to_the_connection_spec() {
+        // The -C spec is built from UserName without escaping.
+        for name in ["a,addr=10.0.0.1", "a=b", "a b", "a\tb"] {
+            assert!(UserName::parse(name).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_match_block_adds_gaps_that_the_global_settings_lack() {
+        let key_first = SshdStack {
+            loads_module: true,
+            code_only: true,
+        };
+        let global = "usepam yes\nkbdinteractiveauthentication yes\n\
+                      authenticationmethods publickey,keyboard-interactive";
+        assert_eq!(gaps(global, key_first).0, []);
+        let block = format!("authenticationmethods keyboard-interactive password\n{global}");
+        assert_eq!(
+            gaps(&block, key_first).0,
+            [
+                Gap::Bypass(vec!["password".into()]),
+                Gap::OpenStart(vec!["keyboard-interactive".into()])
+            ]
+        );
+    }
+
+    #[test]
+    fn addresses_read_as_a_list() {
+        assert_eq!(list(&DEFAULT_FROM), "192.0.2.1 and 127.0.0.1");
+        assert_eq!(list(&DEFAULT_FROM[..1]), "192.0.2.1");
+        let three = [DEFAULT_FROM[0], DEFAULT_FROM[1], "::1".parse().unwrap()];
+        assert_eq!(list(&three), "192.0.2.1, 127.0.0.1 and ::1");
     }
 }

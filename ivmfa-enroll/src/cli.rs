@@ -92,7 +92,9 @@ pub enum Command {
     /// Check config, store permissions, PAM stacks and sshd settings; say what to fix
     #[command(after_help = "Examples:\n  \
         sudo ivmfa-enroll check\n  \
-        sudo ivmfa-enroll check --pam-dir /mnt/etc/pam.d --sshd /usr/sbin/sshd\n\n\
+        sudo ivmfa-enroll check --pam-dir /mnt/etc/pam.d --sshd /usr/sbin/sshd\n  \
+        sudo ivmfa-enroll check --user alice --from 10.1.2.3 --from 192.0.2.1\n      \
+            apply sshd's Match blocks to alice logging in from each of these addresses\n\n\
         Every PAM service that loads pam_ivmfa.so is checked, whatever name the stack gives \
         it (a symlink, a hard link or a copy, a relative or absolute path). The code prompt \
         must be reachable only by someone who knows the password, whatever unenrolled is: \
@@ -102,6 +104,12 @@ pub enum Command {
         runs. An sshd stack without a password step (key + code) needs sshd to check a key \
         first: check reports AuthenticationMethods that let a login start with \
         keyboard-interactive.\n\n\
+        sshd -T alone leaves out sshd_config's Match blocks, so check also runs \
+        sshd -T -C user=USER,host=ADDR,addr=ADDR for every user in the store (or each --user) \
+        from each --from address (default 192.0.2.1, standing for any remote host, and \
+        127.0.0.1), and reports a Match block that lets that login in without the code. \
+        Blocks on other addresses (a LAN, a VPN) are evaluated only when --from names one of \
+        them.\n\n\
         Exit status 0 when nothing is wrong, 1 when something is.")]
     Check {
         /// Directory of PAM service files
@@ -110,6 +118,14 @@ pub enum Command {
         /// sshd binary to ask for its effective settings (sshd -T)
         #[arg(long, default_value = "/usr/sbin/sshd", value_name = "PATH")]
         sshd: PathBuf,
+        /// Apply sshd's Match blocks to this user's logins (repeatable) [default: every user
+        /// in the store]
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+        /// Apply sshd's Match blocks to logins from this IP address (repeatable) [default:
+        /// 192.0.2.1 and 127.0.0.1]
+        #[arg(long = "from", value_name = "ADDR")]
+        from: Vec<String>,
     },
 }
 

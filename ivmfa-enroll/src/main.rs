@@ -31,6 +31,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// An IP address for `check --from`: it goes into sshd's `-C` spec, where a name or a
+/// comma would change what is asked.
+fn address(text: &str) -> Result<std::net::IpAddr, CliError> {
+    text.parse().map_err(|_| {
+        CliError::new(
+            error::Kind::Usage,
+            format!("--from {text:?} is not an IP address"),
+            "give an address such as 10.1.2.3 or 2001:db8::1, as sshd sees the client",
+        )
+    })
+}
+
 /// `Ok(false)`: the command ran and found something wrong (check).
 fn run(cli: &Cli) -> Result<bool, CliError> {
     let config = cli.config.as_deref();
@@ -50,9 +62,27 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
             reset::deny(&context()?, user, reason)?
         }
         // The doctor reports a broken config as a finding instead of stopping at it.
-        Command::Check { pam_dir, sshd } => {
+        Command::Check {
+            pam_dir,
+            sshd,
+            users,
+            from,
+        } => {
             context::require_root()?;
-            return Ok(check::run(config, store, pam_dir, sshd));
+            let logins = check::Logins {
+                users: if users.is_empty() {
+                    None
+                } else {
+                    Some(
+                        users
+                            .iter()
+                            .map(|u| context::user_name(u))
+                            .collect::<Result<_, _>>()?,
+                    )
+                },
+                from: from.iter().map(|a| address(a)).collect::<Result<_, _>>()?,
+            };
+            return Ok(check::run(config, store, pam_dir, sshd, &logins));
         }
     }
     Ok(true)
