@@ -17,7 +17,8 @@ use crate::{driver, module_path, Fixture};
 
 pub const USER: &str = "ivmfa-e2e";
 pub const PASSWORD: &str = "correct horse battery staple";
-const UID: u32 = 4242;
+/// The test user's uid and gid, to run a program as that user inside the private system.
+pub const UID: u32 = 4242;
 
 pub struct Sshd {
     child: Child,

@@ -15,6 +15,8 @@ pub struct Terminal {
     pub screen: String,
     /// The start of a character whose other bytes are still to come.
     partial: Vec<u8>,
+    /// Where [`Terminal::expect_next`] looks from: the end of what it last found.
+    seen: usize,
 }
 
 fn quote(word: &str) -> String {
@@ -54,6 +56,7 @@ impl Terminal {
             output: rx,
             screen: String::new(),
             partial: Vec::new(),
+            seen: 0,
         }
     }
 
@@ -93,6 +96,28 @@ impl Terminal {
             assert!(
                 Instant::now() < deadline,
                 "waited 10 s for one of {texts:?}; the screen shows:\n{}",
+                self.screen
+            );
+            self.pump(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `text` shows after what this last found (10 s at most). For a prompt that
+    /// comes back, which [`Terminal::expect`] would find at its first showing; returns where
+    /// it begins in the screen.
+    #[track_caller]
+    pub fn expect_next(&mut self, text: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(at) = self.screen[self.seen..].find(text) {
+                let start = self.seen + at;
+                self.seen = start + text.len();
+                return start;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for {text:?} past byte {}; the screen shows:\n{}",
+                self.seen,
                 self.screen
             );
             self.pump(Duration::from_millis(100));
