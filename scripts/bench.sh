@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_packages libpam0g-dev libpam-google-authenticator util-linux
 find_cargo
-cargo build --release --locked -p pam_ivmfa -p ivmfa-tests --bin ivmfa-bench
+# Two commands: with --bin in the same one, cargo builds only that binary and not the module.
+cargo build --release --locked -p pam_ivmfa
+cargo build --release --locked -p ivmfa-tests --bin ivmfa-bench
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
 exec target/release/ivmfa-bench --module target/release/libpam_ivmfa.so "$@"
