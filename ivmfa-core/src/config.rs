@@ -323,19 +323,41 @@ impl Config {
         Ok(())
     }
 
-    /// One line for the debug log.
+    /// One line for the debug log: every key, as resolved. (Nothing here is secret; text the
+    /// administrator wrote is escaped like any log text.)
     pub fn summary(&self) -> String {
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
         format!(
-            "store={} unenrolled={} window={} exempt_group={} max_failures={} \
-             max_failures_per_user={} backoff_seconds={} max_backoff_seconds={} services={}",
+            "store={} unenrolled={} window={} prompt=\"{}\" exempt_group={} debug={} \
+             max_failures={} max_failures_per_user={} backoff_seconds={} \
+             max_backoff_seconds={} issuer={} reset_keyword=\"{}\" reset_message=\"{}\" \
+             notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
+             qr_background={} services={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
-            self.exempt_group.as_deref().unwrap_or("-"),
+            printable(&self.prompt),
+            or_dash(self.exempt_group.as_deref().map(printable)),
+            self.debug,
             self.rate_limit.max_failures,
             self.rate_limit.max_failures_per_user,
             self.rate_limit.backoff,
             self.rate_limit.max_backoff,
+            or_dash(self.issuer.as_deref().map(printable)),
+            printable(&self.reset_keyword),
+            printable(&self.reset_message),
+            or_dash(
+                self.notify_command
+                    .as_ref()
+                    .map(|p| printable(&p.to_string_lossy()))
+            ),
+            self.notify_timeout,
+            self.ticket_lifetime / 3600,
+            if self.qr_light_background {
+                "light"
+            } else {
+                "dark"
+            },
             if self.services.is_empty() {
                 "(all)".to_owned()
             } else {
@@ -445,6 +467,43 @@ pub fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_debug_line_names_every_key() {
+        let keys = [
+            "store",
+            "unenrolled",
+            "window",
+            "prompt",
+            "exempt_group",
+            "debug",
+            "max_failures",
+            "max_failures_per_user",
+            "backoff_seconds",
+            "max_backoff_seconds",
+            "issuer",
+            "reset_keyword",
+            "reset_message",
+            "notify_command",
+            "notify_timeout_seconds",
+            "ticket_lifetime_hours",
+            "qr_background",
+            "services",
+        ];
+        let line = Config::default().summary();
+        for key in keys {
+            assert!(
+                line.contains(&format!(" {key}=")) || line.starts_with(&format!("{key}=")),
+                "{key}: {line}"
+            );
+        }
+        // And every key the setter knows is in that list.
+        for key in keys {
+            let mut c = Config::default();
+            let known = !matches!(c.set(key, Some("")), Err(Error::Config(m)) if m.starts_with("unknown option"));
+            assert!(known, "{key}");
+        }
+    }
 
     fn args(words: &[&str]) -> Vec<String> {
         words.iter().map(|s| s.to_string()).collect()
