@@ -1,4 +1,5 @@
-# Shell functions shared by test.sh and bench.sh; sourced, not run.
+# shellcheck shell=bash
+# Shell functions shared by the scripts in scripts/ and packaging/; sourced, not run.
 
 # Installs those of the given Debian packages that are not installed yet.
 ensure_packages() {
@@ -9,8 +10,12 @@ ensure_packages() {
     ((${#missing[@]})) || return 0
     echo "installing: ${missing[*]}"
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Cloud images and containers ship with empty package lists, where every install fails
+    # with "has no installation candidate"; and on a first boot unattended-upgrades often
+    # holds the dpkg lock for a while, so wait for it rather than fail.
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+    $sudo "${apt[@]}" update -qq
+    $sudo "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 # Puts cargo on PATH: rustup's default location, in case this shell's PATH lacks it (sudo, CI).
