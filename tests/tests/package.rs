@@ -1,6 +1,7 @@
 //! The .deb as a sysadmin uses it: install with dpkg, enable the pam-auth-update profile,
 //! enroll with the installed ivmfa-enroll, log in through sshd with the installed module,
-//! remove and purge, and nothing is left behind. Also lintian, and the .rpm's file list.
+//! remove and purge, and nothing is left behind. Also lintian, the .rpm's file list and
+//! the module's place in both packages.
 //!
 //! The packages are built by scripts/test.sh (packaging/build-packages.sh) before the tests
 //! run. PAM changes happen only inside a private mount namespace over a copy of /etc/pam.d;
@@ -27,9 +28,10 @@ fn built(dir: &str, ext: &str) -> Option<PathBuf> {
 }
 
 fn available(what: &str, path: Option<&PathBuf>) -> bool {
-    if !require_root("installing a package") {
-        return false;
-    }
+    require_root("installing a package") && was_built(what, path)
+}
+
+fn was_built(what: &str, path: Option<&PathBuf>) -> bool {
     let ok = path.is_some() && Path::new("/usr/bin/dpkg").exists();
     assert!(
         ok || !is_ci(),
@@ -57,14 +59,38 @@ fn run_ok(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const INSTALLED: [&str; 6] = [
-    "/lib/x86_64-linux-gnu/security/pam_ivmfa.so",
-    "/usr/sbin/ivmfa-enroll",
-    "/etc/ivmfa/ivmfa.toml",
-    "/usr/share/pam-configs/ivmfa",
-    "/usr/lib/tmpfiles.d/ivmfa.conf",
-    "/usr/share/man/man8/pam_ivmfa.8.gz",
-];
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Debian's multiarch tuple of this machine, e.g. x86_64-linux-gnu.
+fn multiarch() -> String {
+    run_ok("dpkg-architecture -qDEB_HOST_MULTIARCH")
+        .trim()
+        .to_owned()
+}
+
+/// The directory libpam loads modules from, as the system's own libpam-modules shows it:
+/// where its pam_unix.so is, symbolic links (/lib -> usr/lib) resolved.
+fn pam_module_dir() -> PathBuf {
+    let listed = run_ok("dpkg-query -L \"libpam-modules:$(dpkg --print-architecture)\"");
+    let unix = listed
+        .lines()
+        .find(|l| l.ends_with("/security/pam_unix.so"))
+        .unwrap_or_else(|| panic!("no pam_unix.so in libpam-modules:\n{listed}"));
+    Path::new(unix).parent().unwrap().canonicalize().unwrap()
+}
+
+fn installed() -> [String; 6] {
+    [
+        format!("/lib/{}/security/pam_ivmfa.so", multiarch()),
+        "/usr/sbin/ivmfa-enroll".into(),
+        "/etc/ivmfa/ivmfa.toml".into(),
+        "/usr/share/pam-configs/ivmfa".into(),
+        "/usr/lib/tmpfiles.d/ivmfa.conf".into(),
+        "/usr/share/man/man8/pam_ivmfa.8.gz".into(),
+    ]
+}
 
 #[test]
 fn deb_installs_enables_logs_in_and_purges_clean() {
@@ -76,8 +102,8 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
     // A leftover from an earlier, interrupted run.
     let _ = sh("dpkg --purge ivmfa >/dev/null 2>&1");
     run_ok(&format!("dpkg -i {}", deb.display()));
-    for path in INSTALLED {
-        assert!(Path::new(path).exists(), "{path} not installed");
+    for path in installed() {
+        assert!(Path::new(&path).exists(), "{path} not installed");
     }
     let store = fs::metadata("/var/lib/ivmfa").expect("the store is created");
     assert_eq!(
@@ -151,7 +177,8 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
     drop(sshd);
 
     run_ok("dpkg --purge ivmfa");
-    for path in INSTALLED.iter().chain(&["/var/lib/ivmfa", "/etc/ivmfa"]) {
+    let leftovers = ["/var/lib/ivmfa".into(), "/etc/ivmfa".into()];
+    for path in installed().iter().chain(&leftovers) {
         assert!(!Path::new(path).exists(), "{path} left behind after purge");
     }
     let status = sh("dpkg -s ivmfa");
@@ -184,8 +211,15 @@ fn rpm_holds_the_module_in_libdir_security() {
         return;
     }
     let files = run_ok(&format!("rpm -qlp {}", rpm.unwrap().display()));
+    // %{_libdir}: lib64 on every 64-bit architecture rpm-based systems ship.
+    let libdir = if cfg!(target_pointer_width = "64") {
+        "lib64"
+    } else {
+        "lib"
+    };
+    let module = format!("/usr/{libdir}/security/pam_ivmfa.so");
     for path in [
-        "/usr/lib64/security/pam_ivmfa.so",
+        &*module,
         "/usr/sbin/ivmfa-enroll",
         "/etc/ivmfa/ivmfa.toml",
         "/usr/share/man/man1/ivmfa-enroll.1.gz",
@@ -196,5 +230,71 @@ fn rpm_holds_the_module_in_libdir_security() {
             files.lines().any(|l| l == path),
             "{path} not in the rpm:\n{files}"
         );
+    }
+}
+
+/// The .deb's module sits in the multiarch directory of the architecture the package is
+/// for, and that is the directory libpam on this machine loads modules from.
+#[test]
+fn deb_puts_the_module_where_libpam_looks() {
+    let deb = built("debian", "deb");
+    if !was_built("the .deb", deb.as_ref()) {
+        return;
+    }
+    let deb = deb.unwrap().display().to_string();
+    let arch = run_ok(&format!("dpkg-deb -f {deb} Architecture"));
+    let tuple = run_ok(&format!(
+        "dpkg-architecture -a {} -qDEB_HOST_MULTIARCH 2>/dev/null",
+        arch.trim()
+    ));
+    let tuple = tuple.trim();
+    assert_eq!(
+        tuple,
+        multiarch(),
+        "a .deb for {arch} built on this machine"
+    );
+    let listing = run_ok(&format!("dpkg-deb -c {deb}"));
+    let modules: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|p| p.ends_with("/pam_ivmfa.so"))
+        .collect();
+    assert_eq!(
+        modules,
+        [format!("./lib/{tuple}/security/pam_ivmfa.so")],
+        "{listing}"
+    );
+    let packaged = Path::new("/lib").join(tuple).join("security");
+    assert_eq!(
+        packaged.canonicalize().unwrap(),
+        pam_module_dir(),
+        "{} is not where libpam looks",
+        packaged.display()
+    );
+}
+
+/// The manifests write no architecture into a path: build-packages.sh names the module's
+/// directory after the build, so a package built on arm64 is right for arm64.
+#[test]
+fn package_manifests_name_no_architecture() {
+    let manifest = fs::read_to_string(repo().join("ivmfa-enroll/Cargo.toml")).unwrap();
+    for line in manifest
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+    {
+        for arch in [
+            "x86_64",
+            "amd64",
+            "aarch64",
+            "arm64",
+            "i386",
+            "linux-gnu",
+            "lib64",
+        ] {
+            assert!(
+                !line.contains(arch),
+                "{arch} written into the manifest: {line}"
+            );
+        }
     }
 }
