@@ -355,6 +355,16 @@ fn assert_status(out: &std::process::Output, code: i32) {
     );
 }
 
+/// Whether `man` is here to ask; CI must have it.
+fn have_man() -> bool {
+    let ok = Path::new("/usr/bin/man").exists();
+    assert!(ok || !is_ci(), "man (man-db) is needed");
+    if !ok {
+        eprintln!("SKIPPED (no man-db): man -w for the installed pages");
+    }
+    ok
+}
+
 /// `man -w SECTION NAME`: the file man would show, if any, symbolic links resolved
 /// (Debian's man finds /usr/local/share/man through /usr/local/man).
 fn man_w(section: &str, name: &str) -> Option<PathBuf> {
@@ -362,7 +372,7 @@ fn man_w(section: &str, name: &str) -> Option<PathBuf> {
         .args(["-w", section, name])
         .env_remove("MANPATH")
         .output()
-        .expect("man (man-db) is needed");
+        .unwrap();
     let found = String::from_utf8_lossy(&out.stdout);
     out.status
         .success()
@@ -531,12 +541,17 @@ fn install_sh_installs_where_libpam_looks_and_uninstalls() {
     assert_eq!((tool.mode() & 0o7777, tool.uid()), (0o755, 0));
     let help = Command::new(TOOL).arg("--help").output().unwrap();
     assert_status(&help, 0);
+    let man = have_man();
     for ((section, name), page) in MAN_PAGES.iter().zip(&pages) {
-        assert_eq!(
-            man_w(section, name),
-            Some(page.canonicalize().unwrap()),
-            "man {section} {name}"
-        );
+        let meta = fs::metadata(page).expect("the man page is installed");
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o644, 0));
+        if man {
+            assert_eq!(
+                man_w(section, name),
+                Some(page.canonicalize().unwrap()),
+                "man {section} {name}"
+            );
+        }
     }
     let store = fs::metadata("/var/lib/ivmfa").expect("the store is made");
     assert_eq!(store.mode() & 0o7777, 0o700);
@@ -575,7 +590,7 @@ fn install_sh_installs_where_libpam_looks_and_uninstalls() {
     for file in &files {
         assert!(!file.exists(), "{} left behind", file.display());
     }
-    for (section, name) in MAN_PAGES {
+    for (section, name) in MAN_PAGES.into_iter().filter(|_| man) {
         assert_eq!(man_w(section, name), None, "man {section} {name}");
     }
     assert!(Path::new("/var/lib/ivmfa").is_dir(), "the store must stay");
