@@ -31,7 +31,7 @@ case $(od -An -tu1 -j4 -N1 target/release/libpam_ivmfa.so | tr -d ' ') in
     *) rpm_libdir=lib ;;
 esac
 install -D -m 0644 target/release/libpam_ivmfa.so "$stage/deb/$multiarch/security/pam_ivmfa.so"
-install -D -m 0755 target/release/libpam_ivmfa.so "$stage/rpm/$rpm_libdir/security/pam_ivmfa.so"
+install -D -m 0644 target/release/libpam_ivmfa.so "$stage/rpm/$rpm_libdir/security/pam_ivmfa.so"
 
 cargo deb -p ivmfa-enroll --no-build
 cargo generate-rpm -p ivmfa-enroll

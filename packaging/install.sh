@@ -66,12 +66,18 @@ find_security_dir() {
         dirname "$unix"
         return
     fi
-    for d in /usr/lib64/security /lib64/security /usr/lib/security /lib/security; do
-        if [ -e "$d/pam_unix.so" ]; then
-            echo "$d"
-            return
-        fi
-    done
+    # Elsewhere, the first directory of the shared list that holds pam_unix.so; the list's
+    # "*" entries expand as shell globs here.
+    local pattern
+    while read -r pattern; do
+        case $pattern in /*) ;; *) continue ;; esac
+        for d in $pattern; do
+            if [ -e "$d/pam_unix.so" ]; then
+                echo "$d"
+                return
+            fi
+        done
+    done < packaging/pam-module-dirs
     echo "error: cannot find the PAM module directory (the one holding pam_unix.so)" >&2
     echo "hint: install Linux-PAM, or copy target/release/libpam_ivmfa.so there by hand as pam_ivmfa.so" >&2
     exit 1

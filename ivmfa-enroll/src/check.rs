@@ -399,14 +399,35 @@ fn expand(pam_dir: &Path, file: &str, depth: usize, level: usize, out: &mut Vec<
 }
 
 /// Where libpam finds modules named without a path.
-const MODULE_DIRS: [&str; 6] = [
-    "/usr/lib/x86_64-linux-gnu/security",
-    "/lib/x86_64-linux-gnu/security",
-    "/usr/lib/aarch64-linux-gnu/security",
-    "/usr/lib64/security",
-    "/lib/security",
-    "/usr/lib/security",
-];
+/// The one list of module directories, shared with packaging/install.sh.
+const MODULE_DIRS: &str = include_str!("../../packaging/pam-module-dirs");
+
+/// The module directories present on this machine, the `*` of a multiarch entry expanded.
+fn module_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for pattern in MODULE_DIRS
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('/'))
+    {
+        match pattern.split_once("/*/") {
+            Some((parent, rest)) => {
+                let Ok(entries) = std::fs::read_dir(parent) else {
+                    continue;
+                };
+                let mut found: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path().join(rest))
+                    .filter(|d| d.is_dir())
+                    .collect();
+                found.sort();
+                dirs.extend(found);
+            }
+            None => dirs.push(PathBuf::from(pattern)),
+        }
+    }
+    dirs
+}
 
 /// The files a module field can name: itself when absolute, else the same name in each
 /// module directory (libpam appends it, `..` and all, to its own).
@@ -414,10 +435,7 @@ fn module_files(module: &str) -> Vec<PathBuf> {
     if module.starts_with('/') {
         return vec![PathBuf::from(module)];
     }
-    MODULE_DIRS
-        .iter()
-        .map(|d| Path::new(d).join(module))
-        .collect()
+    module_dirs().iter().map(|d| d.join(module)).collect()
 }
 
 fn module_exists(module: &str) -> bool {
@@ -442,9 +460,7 @@ impl Modules {
     /// Starts from the installed module and from every file a stack loads as pam_ivmfa.so.
     fn new(stacks: &[(String, Vec<Entry>)]) -> Modules {
         let mut m = Modules::default();
-        let installed = MODULE_DIRS
-            .iter()
-            .map(|d| Path::new(d).join("pam_ivmfa.so"));
+        let installed = module_dirs().into_iter().map(|d| d.join("pam_ivmfa.so"));
         let named = stacks
             .iter()
             .flat_map(|(_, s)| s)

@@ -599,3 +599,34 @@ fn install_sh_installs_where_libpam_looks_and_uninstalls() {
     // Nothing left to remove is no failure.
     assert_status(&install_sh(&["--uninstall"], None), 0);
 }
+
+/// The module file has one mode, whichever package carries it (0644, as Debian and the
+/// other PAM modules have it: libpam maps it, nothing executes it).
+#[test]
+fn the_module_has_the_same_mode_in_the_deb_and_the_rpm() {
+    let (deb, rpm) = (built("debian", "deb"), built("generate-rpm", "rpm"));
+    if !was_built("the .deb", deb.as_ref()) || !available("the .rpm", rpm.as_ref()) {
+        return;
+    }
+    let listing = run_ok(&format!("dpkg-deb -c {}", deb.unwrap().display()));
+    let deb_mode = listing
+        .lines()
+        .find(|l| l.ends_with("/pam_ivmfa.so"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    // "--dump": path size mtime digest mode owner group ...; the mode is octal with its type.
+    let dump = run_ok(&format!("rpm -qp --dump {}", rpm.unwrap().display()));
+    let rpm_mode = dump
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|p| p.ends_with("/pam_ivmfa.so"))
+        })
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(deb_mode, "-rw-r--r--", "{listing}");
+    assert_eq!(rpm_mode, "0100644", "{dump}");
+}
