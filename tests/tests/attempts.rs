@@ -137,10 +137,9 @@ fn the_callers_limit_and_signal_disposition_are_put_back() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn su_under_a_file_size_limit_counts_every_wrong_code() {
-    if !require_root("su as an unprivileged caller in a private mount namespace") {
-        return;
-    }
+    require_root("su as an unprivileged caller in a private mount namespace");
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let args = "max_failures=1 max_failures_per_user=1000 backoff_seconds=600";
@@ -226,10 +225,9 @@ fn enroll_with_recovery(f: &Fixture) -> (ivmfa_core::enrollment::Enrollment, Vec
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_full_disk_tells_right_from_wrong_recovery_codes_only_by_letting_in() {
-    if !require_root("a small tmpfs in a private mount namespace") {
-        return;
-    }
+    require_root("a small tmpfs in a private mount namespace");
     let f = Fixture::new("");
     let (e, codes) = enroll_with_recovery(&f);
     let store = f.store.display().to_string();
@@ -296,10 +294,9 @@ fn a_recovery_code_recorded_only_in_the_state_stays_used() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_stopped_lock_holder_delays_a_login_only_until_the_deadline() {
-    if !require_root("flock(1) on the store's lock file, and syslog capture") {
-        return;
-    }
+    require_root("flock(1) on the store's lock file, and syslog capture");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
@@ -364,10 +361,9 @@ fn proc_status(pid: u32) -> (String, String) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_caller_of_a_setuid_login_cannot_stop_it_while_it_works() {
-    if !require_root("setpriv, flock(1) and a lock held by root") {
-        return;
-    }
+    require_root("setpriv, flock(1) and a lock held by root");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();

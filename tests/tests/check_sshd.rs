@@ -7,8 +7,8 @@ use std::path::Path;
 
 use ivmfa_tests::*;
 
-fn root() -> bool {
-    require_root("ivmfa-enroll runs as root only")
+fn root() {
+    require_root("ivmfa-enroll runs as root only");
 }
 
 const COMMON_AUTH: &str = "auth [success=1 default=ignore] pam_unix.so nullok\n\
@@ -93,10 +93,9 @@ fn two_users() -> Fixture {
 const PASSWORD_THEN_CODE: &str = "@include common-auth\nauth required pam_ivmfa.so\n";
 
 #[test]
+#[ignore = "needs root"]
 fn a_match_block_that_skips_the_code_is_reported_for_its_user_only() {
-    if !root() {
-        return;
-    }
+    root();
     let f = two_users();
     let pam = pam_dir(&f, PASSWORD_THEN_CODE);
     for (block, problem) in [
@@ -171,10 +170,9 @@ fn a_match_block_that_skips_the_code_is_reported_for_its_user_only() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_gap_in_the_global_settings_is_not_repeated_per_user() {
-    if !root() {
-        return;
-    }
+    root();
     let f = two_users();
     let pam = pam_dir(&f, PASSWORD_THEN_CODE);
     let key_alone =
@@ -197,10 +195,9 @@ fn a_gap_in_the_global_settings_is_not_repeated_per_user() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn user_limits_and_from_moves_the_login() {
-    if !root() {
-        return;
-    }
+    root();
     let f = two_users();
     let pam = pam_dir(&f, PASSWORD_THEN_CODE);
     // Match Address 10.0.0.0/8 with password logins.
@@ -264,10 +261,9 @@ fn user_limits_and_from_moves_the_login() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_empty_store_says_whose_match_blocks_were_not_evaluated() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let pam = pam_dir(&f, PASSWORD_THEN_CODE);
     let sshd = sshd_matching(&f, GOOD, &[("user=*", "authenticationmethods publickey")]);
@@ -288,10 +284,9 @@ fn an_empty_store_says_whose_match_blocks_were_not_evaluated() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sshd_refusing_the_connection_spec_is_one_clear_problem() {
-    if !root() {
-        return;
-    }
+    root();
     let f = two_users();
     let pam = pam_dir(&f, PASSWORD_THEN_CODE);
     // What OpenSSH 9.2 says for a Match LocalPort block when -C has no lport.
@@ -318,10 +313,9 @@ fn sshd_refusing_the_connection_spec_is_one_clear_problem() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_real_sshd_applies_match_blocks_for_check() {
-    if !root() {
-        return;
-    }
+    root();
     let sshd = Path::new("/usr/sbin/sshd");
     if !sshd.exists() {
         assert!(!is_ci(), "openssh-server is needed for this test");

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use ivmfa_tests::*;
 
-fn root() -> bool {
-    require_root("ivmfa-enroll runs as root only")
+fn root() {
+    require_root("ivmfa-enroll runs as root only");
 }
 
 fn provisioned() -> Fixture {
@@ -18,10 +18,9 @@ fn provisioned() -> Fixture {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn status_shows_enrollment_codes_and_backoff() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     f.cli(&["status"], "").expect(0, "daemon: enrolled since");
     f.cli(&["status", "daemon"], "")
@@ -47,10 +46,9 @@ fn status_shows_enrollment_codes_and_backoff() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn remove_archives_and_refuses_twice() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     assert!(f.user_dir("daemon").join("state").exists());
     f.cli(&["remove", "daemon"], "").expect(0, "archived as");
@@ -83,10 +81,9 @@ fn remove_archives_and_refuses_twice() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn recovery_codes_are_replaced_as_a_set() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     let before = f.enrollment("daemon").unwrap().recovery;
     let out = f.cli(&["recovery-codes", "daemon", "--count", "5"], "");
@@ -119,10 +116,9 @@ fn google_file(f: &Fixture, name: &str, extra: &[&str]) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn import_google_authenticator_keeps_the_phone_working() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let file = google_file(&f, "ga", &["-t", "-d"]);
     let text = fs::read_to_string(&file).unwrap();
@@ -164,10 +160,9 @@ fn import_google_authenticator_keeps_the_phone_working() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn import_refuses_hotp_unsafe_and_missing_files() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let hotp = google_file(&f, "hotp", &["-c"]);
     f.cli(
@@ -235,10 +230,9 @@ const COMMON_AUTH: &str = "auth [success=1 default=ignore] pam_unix.so nullok\n\
                            auth requisite pam_deny.so\nauth required pam_permit.so\n";
 
 #[test]
+#[ignore = "needs root"]
 fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     let bad_pam = pam_dir(
         &f,
@@ -312,10 +306,9 @@ fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn admin_actions_are_audited_without_secrets() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let (out, lines) = f.logged(
         &enroll_bin(),
@@ -368,10 +361,9 @@ fn every_command_has_help_with_examples() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_sees_through_includes_jumps_and_sshd_bypasses() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     let good_sshd = sshd_printing(
         &f,
@@ -468,10 +460,9 @@ fn check_sees_through_includes_jumps_and_sshd_bypasses() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mistyped_names_leave_no_trace() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     f.cli(&["remove", "daemonn"], "")
         .expect(3, "daemonn is not enrolled");
@@ -485,10 +476,9 @@ fn mistyped_names_leave_no_trace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn one_broken_user_does_not_hide_the_others() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     f.cli(&["enroll", "bin", "--secret", TEST_KEY, "--no-confirm"], "")
         .expect(0, "enrolled");
@@ -524,10 +514,9 @@ fn problem_line<'a>(out: &'a CliOutput, what: &str) -> &'a str {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_flags_every_password_step_a_wrong_password_gets_past() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     // Each stack lets a wrong password through to the code prompt. The options vary on
     // purpose: the prompt alone lets strangers file reset requests and run up the failure
@@ -598,10 +587,9 @@ fn check_flags_every_password_step_a_wrong_password_gets_past() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_flags_the_module_before_the_password_step() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     for files in [
         &[
@@ -638,10 +626,9 @@ fn check_flags_the_module_before_the_password_step() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_knows_the_module_under_any_name() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     let module = module_path();
     let symlink = f.dir.join("pam_mfa.so");
@@ -696,10 +683,9 @@ fn check_knows_the_module_under_any_name() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn check_wants_a_key_first_when_sshd_asks_only_for_the_code() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     let run = |methods: &str| {
         let sshd = sshd_printing(
@@ -730,10 +716,9 @@ fn check_wants_a_key_first_when_sshd_asks_only_for_the_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_audit_line_names_the_uid_the_login_uid_and_sudo_user() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let enroll = enroll_bin().display().to_string();
     // The login uid is the kernel's record of who logged in, inherited by every child and
@@ -798,10 +783,9 @@ fn enroll_help_says_where_a_secret_argument_shows() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn provisioning_the_same_secret_again_keeps_used_codes_used() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     let e = f.enrollment("daemon").unwrap();
     settle();
@@ -825,10 +809,9 @@ fn provisioning_the_same_secret_again_keeps_used_codes_used() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn status_tells_a_typo_and_a_name_given_to_someone_else() {
-    if !root() {
-        return;
-    }
+    root();
     let f = provisioned();
     assert_eq!(f.enrollment("daemon").unwrap().uid, Some(1), "recorded");
     f.cli(&["status", "daemon"], "").expect(0, "uid: 1");

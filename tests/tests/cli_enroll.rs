@@ -6,15 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use ivmfa_tests::terminal::{plain, Terminal};
 use ivmfa_tests::*;
 
-fn root() -> bool {
-    require_root("ivmfa-enroll runs as root only")
+fn root() {
+    require_root("ivmfa-enroll runs as root only");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn enroll_like_a_person_then_log_in() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let mut t = Terminal::spawn(
         80,
@@ -83,10 +82,9 @@ fn enroll_like_a_person_then_log_in() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn three_wrong_codes_save_nothing() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let mut t = Terminal::spawn(80, &enroll_bin(), &f.cli_args(&["enroll", "daemon"]));
     t.expect("Enter the 6-digit code");
@@ -106,10 +104,9 @@ fn three_wrong_codes_save_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn narrow_terminal_and_no_terminal_fall_back_to_the_key() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let mut t = Terminal::spawn(40, &enroll_bin(), &f.cli_args(&["enroll", "daemon"]));
     t.expect("Enter the 6-digit code");
@@ -132,10 +129,9 @@ fn narrow_terminal_and_no_terminal_fall_back_to_the_key() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ansi_rendering_and_image_files_decode() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let png = f.dir.join("qr.png");
     let svg = f.dir.join("qr.svg");
@@ -187,10 +183,9 @@ fn ansi_rendering_and_image_files_decode() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn provisioning_a_known_key_round_trips_through_pam() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let key = "gezd gnbv gy3t qojq gezd gnbv gy3t qojq"; // lower case, spaces, no padding
     let out = f.cli(
@@ -244,10 +239,9 @@ fn provisioning_a_known_key_round_trips_through_pam() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn refusals_and_errors_have_distinct_exit_codes() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     f.cli(
         &[
@@ -312,10 +306,9 @@ fn refusals_and_errors_have_distinct_exit_codes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn not_root_is_refused() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -333,10 +326,9 @@ fn not_root_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unwritable_store_fails_and_writes_nothing() {
-    if !root() {
-        return;
-    }
+    root();
     let f = Fixture::new("");
     let store = f.store.display().to_string();
     let out = std::process::Command::new("unshare")

@@ -12,19 +12,16 @@ use ivmfa_tests::sshd::{module_line, private_system, PASSWORD, UID, USER};
 use ivmfa_tests::terminal::{plain, Terminal};
 use ivmfa_tests::*;
 
-fn available() -> bool {
-    require_root("login, su and sudo in a private mount namespace")
+fn available() {
+    require_root("login, su and sudo in a private mount namespace");
 }
 
-fn sudo_available() -> bool {
-    if !available() {
-        return false;
-    }
+fn sudo_available() {
+    available();
     assert!(
         Path::new("/usr/bin/sudo").exists(),
         "the sudo tests need sudo (the Debian package sudo)"
     );
-    true
 }
 
 /// Runs `command` in the private system on an 80-column terminal.
@@ -46,10 +43,9 @@ fn console(f: &Fixture, service: &str, args: &str, command: &str) -> Terminal {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn login_asks_for_the_password_then_the_code() {
-    if !available() {
-        return;
-    }
+    available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -77,10 +73,9 @@ fn login_asks_for_the_password_then_the_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn su_asks_for_the_password_then_the_code() {
-    if !available() {
-        return;
-    }
+    available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -103,10 +98,9 @@ fn su_asks_for_the_password_then_the_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn first_login_at_the_console_shows_a_qr_code_that_scans() {
-    if !available() {
-        return;
-    }
+    available();
     let f = Fixture::new("");
     settle();
     let mut t = console(
@@ -203,10 +197,9 @@ fn sudo_session(f: &Fixture, name: &str, defaults: &str, script: &str) -> Termin
 const SUDO_42: &str = "sudo -- sh -c 'echo sudo-$((40+2))'";
 
 #[test]
+#[ignore = "needs root"]
 fn sudo_asks_for_the_password_then_the_code() {
-    if !sudo_available() {
-        return;
-    }
+    sudo_available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -221,10 +214,9 @@ fn sudo_asks_for_the_password_then_the_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sudo_asks_for_both_again_after_a_wrong_code() {
-    if !sudo_available() {
-        return;
-    }
+    sudo_available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -250,10 +242,9 @@ fn sudo_asks_for_both_again_after_a_wrong_code() {
 /// it off: it warns that `Defaults !pam_silent` is unknown and the module's messages stay
 /// hidden. sudo 1.9.16 added the option; with it turned off the messages show.
 #[test]
+#[ignore = "needs root"]
 fn sudo_shows_the_modules_messages_only_where_pam_silent_can_be_turned_off() {
-    if !sudo_available() {
-        return;
-    }
+    sudo_available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -277,10 +268,9 @@ fn sudo_shows_the_modules_messages_only_where_pam_silent_can_be_turned_off() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_replayed_code_under_sudo_gets_only_sudos_own_answer() {
-    if !sudo_available() {
-        return;
-    }
+    sudo_available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -309,10 +299,9 @@ fn a_replayed_code_under_sudo_gets_only_sudos_own_answer() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sudos_timestamp_skips_password_and_code_until_sudo_k() {
-    if !sudo_available() {
-        return;
-    }
+    sudo_available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();
@@ -402,10 +391,9 @@ fn sudo_without_terminal(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sudo_without_a_terminal_is_refused_without_waiting() {
-    if !sudo_available() {
-        return;
-    }
+    sudo_available();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     settle();

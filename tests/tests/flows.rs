@@ -177,10 +177,9 @@ fn reset_keyword_files_one_request_and_denies() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn approve_then_enroll_then_the_new_code() {
-    if !require_root("ivmfa-enroll runs as root only") {
-        return;
-    }
+    require_root("ivmfa-enroll runs as root only");
     // unenrolled=deny: only the approval's ticket lets the user set up again.
     let f = Fixture::new("");
     let old = f.enroll("daemon");
@@ -211,10 +210,9 @@ fn approve_then_enroll_then_the_new_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn deny_keeps_the_secret_and_shows_the_reason_once() {
-    if !require_root("ivmfa-enroll runs as root only") {
-        return;
-    }
+    require_root("ivmfa-enroll runs as root only");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");
@@ -312,10 +310,9 @@ fn script(f: &Fixture, name: &str, body: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn notify_command_runs_with_the_request_and_never_breaks_the_login() {
-    if !require_root("a notify program owned by root") {
-        return;
-    }
+    require_root("a notify program owned by root");
     let f = Fixture::new("");
     let seen = f.dir.join("seen");
     let ok = script(
@@ -372,10 +369,9 @@ fn notify_command_runs_with_the_request_and_never_breaks_the_login() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn notify_failures_are_logged() {
-    if !require_root("a private /dev/log in a mount namespace") {
-        return;
-    }
+    require_root("a private /dev/log in a mount namespace");
     let f = Fixture::new("");
     let fail = script(&f, "notify-fail", "exit 3");
     fs::write(&f.config, format!("notify_command = \"{fail}\"\n")).unwrap();
@@ -411,10 +407,9 @@ fn a_made_up_recovery_code_counts_as_a_failure() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_notify_command_that_cannot_start_is_logged_and_the_request_still_filed() {
-    if !require_root("a private /dev/log in a mount namespace") {
-        return;
-    }
+    require_root("a private /dev/log in a mount namespace");
     // Missing, and present but with an interpreter that is not (execve fails in the child).
     for (name, body) in [
         ("no-such-program", None),
@@ -444,10 +439,9 @@ fn a_notify_command_that_cannot_start_is_logged_and_the_request_still_filed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_hanging_notify_command_is_killed_with_its_children() {
-    if !require_root("a notify program owned by root") {
-        return;
-    }
+    require_root("a notify program owned by root");
     let f = Fixture::new("");
     let pidfile = f.dir.join("grandchild.pid");
     let hang = script(
@@ -472,10 +466,9 @@ fn a_hanging_notify_command_is_killed_with_its_children() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_enrollment_by_the_administrator_spends_the_ticket() {
-    if !require_root("ivmfa-enroll runs as root only") {
-        return;
-    }
+    require_root("ivmfa-enroll runs as root only");
     let f = Fixture::new("");
     f.enroll("daemon");
     f.login("daemon", &["reset"]).assert("PAM_AUTH_ERR");

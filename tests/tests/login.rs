@@ -310,10 +310,9 @@ fn stale_enrollment(f: &Fixture) -> ivmfa_core::enrollment::Enrollment {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_enrollment_made_for_another_uid_is_not_this_users() {
-    if !require_root("a private /dev/log in a mount namespace") {
-        return;
-    }
+    require_root("a private /dev/log in a mount namespace");
     let f = Fixture::new("");
     let e = stale_enrollment(&f);
     settle();

@@ -42,10 +42,9 @@ fn has_cap_sys_resource() -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn notify_command_runs_in_a_clean_environment() {
-    if !require_root("setpriv, and a notify program owned by root") {
-        return;
-    }
+    require_root("setpriv, and a notify program owned by root");
     let f = Fixture::new("");
     let seen = f.dir.join("seen");
     // The shell's own signal state, read by the shell itself: a child reading it could catch
@@ -119,10 +118,9 @@ fn notify_command_runs_in_a_clean_environment() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_caller_limit_that_cannot_be_lifted_keeps_the_program_from_running() {
-    if !require_root("setpriv, and a private /dev/log in a mount namespace") {
-        return;
-    }
+    require_root("setpriv, and a private /dev/log in a mount namespace");
     let f = Fixture::new("");
     let ran = f.dir.join("ran");
     let program = f.root_script("notify", &format!("touch {}", ran.display()));
@@ -154,10 +152,9 @@ fn a_caller_limit_that_cannot_be_lifted_keeps_the_program_from_running() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_notify_program_others_could_have_written_is_not_run_and_is_logged() {
-    if !require_root("chown, and a private /dev/log in a mount namespace") {
-        return;
-    }
+    require_root("chown, and a private /dev/log in a mount namespace");
     // Each case: how the program is laid out, and what the log must say about it.
     type Layout = fn(&Fixture, &str) -> PathBuf;
     let cases: [(&str, Layout, &str); 9] = [
@@ -275,10 +272,9 @@ fn a_notify_program_others_could_have_written_is_not_run_and_is_logged() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_notify_timeout_holds_whatever_the_host_does_with_sigchld() {
-    if !require_root("a notify program owned by root") {
-        return;
-    }
+    require_root("a notify program owned by root");
     const TIMEOUT: u64 = 2;
     // A program that hangs with a child of its own, and one that leaves a child running.
     let programs = [("hangs", "sleep 30"), ("leaves", "exit 0")];
@@ -314,10 +310,9 @@ fn the_notify_timeout_holds_whatever_the_host_does_with_sigchld() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_notify_failure_is_reported_whatever_the_host_does_with_sigchld() {
-    if !require_root("a private /dev/log in a mount namespace") {
-        return;
-    }
+    require_root("a private /dev/log in a mount namespace");
     for sigchld in ["ignore", "reap"] {
         let f = Fixture::new("");
         let program = f.root_script("fails", "sleep 0.2\nexit 3");

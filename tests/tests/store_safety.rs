@@ -89,10 +89,9 @@ fn group_or_world_bits() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn wrong_owner() {
-    if !require_root("chown a store file to another user") {
-        return;
-    }
+    require_root("chown a store file to another user");
     let nobody = 65534;
     refused_until_mended(
         |f| std::os::unix::fs::chown(secret(f), Some(nobody), None).unwrap(),
@@ -177,6 +176,7 @@ fn oversized_truncated_and_corrupt_files() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_torn_state_write_leaves_the_state_before_it() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
@@ -191,13 +191,10 @@ fn a_torn_state_write_leaves_the_state_before_it() {
         "the login's write is intact and in force"
     );
     let replay = code(&e, 0);
-    if require_root("a private /dev/log to see the warning") {
-        let (out, lines) = f.login_logged("daemon", &[&replay]);
-        out.assert("PAM_AUTH_ERR").assert_said("already been used");
-        logged_line(&lines, &["the state file has a damaged slot"]);
-    } else {
-        f.login("daemon", &[&replay]).assert("PAM_AUTH_ERR");
-    }
+    require_root("a private /dev/log to see the warning");
+    let (out, lines) = f.login_logged("daemon", &[&replay]);
+    out.assert("PAM_AUTH_ERR").assert_said("already been used");
+    logged_line(&lines, &["the state file has a damaged slot"]);
     // That check's write went into the torn slot and mended the file.
     let mended = f.state("daemon");
     assert!(!mended.damaged_slot);
@@ -266,10 +263,9 @@ fn assert_store_intact(f: &Fixture, e: &Enrollment) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn read_only_store_denies_and_keeps_the_store() {
-    if !require_root("a read-only bind mount in a private mount namespace") {
-        return;
-    }
+    require_root("a read-only bind mount in a private mount namespace");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
@@ -288,10 +284,9 @@ fn read_only_store_denies_and_keeps_the_store() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_full_store_file_system_loses_nothing_and_tells_nothing() {
-    if !require_root("a small tmpfs in a private mount namespace") {
-        return;
-    }
+    require_root("a small tmpfs in a private mount namespace");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
     settle();
