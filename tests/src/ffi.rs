@@ -108,8 +108,13 @@ unsafe extern "C" fn converse(
         return PAM_BUF_ERR;
     }
     for i in 0..n {
-        // SAFETY: Linux-PAM passes an array of num_msg pointers to messages.
-        let m = unsafe { &**msg.add(i) };
+        // SAFETY: i < num_msg, and Linux-PAM passes an array of num_msg pointers to messages
+        // (pam_conv(3)).
+        let entry = unsafe { msg.add(i) };
+        // SAFETY: in bounds of that array, so one of its initialised pointers.
+        let m = unsafe { *entry };
+        // SAFETY: each points to a pam_message the module owns for the length of this call.
+        let m = unsafe { &*m };
         let text = if m.msg.is_null() {
             String::new()
         } else {
@@ -155,18 +160,21 @@ unsafe extern "C" fn converse(
                 unsafe { free_replies(replies, n) };
                 return PAM_CONV_ERR;
             };
-            // SAFETY: malloc len+1 bytes and copy the answer and a terminating NUL; an answer
-            // with NUL bytes in it is seen by the module up to the first one, as from sshd.
-            unsafe {
-                let buf = libc::malloc(answer.len() + 1).cast::<u8>();
-                if buf.is_null() {
-                    free_replies(replies, n);
-                    return PAM_BUF_ERR;
-                }
-                ptr::copy_nonoverlapping(answer.as_ptr(), buf, answer.len());
-                *buf.add(answer.len()) = 0;
-                (*replies.add(i)).resp = buf.cast();
+            // SAFETY: calloc(3) of len+1 zeroed bytes, which the module frees (pam_conv(3));
+            // the last stays 0 and ends the string. An answer with NUL bytes in it is seen by
+            // the module up to the first one, as from sshd.
+            let buf = unsafe { libc::calloc(answer.len() + 1, 1) }.cast::<u8>();
+            if buf.is_null() {
+                // SAFETY: replies came from calloc above; its strings are null or calloc'ed.
+                unsafe { free_replies(replies, n) };
+                return PAM_BUF_ERR;
             }
+            // SAFETY: buf has room for len+1 bytes and does not overlap the answer.
+            unsafe { ptr::copy_nonoverlapping(answer.as_ptr(), buf, answer.len()) };
+            // SAFETY: i < n, the length of the calloc'ed replies array.
+            let reply = unsafe { replies.add(i) };
+            // SAFETY: a zeroed pam_response of ours, in bounds (above).
+            unsafe { (*reply).resp = buf.cast() };
         }
     }
     // SAFETY: resp is the module's out-pointer.
@@ -178,8 +186,12 @@ unsafe extern "C" fn converse(
 /// `replies` is a calloc'ed array of `n` responses whose strings are null or malloc'ed.
 unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
     for i in 0..n {
-        // SAFETY: per the function contract.
-        unsafe { libc::free((*replies.add(i)).resp.cast()) };
+        // SAFETY: i < n, the array's length (function contract).
+        let reply = unsafe { replies.add(i) };
+        // SAFETY: in bounds, so an initialised pam_response.
+        let resp = unsafe { (*reply).resp };
+        // SAFETY: null or malloc'ed (function contract); free(3) accepts both.
+        unsafe { libc::free(resp.cast()) };
     }
     // SAFETY: per the function contract.
     unsafe { libc::free(replies.cast()) };
@@ -279,13 +291,11 @@ pub fn dlopen_now(path: &str) -> Result<(bool, bool), String> {
         };
         return Err(msg);
     }
-    // SAFETY: dlsym on a live handle with NUL-terminated names.
-    let found = unsafe {
-        (
-            !libc::dlsym(handle, c"pam_sm_authenticate".as_ptr()).is_null(),
-            !libc::dlsym(handle, c"pam_sm_setcred".as_ptr()).is_null(),
-        )
-    };
+    // SAFETY: dlsym(3) on a live handle with a NUL-terminated name.
+    let authenticate = unsafe { libc::dlsym(handle, c"pam_sm_authenticate".as_ptr()) };
+    // SAFETY: as above.
+    let setcred = unsafe { libc::dlsym(handle, c"pam_sm_setcred".as_ptr()) };
+    let found = (!authenticate.is_null(), !setcred.is_null());
     // SAFETY: the handle came from dlopen above.
     unsafe { libc::dlclose(handle) };
     Ok(found)
@@ -324,16 +334,16 @@ pub mod host {
 
     /// Blocks `signals` in the calling thread (the one that goes on to call libpam).
     pub fn block(signals: &[c_int]) -> std::io::Result<()> {
-        // SAFETY: sigemptyset(3)/sigaddset(3) initialise a set we own; pthread_sigmask(3)
-        // reads it and changes only the calling thread's mask.
-        let rc = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
-        };
+        // SAFETY: all-zero bytes are a valid `sigset_t` (a plain bit array).
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigemptyset(3) initialises the set we own.
+        unsafe { libc::sigemptyset(&mut set) };
+        for &s in signals {
+            // SAFETY: sigaddset(3) on the initialised set; a bad signal only gives EINVAL.
+            unsafe { libc::sigaddset(&mut set, s) };
+        }
+        // SAFETY: pthread_sigmask(3) reads the set and changes only the calling thread's mask.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         match rc {
             0 => Ok(()),
             rc => Err(std::io::Error::from_raw_os_error(rc)),
@@ -349,28 +359,30 @@ pub mod host {
     /// children do.
     pub fn reap_on_sigchld() -> std::io::Result<()> {
         extern "C" fn reap(_: c_int) {
-            // SAFETY: __errno_location(3) and waitpid(2) are async-signal-safe; errno is
-            // restored so the interrupted code sees its own.
-            unsafe {
-                let errno = *libc::__errno_location();
-                while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
-                *libc::__errno_location() = errno;
-            }
+            // SAFETY: __errno_location(3) is async-signal-safe and returns this thread's
+            // errno, valid for the thread's life.
+            let errno = unsafe { libc::__errno_location() };
+            // SAFETY: a valid pointer (above); saved so the interrupted code sees its own.
+            let saved = unsafe { *errno };
+            // SAFETY: waitpid(2) is async-signal-safe; a null status pointer is allowed.
+            while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+            // SAFETY: as above; errno is put back.
+            unsafe { *errno = saved };
         }
         let handler: extern "C" fn(c_int) = reap;
         set_sigchld(handler as libc::sighandler_t)
     }
 
     fn set_sigchld(handler: libc::sighandler_t) -> std::io::Result<()> {
-        // SAFETY: sigaction(2) with a zeroed struct (a valid bit pattern) whose handler is
-        // SIG_IGN or an extern "C" fn(c_int) that lives for the whole program.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut())
-        };
+        // SAFETY: all-zero bytes are a valid `struct sigaction` (plain integers and a bit set).
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: sigemptyset(3) initialises the mask of our struct.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: sigaction(2) reads our struct, whose handler is SIG_IGN or an
+        // extern "C" fn(c_int) that lives for the whole program; no old action is wanted.
+        let rc = unsafe { libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()) };
         if rc == 0 {
             Ok(())
         } else {
