@@ -5,6 +5,9 @@
 //! who logs in (its one judgement is which programs it will run as root). The reentrant
 //! `*_r` lookups go through NSS, so LDAP and SSSD users work too.
 
+// Code loaded into every login fails closed with an error, never by a panic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::AsRawFd;
