@@ -42,6 +42,7 @@ pub const PAM_TTY: c_int = 3;
 pub const PAM_USER: c_int = 2;
 pub const PAM_RHOST: c_int = 4;
 const PAM_FAIL_DELAY: c_int = 10;
+const PAM_CONV: c_int = 5;
 pub const PAM_SILENT: c_int = 0x8000;
 
 #[link(name = "pam")]
@@ -182,6 +183,56 @@ unsafe extern "C" fn converse(
     PAM_SUCCESS
 }
 
+/// Ways an application's conversation function can let the module down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadConversation {
+    /// Returns PAM_CONV_ERR.
+    Fails = 1,
+    /// Returns PAM_SUCCESS without a response array.
+    NoResponses,
+    /// Returns PAM_SUCCESS with a response array whose answers are null.
+    NullAnswers,
+    /// Returns a number that is no PAM code, without a response array.
+    GarbageCode,
+}
+
+unsafe extern "C" fn converse_badly(
+    num_msg: c_int,
+    _msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    let bad = [
+        BadConversation::Fails,
+        BadConversation::NoResponses,
+        BadConversation::NullAnswers,
+        BadConversation::GarbageCode,
+    ]
+    .into_iter()
+    .find(|b| *b as usize == appdata as usize);
+    if resp.is_null() {
+        return PAM_CONV_ERR;
+    }
+    match bad {
+        Some(BadConversation::NoResponses) => {
+            // SAFETY: resp is the module's non-null out-pointer (pam_conv(3)).
+            unsafe { *resp = ptr::null_mut() };
+            PAM_SUCCESS
+        }
+        Some(BadConversation::NullAnswers) => {
+            let n = usize::try_from(num_msg).unwrap_or(0).max(1);
+            // SAFETY: calloc(3) of n zeroed pam_response structs (null answers); the module
+            // frees them (pam_conv(3)).
+            let replies = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) };
+            // SAFETY: as above; null if calloc failed, which the module also survives.
+            unsafe { *resp = replies.cast() };
+            PAM_SUCCESS
+        }
+        Some(BadConversation::GarbageCode) => 0x7eee_eeee,
+        Some(BadConversation::Fails) | None => PAM_CONV_ERR,
+    }
+}
+
 /// # Safety
 /// `replies` is a calloc'ed array of `n` responses whose strings are null or malloc'ed.
 unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
@@ -238,11 +289,32 @@ impl Transaction {
     }
 
     pub fn set_item(&mut self, item: c_int, value: &str) -> c_int {
+        self.set_item_bytes(item, value.as_bytes())
+    }
+
+    /// A string item that need not be UTF-8 (C strings are bytes).
+    pub fn set_item_bytes(&mut self, item: c_int, value: &[u8]) -> c_int {
         let Ok(value) = CString::new(value) else {
             return PAM_BUF_ERR;
         };
         // SAFETY: pamh is live; libpam copies string items.
         unsafe { pam_set_item(self.pamh, item, value.as_ptr().cast()) }
+    }
+
+    /// Replaces the conversation with one that misbehaves.
+    pub fn set_bad_conversation(&mut self, bad: BadConversation) -> c_int {
+        let conv = Box::new(PamConv {
+            conv: converse_badly,
+            // Not a pointer: which misbehaviour, read back in converse_badly.
+            appdata_ptr: bad as usize as *mut c_void,
+        });
+        // SAFETY: pamh is live; pam_set_item(3) takes a `struct pam_conv` for PAM_CONV, which
+        // stays alive in self (Linux-PAM copies it anyway).
+        let rc = unsafe { pam_set_item(self.pamh, PAM_CONV, (&*conv as *const PamConv).cast()) };
+        if rc == PAM_SUCCESS {
+            self._conv = conv;
+        }
+        rc
     }
 
     /// Makes libpam skip the failure delay a module asks for (as a benchmark wants).
@@ -299,6 +371,109 @@ pub fn dlopen_now(path: &str) -> Result<(bool, bool), String> {
     // SAFETY: the handle came from dlopen above.
     unsafe { libc::dlclose(handle) };
     Ok(found)
+}
+
+/// The signature of both PAM entry points (pam_sm_authenticate(3), pam_sm_setcred(3)).
+type EntryPoint = unsafe extern "C" fn(*mut PamHandle, c_int, c_int, *const *const c_char) -> c_int;
+
+/// A module's entry points, dlopen()ed to be called directly, with arguments libpam would
+/// never pass.
+pub struct EntryPoints {
+    lib: *mut c_void,
+    authenticate: EntryPoint,
+    setcred: EntryPoint,
+}
+
+/// The handle an entry point is given.
+pub enum Handle<'a> {
+    Null,
+    /// A live transaction's handle, as libpam passes it.
+    Of(&'a mut Transaction),
+}
+
+/// The `argc` and `argv` an entry point is given. Only what a caller can pass without itself
+/// breaking the contract: a non-null `argv` always has at least `argc` entries.
+pub enum Argv<'a> {
+    /// A null `argv`, with this `argc`.
+    Null(c_int),
+    /// `argv` holds these entries (`None` is a null pointer); `argc` is negative or at most
+    /// their number.
+    Of(c_int, &'a [Option<&'a CStr>]),
+}
+
+impl EntryPoints {
+    pub fn load(path: &str) -> Result<EntryPoints, String> {
+        let cpath = CString::new(path).map_err(|e| e.to_string())?;
+        // SAFETY: dlopen(3) with a NUL-terminated path; the handle is closed on drop.
+        let lib = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if lib.is_null() {
+            return Err(format!("cannot dlopen {path}"));
+        }
+        let entry = |name: &CStr| -> Result<EntryPoint, String> {
+            // SAFETY: dlsym(3) on the live handle with a NUL-terminated name.
+            let sym = unsafe { libc::dlsym(lib, name.as_ptr()) };
+            if sym.is_null() {
+                return Err(format!("{path} has no {}", name.to_string_lossy()));
+            }
+            // SAFETY: both PAM entry points have this C signature (pam_sm_authenticate(3),
+            // pam_sm_setcred(3)); the module is linked NODELETE, so the code stays mapped.
+            Ok(unsafe { std::mem::transmute::<*mut c_void, EntryPoint>(sym) })
+        };
+        let loaded = entry(c"pam_sm_authenticate").and_then(|authenticate| {
+            Ok(EntryPoints {
+                lib,
+                authenticate,
+                setcred: entry(c"pam_sm_setcred")?,
+            })
+        });
+        if loaded.is_err() {
+            // SAFETY: the handle came from dlopen above and is closed once.
+            unsafe { libc::dlclose(lib) };
+        }
+        loaded
+    }
+
+    pub fn authenticate(&self, pamh: Handle, flags: c_int, argv: &Argv) -> c_int {
+        Self::call(self.authenticate, pamh, flags, argv)
+    }
+
+    pub fn setcred(&self, pamh: Handle, flags: c_int, argv: &Argv) -> c_int {
+        Self::call(self.setcred, pamh, flags, argv)
+    }
+
+    fn call(entry: EntryPoint, pamh: Handle, flags: c_int, argv: &Argv) -> c_int {
+        let pamh = match pamh {
+            Handle::Null => ptr::null_mut(),
+            Handle::Of(t) => t.pamh,
+        };
+        let (argc, pointers): (c_int, Option<Vec<*const c_char>>) = match argv {
+            Argv::Null(argc) => (*argc, None),
+            Argv::Of(argc, entries) => {
+                assert!(
+                    usize::try_from(*argc).map_or(true, |n| n <= entries.len()),
+                    "argc {argc} beyond the {} entries of argv",
+                    entries.len()
+                );
+                let pointers = entries
+                    .iter()
+                    .map(|e| e.map_or(ptr::null(), CStr::as_ptr))
+                    .collect();
+                (*argc, Some(pointers))
+            }
+        };
+        let argv = pointers.as_ref().map_or(ptr::null(), |p| p.as_ptr());
+        // SAFETY: the entry point's C signature (above). The handle is null or live (borrowed
+        // from its Transaction for the call); argv is null or holds at least argc pointers
+        // (checked above), each null or a NUL-terminated string that outlives the call.
+        unsafe { entry(pamh, flags, argc, argv) }
+    }
+}
+
+impl Drop for EntryPoints {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from dlopen in load and is closed once.
+        unsafe { libc::dlclose(self.lib) };
+    }
 }
 
 /// This process's RLIMIT_FSIZE (soft, hard) and whether SIGXFSZ is ignored, to show that the
