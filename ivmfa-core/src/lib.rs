@@ -5,6 +5,8 @@
 //! tells the caller what to answer PAM. Everything that touches the PAM handle or libc lives in
 //! the `pam_ivmfa` crate, behind the [`auth::Host`] and [`auth::Conversation`] traits.
 #![forbid(unsafe_code)]
+// Code loaded into every login fails closed with an error, never by a panic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod auth;
 pub mod config;

@@ -5,6 +5,9 @@
 //! who logs in (its one judgement is which programs it will run as root). The reentrant
 //! `*_r` lookups go through NSS, so LDAP and SSSD users work too.
 
+// Code loaded into every login fails closed with an error, never by a panic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -89,16 +92,17 @@ fn passwd(key: UserKey) -> io::Result<Option<Passwd>> {
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::passwd = ptr::null_mut();
         let (buf_ptr, buf_len) = (buf.as_mut_ptr().cast(), buf.len());
-        // SAFETY: getpwnam_r(3) and getpwuid_r(3): the name is NUL-terminated; pwd and buf are
-        // ours and writable for buf_len bytes; the strings stored point into buf, which we
-        // read (in from_passwd) before buf is reused or dropped.
-        let rc = unsafe {
-            match key {
-                UserKey::Name(name) => {
-                    libc::getpwnam_r(name.as_ptr(), &mut pwd, buf_ptr, buf_len, &mut found)
-                }
-                UserKey::Uid(uid) => libc::getpwuid_r(uid, &mut pwd, buf_ptr, buf_len, &mut found),
-            }
+        let rc = match key {
+            // SAFETY: getpwnam_r(3): the name is NUL-terminated; pwd and buf are ours and
+            // writable for buf_len bytes; the strings stored point into buf, which we read (in
+            // from_passwd) before buf is reused or dropped.
+            UserKey::Name(name) => unsafe {
+                libc::getpwnam_r(name.as_ptr(), &mut pwd, buf_ptr, buf_len, &mut found)
+            },
+            // SAFETY: getpwuid_r(3), the same contract as getpwnam_r(3) above.
+            UserKey::Uid(uid) => unsafe {
+                libc::getpwuid_r(uid, &mut pwd, buf_ptr, buf_len, &mut found)
+            },
         };
         match rc {
             // SAFETY: success, and buf is alive (see above).
@@ -217,13 +221,14 @@ pub fn c_text(message: &str) -> CString {
 pub fn syslog_authpriv(ident: &'static CStr, level: Level, message: &str) {
     let level = level.priority();
     let message = c_text(message);
-    // SAFETY: openlog(3) keeps the ident pointer, which is 'static; syslog(3) gets a literal
-    // "%s" format with one NUL-terminated argument, so the message is never interpreted.
-    unsafe {
-        libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_AUTHPRIV);
-        libc::syslog(libc::LOG_AUTHPRIV | level, c"%s".as_ptr(), message.as_ptr());
-        libc::closelog();
-    }
+    // SAFETY: openlog(3) keeps the ident pointer, which is 'static.
+    unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_AUTHPRIV) };
+    // SAFETY: syslog(3) gets a literal "%s" format with one NUL-terminated argument, so the
+    // message is never interpreted.
+    unsafe { libc::syslog(libc::LOG_AUTHPRIV | level, c"%s".as_ptr(), message.as_ptr()) };
+    // SAFETY: closelog(3) takes no arguments; it closes the descriptor openlog(3) may have
+    // opened.
+    unsafe { libc::closelog() };
 }
 
 #[cfg(test)]

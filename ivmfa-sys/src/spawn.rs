@@ -235,9 +235,10 @@ impl Plan {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: both descriptors are fresh from pipe2 and owned by nothing else.
-        let (report_r, report_w) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: the read end is fresh from pipe2(2) and owned by nothing else.
+        let report_r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        // SAFETY: likewise the write end.
+        let report_w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
         // SAFETY: zeroed is a valid `rlimit`; getrlimit(2) fills it.
         let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
         // SAFETY: getrlimit(2) with a pointer to our struct.
@@ -352,11 +353,10 @@ unsafe fn supervise(plan: &Plan) -> ! {
         if left <= 0 {
             report(out, KILLED, 0, 0);
             // Ourselves included: the caller then sees the pipe close.
-            // SAFETY: kill(2) of our own process group, then _exit(2) as in `fail`.
-            unsafe {
-                libc::kill(0, libc::SIGKILL);
-                libc::_exit(1);
-            }
+            // SAFETY: kill(2) of our own process group; async-signal-safe.
+            unsafe { libc::kill(0, libc::SIGKILL) };
+            // SAFETY: as in `fail` (not reached if the kill above took us too).
+            unsafe { libc::_exit(1) };
         }
         let wait = libc::timespec {
             tv_sec: (left / 1_000_000_000) as libc::time_t,
@@ -373,13 +373,10 @@ unsafe fn supervise(plan: &Plan) -> ! {
 /// 0-3, in case the host had closed its standard descriptors and pipe2 or open returned one
 /// of those numbers. Returns the report descriptor.
 fn descriptors(plan: &Plan) -> Result<c_int, ()> {
-    // SAFETY: fcntl(2) F_DUPFD_CLOEXEC on descriptors the plan keeps open.
-    let (report, null) = unsafe {
-        (
-            libc::fcntl(plan.report_w.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10),
-            libc::fcntl(plan.null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10),
-        )
-    };
+    // SAFETY: fcntl(2) F_DUPFD_CLOEXEC on a descriptor the plan keeps open.
+    let report = unsafe { libc::fcntl(plan.report_w.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    // SAFETY: as above.
+    let null = unsafe { libc::fcntl(plan.null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
     if report < 0 || null < 0 {
         return Err(());
     }
@@ -402,17 +399,19 @@ fn descriptors(plan: &Plan) -> Result<c_int, ()> {
 /// wrappers would also try to change the ids of the host's other threads, which do not exist
 /// in this child; with ids of 0 the legacy 16-bit calls of some 32-bit platforms do as well.
 fn become_root() -> Result<(), ()> {
-    // SAFETY: setgroups(2) with an empty list, setresgid(2) and setresuid(2) with plain ids.
-    let done = unsafe {
-        libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) == 0
-            && libc::syscall(libc::SYS_setresgid, 0, 0, 0) == 0
-            && libc::syscall(libc::SYS_setresuid, 0, 0, 0) == 0
-    };
-    if done {
-        Ok(())
-    } else {
-        Err(())
+    // SAFETY: setgroups(2) with an empty list: a size of 0, and a null list it does not read.
+    if unsafe { libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) } != 0 {
+        return Err(());
     }
+    // SAFETY: setresgid(2) with plain ids; it takes no pointer.
+    if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } != 0 {
+        return Err(());
+    }
+    // SAFETY: setresuid(2) with plain ids; it takes no pointer.
+    if unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } != 0 {
+        return Err(());
+    }
+    Ok(())
 }
 
 /// In the supervisor: the [`LIMITS`], through the raw prlimit64(2) (getrlimit and setrlimit
@@ -482,26 +481,27 @@ fn reset_dispositions(max_signal: c_int) {
 }
 
 fn set_disposition(signal: c_int, handler: libc::sighandler_t) {
-    // SAFETY: zeroed is a valid `sigaction`; sigaction(2) reads it, and sigemptyset(3)
-    // initialises its mask.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, ptr::null_mut());
-    }
+    // SAFETY: all-zero bytes are a valid `struct sigaction` (plain integers and a bit set).
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    // SAFETY: sigemptyset(3) initialises the mask of our struct.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: sigaction(2) reads our initialised struct and writes nothing back (null old
+    // action).
+    unsafe { libc::sigaction(signal, &action, ptr::null_mut()) };
 }
 
 fn signal_set(signals: &[c_int]) -> libc::sigset_t {
-    // SAFETY: zeroed is a valid `sigset_t`; sigemptyset(3) and sigaddset(3) write to it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &signal in signals {
-            libc::sigaddset(&mut set, signal);
-        }
-        set
+    // SAFETY: all-zero bytes are a valid `sigset_t` (a plain bit array).
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigemptyset(3) initialises the set we own.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &signal in signals {
+        // SAFETY: sigaddset(3) on the set initialised above; an invalid signal number only
+        // makes it fail with EINVAL.
+        unsafe { libc::sigaddset(&mut set, signal) };
     }
+    set
 }
 
 fn set_mask(set: &libc::sigset_t) -> Result<(), ()> {
@@ -541,13 +541,12 @@ fn monotonic_ns() -> i64 {
 
 /// Closes every descriptor from `first` up: close_range(2), or one by one before Linux 5.9.
 fn close_from(first: c_int, limit: c_int) {
-    // SAFETY: close_range(2) and close(2) on descriptors of this process, which nothing in
-    // it uses any more.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0) != 0 {
-            for fd in first..limit {
-                libc::close(fd);
-            }
+    // SAFETY: close_range(2) on descriptors of this process, which nothing in it uses any
+    // more; it takes no pointer.
+    if unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0) } != 0 {
+        for fd in first..limit {
+            // SAFETY: close(2), as above; a descriptor that is not open gives EBADF.
+            unsafe { libc::close(fd) };
         }
     }
 }
@@ -690,8 +689,10 @@ mod tests {
         let mut fds = [0 as c_int; 2];
         // SAFETY: as in Plan::new.
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: fresh descriptors from pipe2.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: a fresh descriptor from pipe2(2), owned by nothing else.
+        let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        // SAFETY: as above.
+        let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
         report(w.as_raw_fd(), FAILED, EXEC, libc::ENOENT);
         report(w.as_raw_fd(), ENDED, 3 << 8, 0);
         drop(w);

@@ -5,6 +5,8 @@
 //! store. This file holds the one mapping from the core's verdict to a PAM return code.
 
 #![deny(unsafe_code)]
+// Code loaded into every login fails closed with an error, never by a panic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(unsafe_code)]
 mod ffi;

@@ -42,6 +42,7 @@ pub const PAM_TTY: c_int = 3;
 pub const PAM_USER: c_int = 2;
 pub const PAM_RHOST: c_int = 4;
 const PAM_FAIL_DELAY: c_int = 10;
+const PAM_CONV: c_int = 5;
 pub const PAM_SILENT: c_int = 0x8000;
 
 #[link(name = "pam")]
@@ -108,8 +109,13 @@ unsafe extern "C" fn converse(
         return PAM_BUF_ERR;
     }
     for i in 0..n {
-        // SAFETY: Linux-PAM passes an array of num_msg pointers to messages.
-        let m = unsafe { &**msg.add(i) };
+        // SAFETY: i < num_msg, and Linux-PAM passes an array of num_msg pointers to messages
+        // (pam_conv(3)).
+        let entry = unsafe { msg.add(i) };
+        // SAFETY: in bounds of that array, so one of its initialised pointers.
+        let m = unsafe { *entry };
+        // SAFETY: each points to a pam_message the module owns for the length of this call.
+        let m = unsafe { &*m };
         let text = if m.msg.is_null() {
             String::new()
         } else {
@@ -155,18 +161,21 @@ unsafe extern "C" fn converse(
                 unsafe { free_replies(replies, n) };
                 return PAM_CONV_ERR;
             };
-            // SAFETY: malloc len+1 bytes and copy the answer and a terminating NUL; an answer
-            // with NUL bytes in it is seen by the module up to the first one, as from sshd.
-            unsafe {
-                let buf = libc::malloc(answer.len() + 1).cast::<u8>();
-                if buf.is_null() {
-                    free_replies(replies, n);
-                    return PAM_BUF_ERR;
-                }
-                ptr::copy_nonoverlapping(answer.as_ptr(), buf, answer.len());
-                *buf.add(answer.len()) = 0;
-                (*replies.add(i)).resp = buf.cast();
+            // SAFETY: calloc(3) of len+1 zeroed bytes, which the module frees (pam_conv(3));
+            // the last stays 0 and ends the string. An answer with NUL bytes in it is seen by
+            // the module up to the first one, as from sshd.
+            let buf = unsafe { libc::calloc(answer.len() + 1, 1) }.cast::<u8>();
+            if buf.is_null() {
+                // SAFETY: replies came from calloc above; its strings are null or calloc'ed.
+                unsafe { free_replies(replies, n) };
+                return PAM_BUF_ERR;
             }
+            // SAFETY: buf has room for len+1 bytes and does not overlap the answer.
+            unsafe { ptr::copy_nonoverlapping(answer.as_ptr(), buf, answer.len()) };
+            // SAFETY: i < n, the length of the calloc'ed replies array.
+            let reply = unsafe { replies.add(i) };
+            // SAFETY: a zeroed pam_response of ours, in bounds (above).
+            unsafe { (*reply).resp = buf.cast() };
         }
     }
     // SAFETY: resp is the module's out-pointer.
@@ -174,12 +183,66 @@ unsafe extern "C" fn converse(
     PAM_SUCCESS
 }
 
+/// Ways an application's conversation function can let the module down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadConversation {
+    /// Returns PAM_CONV_ERR.
+    Fails = 1,
+    /// Returns PAM_SUCCESS without a response array.
+    NoResponses,
+    /// Returns PAM_SUCCESS with a response array whose answers are null.
+    NullAnswers,
+    /// Returns a number that is no PAM code, without a response array.
+    GarbageCode,
+}
+
+unsafe extern "C" fn converse_badly(
+    num_msg: c_int,
+    _msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    let bad = [
+        BadConversation::Fails,
+        BadConversation::NoResponses,
+        BadConversation::NullAnswers,
+        BadConversation::GarbageCode,
+    ]
+    .into_iter()
+    .find(|b| *b as usize == appdata as usize);
+    if resp.is_null() {
+        return PAM_CONV_ERR;
+    }
+    match bad {
+        Some(BadConversation::NoResponses) => {
+            // SAFETY: resp is the module's non-null out-pointer (pam_conv(3)).
+            unsafe { *resp = ptr::null_mut() };
+            PAM_SUCCESS
+        }
+        Some(BadConversation::NullAnswers) => {
+            let n = usize::try_from(num_msg).unwrap_or(0).max(1);
+            // SAFETY: calloc(3) of n zeroed pam_response structs (null answers); the module
+            // frees them (pam_conv(3)).
+            let replies = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) };
+            // SAFETY: as above; null if calloc failed, which the module also survives.
+            unsafe { *resp = replies.cast() };
+            PAM_SUCCESS
+        }
+        Some(BadConversation::GarbageCode) => 0x7eee_eeee,
+        Some(BadConversation::Fails) | None => PAM_CONV_ERR,
+    }
+}
+
 /// # Safety
 /// `replies` is a calloc'ed array of `n` responses whose strings are null or malloc'ed.
 unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
     for i in 0..n {
-        // SAFETY: per the function contract.
-        unsafe { libc::free((*replies.add(i)).resp.cast()) };
+        // SAFETY: i < n, the array's length (function contract).
+        let reply = unsafe { replies.add(i) };
+        // SAFETY: in bounds, so an initialised pam_response.
+        let resp = unsafe { (*reply).resp };
+        // SAFETY: null or malloc'ed (function contract); free(3) accepts both.
+        unsafe { libc::free(resp.cast()) };
     }
     // SAFETY: per the function contract.
     unsafe { libc::free(replies.cast()) };
@@ -226,11 +289,32 @@ impl Transaction {
     }
 
     pub fn set_item(&mut self, item: c_int, value: &str) -> c_int {
+        self.set_item_bytes(item, value.as_bytes())
+    }
+
+    /// A string item that need not be UTF-8 (C strings are bytes).
+    pub fn set_item_bytes(&mut self, item: c_int, value: &[u8]) -> c_int {
         let Ok(value) = CString::new(value) else {
             return PAM_BUF_ERR;
         };
         // SAFETY: pamh is live; libpam copies string items.
         unsafe { pam_set_item(self.pamh, item, value.as_ptr().cast()) }
+    }
+
+    /// Replaces the conversation with one that misbehaves.
+    pub fn set_bad_conversation(&mut self, bad: BadConversation) -> c_int {
+        let conv = Box::new(PamConv {
+            conv: converse_badly,
+            // Not a pointer: which misbehaviour, read back in converse_badly.
+            appdata_ptr: bad as usize as *mut c_void,
+        });
+        // SAFETY: pamh is live; pam_set_item(3) takes a `struct pam_conv` for PAM_CONV, which
+        // stays alive in self (Linux-PAM copies it anyway).
+        let rc = unsafe { pam_set_item(self.pamh, PAM_CONV, (&*conv as *const PamConv).cast()) };
+        if rc == PAM_SUCCESS {
+            self._conv = conv;
+        }
+        rc
     }
 
     /// Makes libpam skip the failure delay a module asks for (as a benchmark wants).
@@ -279,16 +363,117 @@ pub fn dlopen_now(path: &str) -> Result<(bool, bool), String> {
         };
         return Err(msg);
     }
-    // SAFETY: dlsym on a live handle with NUL-terminated names.
-    let found = unsafe {
-        (
-            !libc::dlsym(handle, c"pam_sm_authenticate".as_ptr()).is_null(),
-            !libc::dlsym(handle, c"pam_sm_setcred".as_ptr()).is_null(),
-        )
-    };
+    // SAFETY: dlsym(3) on a live handle with a NUL-terminated name.
+    let authenticate = unsafe { libc::dlsym(handle, c"pam_sm_authenticate".as_ptr()) };
+    // SAFETY: as above.
+    let setcred = unsafe { libc::dlsym(handle, c"pam_sm_setcred".as_ptr()) };
+    let found = (!authenticate.is_null(), !setcred.is_null());
     // SAFETY: the handle came from dlopen above.
     unsafe { libc::dlclose(handle) };
     Ok(found)
+}
+
+/// The signature of both PAM entry points (pam_sm_authenticate(3), pam_sm_setcred(3)).
+type EntryPoint = unsafe extern "C" fn(*mut PamHandle, c_int, c_int, *const *const c_char) -> c_int;
+
+/// A module's entry points, dlopen()ed to be called directly, with arguments libpam would
+/// never pass.
+pub struct EntryPoints {
+    lib: *mut c_void,
+    authenticate: EntryPoint,
+    setcred: EntryPoint,
+}
+
+/// The handle an entry point is given.
+pub enum Handle<'a> {
+    Null,
+    /// A live transaction's handle, as libpam passes it.
+    Of(&'a mut Transaction),
+}
+
+/// The `argc` and `argv` an entry point is given. Only what a caller can pass without itself
+/// breaking the contract: a non-null `argv` always has at least `argc` entries.
+pub enum Argv<'a> {
+    /// A null `argv`, with this `argc`.
+    Null(c_int),
+    /// `argv` holds these entries (`None` is a null pointer); `argc` is negative or at most
+    /// their number.
+    Of(c_int, &'a [Option<&'a CStr>]),
+}
+
+impl EntryPoints {
+    pub fn load(path: &str) -> Result<EntryPoints, String> {
+        let cpath = CString::new(path).map_err(|e| e.to_string())?;
+        // SAFETY: dlopen(3) with a NUL-terminated path; the handle is closed on drop.
+        let lib = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if lib.is_null() {
+            return Err(format!("cannot dlopen {path}"));
+        }
+        let entry = |name: &CStr| -> Result<EntryPoint, String> {
+            // SAFETY: dlsym(3) on the live handle with a NUL-terminated name.
+            let sym = unsafe { libc::dlsym(lib, name.as_ptr()) };
+            if sym.is_null() {
+                return Err(format!("{path} has no {}", name.to_string_lossy()));
+            }
+            // SAFETY: both PAM entry points have this C signature (pam_sm_authenticate(3),
+            // pam_sm_setcred(3)); the module is linked NODELETE, so the code stays mapped.
+            Ok(unsafe { std::mem::transmute::<*mut c_void, EntryPoint>(sym) })
+        };
+        let loaded = entry(c"pam_sm_authenticate").and_then(|authenticate| {
+            Ok(EntryPoints {
+                lib,
+                authenticate,
+                setcred: entry(c"pam_sm_setcred")?,
+            })
+        });
+        if loaded.is_err() {
+            // SAFETY: the handle came from dlopen above and is closed once.
+            unsafe { libc::dlclose(lib) };
+        }
+        loaded
+    }
+
+    pub fn authenticate(&self, pamh: Handle, flags: c_int, argv: &Argv) -> c_int {
+        Self::call(self.authenticate, pamh, flags, argv)
+    }
+
+    pub fn setcred(&self, pamh: Handle, flags: c_int, argv: &Argv) -> c_int {
+        Self::call(self.setcred, pamh, flags, argv)
+    }
+
+    fn call(entry: EntryPoint, pamh: Handle, flags: c_int, argv: &Argv) -> c_int {
+        let pamh = match pamh {
+            Handle::Null => ptr::null_mut(),
+            Handle::Of(t) => t.pamh,
+        };
+        let (argc, pointers): (c_int, Option<Vec<*const c_char>>) = match argv {
+            Argv::Null(argc) => (*argc, None),
+            Argv::Of(argc, entries) => {
+                assert!(
+                    usize::try_from(*argc).map_or(true, |n| n <= entries.len()),
+                    "argc {argc} beyond the {} entries of argv",
+                    entries.len()
+                );
+                let pointers = entries
+                    .iter()
+                    .map(|e| e.map_or(ptr::null(), CStr::as_ptr))
+                    .collect();
+                (*argc, Some(pointers))
+            }
+        };
+        let argv = pointers.as_ref().map_or(ptr::null(), |p| p.as_ptr());
+        // SAFETY: the entry point's C signature (above). The handle is null or live (borrowed
+        // from its Transaction for the call); argv is null or holds at least argc pointers
+        // (checked above), each null or a NUL-terminated string that outlives the call.
+        unsafe { entry(pamh, flags, argc, argv) }
+    }
+}
+
+impl Drop for EntryPoints {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from dlopen in load and is closed once.
+        unsafe { libc::dlclose(self.lib) };
+    }
 }
 
 /// This process's RLIMIT_FSIZE (soft, hard) and whether SIGXFSZ is ignored, to show that the
@@ -324,16 +509,16 @@ pub mod host {
 
     /// Blocks `signals` in the calling thread (the one that goes on to call libpam).
     pub fn block(signals: &[c_int]) -> std::io::Result<()> {
-        // SAFETY: sigemptyset(3)/sigaddset(3) initialise a set we own; pthread_sigmask(3)
-        // reads it and changes only the calling thread's mask.
-        let rc = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
-        };
+        // SAFETY: all-zero bytes are a valid `sigset_t` (a plain bit array).
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigemptyset(3) initialises the set we own.
+        unsafe { libc::sigemptyset(&mut set) };
+        for &s in signals {
+            // SAFETY: sigaddset(3) on the initialised set; a bad signal only gives EINVAL.
+            unsafe { libc::sigaddset(&mut set, s) };
+        }
+        // SAFETY: pthread_sigmask(3) reads the set and changes only the calling thread's mask.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         match rc {
             0 => Ok(()),
             rc => Err(std::io::Error::from_raw_os_error(rc)),
@@ -349,28 +534,30 @@ pub mod host {
     /// children do.
     pub fn reap_on_sigchld() -> std::io::Result<()> {
         extern "C" fn reap(_: c_int) {
-            // SAFETY: __errno_location(3) and waitpid(2) are async-signal-safe; errno is
-            // restored so the interrupted code sees its own.
-            unsafe {
-                let errno = *libc::__errno_location();
-                while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
-                *libc::__errno_location() = errno;
-            }
+            // SAFETY: __errno_location(3) is async-signal-safe and returns this thread's
+            // errno, valid for the thread's life.
+            let errno = unsafe { libc::__errno_location() };
+            // SAFETY: a valid pointer (above); saved so the interrupted code sees its own.
+            let saved = unsafe { *errno };
+            // SAFETY: waitpid(2) is async-signal-safe; a null status pointer is allowed.
+            while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+            // SAFETY: as above; errno is put back.
+            unsafe { *errno = saved };
         }
         let handler: extern "C" fn(c_int) = reap;
         set_sigchld(handler as libc::sighandler_t)
     }
 
     fn set_sigchld(handler: libc::sighandler_t) -> std::io::Result<()> {
-        // SAFETY: sigaction(2) with a zeroed struct (a valid bit pattern) whose handler is
-        // SIG_IGN or an extern "C" fn(c_int) that lives for the whole program.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut())
-        };
+        // SAFETY: all-zero bytes are a valid `struct sigaction` (plain integers and a bit set).
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: sigemptyset(3) initialises the mask of our struct.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: sigaction(2) reads our struct, whose handler is SIG_IGN or an
+        // extern "C" fn(c_int) that lives for the whole program; no old action is wanted.
+        let rc = unsafe { libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()) };
         if rc == 0 {
             Ok(())
         } else {

@@ -74,8 +74,17 @@ extern "C" {
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
 }
 
+/// Asks for the code after the password: the `auth` entry point libpam calls.
+///
+/// # Safety
+/// The contract of Linux-PAM's pam_sm_authenticate(3) with a module: `pamh` is the live
+/// handle of the transaction, valid for the whole call and used by no other thread meanwhile;
+/// `argv` points to `argc` pointers to NUL-terminated strings (the arguments on the module's
+/// line of the PAM configuration), valid for the call. Beyond that contract, a null `pamh` is
+/// refused with PAM_SERVICE_ERR, a null `argv` or an `argc` below 1 is read as no arguments,
+/// and null entries of `argv` are skipped.
 #[no_mangle]
-pub extern "C" fn pam_sm_authenticate(
+pub unsafe extern "C" fn pam_sm_authenticate(
     pamh: *mut PamHandle,
     flags: c_int,
     argc: c_int,
@@ -86,8 +95,8 @@ pub extern "C" fn pam_sm_authenticate(
     }
     let handle = Handle { pamh };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: libpam passes argc/argv as built from the module's line in the PAM config:
-        // argc entries, each a NUL-terminated string valid for this call.
+        // SAFETY: this function's contract (libpam's): argv holds argc entries, each a
+        // NUL-terminated string valid for this call.
         let args = unsafe { read_args(argc, argv) };
         let user = match handle.user() {
             Ok(user) => user,
@@ -134,8 +143,13 @@ pub extern "C" fn pam_sm_authenticate(
     })
 }
 
+/// The `auth` stack's second step: this module has no credentials to set, so it succeeds.
+///
+/// # Safety
+/// Linux-PAM's pam_sm_setcred(3) contract, as for [`pam_sm_authenticate`]; none of the
+/// arguments is read, so any values are safe.
 #[no_mangle]
-pub extern "C" fn pam_sm_setcred(
+pub unsafe extern "C" fn pam_sm_setcred(
     _pamh: *mut PamHandle,
     _flags: c_int,
     _argc: c_int,
@@ -153,9 +167,11 @@ unsafe fn read_args(argc: c_int, argv: *const *const c_char) -> Vec<String> {
     (0..argc as usize)
         .filter_map(|i| {
             // SAFETY: i < argc, and the caller guarantees argv has argc entries.
-            let arg = unsafe { *argv.add(i) };
-            // SAFETY: a non-null entry is a NUL-terminated string (caller's guarantee).
+            let entry = unsafe { argv.add(i) };
+            // SAFETY: in bounds (above), so one of the caller's initialised pointers.
+            let arg = unsafe { *entry };
             (!arg.is_null()).then(|| {
+                // SAFETY: a non-null entry is a NUL-terminated string (caller's guarantee).
                 unsafe { CStr::from_ptr(arg) }
                     .to_string_lossy()
                     .into_owned()
@@ -222,8 +238,10 @@ impl Handle {
             .ok_or_else(|| Error::Conversation("the application set no conversation".into()))?
             .cast::<PamConv>();
         // SAFETY: the PAM_CONV item is the application's `struct pam_conv`, owned by libpam for
-        // the life of the handle.
-        let (func, appdata) = unsafe { ((*conv).conv, (*conv).appdata_ptr) };
+        // the life of the handle (pam_get_item(3)).
+        let func = unsafe { (*conv).conv };
+        // SAFETY: as above.
+        let appdata = unsafe { (*conv).appdata_ptr };
         let func =
             func.ok_or_else(|| Error::Conversation("the conversation function is null".into()))?;
         let text = ivmfa_sys::c_text(text);
@@ -260,21 +278,23 @@ unsafe fn take_response(responses: *mut PamResponse) -> Option<Zeroizing<String>
     // SAFETY: non-null, points to one pam_response (function contract).
     let resp = unsafe { (*responses).resp };
     let answer = (!resp.is_null()).then(|| {
-        // SAFETY: resp is a malloc'ed NUL-terminated string (function contract); we read its
-        // length, copy a bounded prefix, overwrite all of it and free it exactly once.
-        unsafe {
-            let len = libc::strlen(resp);
-            let bytes = std::slice::from_raw_parts_mut(resp.cast::<u8>(), len);
-            let copy = Zeroizing::new(bytes[..len.min(MAX_ANSWER_COPY)].to_vec());
-            bytes.zeroize();
-            libc::free(resp.cast());
-            // Not UTF-8 is not a code: a stand-in that the parser refuses.
-            Zeroizing::new(
-                std::str::from_utf8(&copy)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|_| "\u{FFFD}".to_owned()),
-            )
-        }
+        // SAFETY: resp is a malloc'ed NUL-terminated string (function contract), so strlen(3)
+        // finds its end.
+        let len = unsafe { libc::strlen(resp) };
+        // SAFETY: the len bytes before that NUL are the application's allocation, handed to us
+        // (pam_conv(3)); nothing else refers to them until they are freed below.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(resp.cast::<u8>(), len) };
+        let copy = Zeroizing::new(bytes[..len.min(MAX_ANSWER_COPY)].to_vec());
+        bytes.zeroize();
+        // SAFETY: malloc'ed by the application (pam_conv(3)) and freed here exactly once; the
+        // slice over it is not used again.
+        unsafe { libc::free(resp.cast()) };
+        // Not UTF-8 is not a code: a stand-in that the parser refuses.
+        Zeroizing::new(
+            std::str::from_utf8(&copy)
+                .map(str::to_owned)
+                .unwrap_or_else(|_| "\u{FFFD}".to_owned()),
+        )
     });
     // SAFETY: the array itself was malloc'ed by the application (function contract).
     unsafe { libc::free(responses.cast()) };

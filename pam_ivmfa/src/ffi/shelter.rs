@@ -45,8 +45,10 @@ impl Shelter {
 
     /// Real uid 0 and the stop signals blocked, remembering what they were.
     fn shield(&mut self) {
-        // SAFETY: getuid(2) and geteuid(2) cannot fail.
-        let (ruid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+        // SAFETY: getuid(2) takes nothing and cannot fail.
+        let ruid = unsafe { libc::getuid() };
+        // SAFETY: geteuid(2) likewise.
+        let euid = unsafe { libc::geteuid() };
         // Only a setuid-root process has anything to hide from its caller, and only it may.
         // SAFETY: setresuid(2) with -1 leaves the effective and saved uids alone; a process
         // with effective uid 0 may set its real uid to 0 and back.
