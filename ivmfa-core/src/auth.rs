@@ -91,8 +91,8 @@ pub trait Conversation {
     fn can_show_text(&self) -> bool;
 }
 
-/// Who is logging in, from the PAM items.
-#[derive(Clone, Copy, Debug)]
+/// Who is logging in, from the PAM items. Its `Debug` leaves out the password.
+#[derive(Clone, Copy)]
 pub struct Login<'a> {
     pub user: &'a str,
     pub service: &'a str,
@@ -102,6 +102,18 @@ pub struct Login<'a> {
     /// the answer at the code prompt, to recognise a service that answers every prompt with
     /// the password.
     pub authtok: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("service", &self.service)
+            .field("rhost", &self.rhost)
+            .field("tty", &self.tty)
+            .field("authtok", &self.authtok.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Login<'_> {
@@ -206,7 +218,7 @@ impl Attempt<'_, '_> {
         if !config.acts_for(self.login.service) {
             self.log(
                 Priority::Info,
-                "ignored: the service is not one of those in services=",
+                "ignored: services= or skip_services= leaves this service out",
             );
             return Ok(Verdict::Ignore);
         }

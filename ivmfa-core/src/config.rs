@@ -62,10 +62,14 @@ pub struct Config {
     pub ticket_lifetime: u64,
     /// Draw the QR code in the login for a light terminal background instead of a dark one.
     pub qr_light_background: bool,
-    /// The PAM services the module acts for; empty means every one. Others get PAM_IGNORE,
-    /// so a stack shared by every service (common-auth) can leave out those that cannot ask
-    /// a second question.
+    /// The PAM services the module acts for; empty means every one. Others get PAM_IGNORE.
     pub services: Vec<String>,
+    /// PAM services the module leaves alone (PAM_IGNORE), so that a stack shared by every
+    /// service (common-auth) can leave out those that cannot ask a second question. A list
+    /// of exceptions rather than of the services judged: one forgotten here is judged, and
+    /// fails closed, where one forgotten in `services` (polkit, cockpit) would pass on the
+    /// password alone.
+    pub skip_services: Vec<String>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             ticket_lifetime: 72 * 3600,
             qr_light_background: false,
             services: Vec::new(),
+            skip_services: Vec::new(),
         }
     }
 }
@@ -274,22 +279,9 @@ impl Config {
                     _ => return Err(bad("must be dark or light")),
                 }
             }
-            ("services", Some(v)) => {
-                let names: Vec<String> = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                let is_service = |n: &String| {
-                    n.len() <= 64 && n.chars().all(|c| c.is_ascii_graphic() && c != '/')
-                };
-                if names.is_empty() || names.len() > 64 || !names.iter().all(is_service) {
-                    return Err(bad(
-                        "must be PAM service names separated by commas (sshd,login,su,sudo)",
-                    ));
-                }
-                self.services = names;
+            ("services", Some(v)) => self.services = service_list(v).map_err(|m| bad(&m))?,
+            ("skip_services", Some(v)) => {
+                self.skip_services = service_list(v).map_err(|m| bad(&m))?
             }
             ("max_failures_per_user", Some(v)) => {
                 self.rate_limit.max_failures_per_user =
@@ -308,9 +300,11 @@ impl Config {
         Ok(())
     }
 
-    /// Whether the module judges logins of `service` (see [`Config::services`]).
+    /// Whether the module judges logins of `service` (see [`Config::services`] and
+    /// [`Config::skip_services`]).
     pub fn acts_for(&self, service: &str) -> bool {
-        self.services.is_empty() || self.services.iter().any(|s| s == service)
+        (self.services.is_empty() || self.services.iter().any(|s| s == service))
+            && !self.skip_services.iter().any(|s| s == service)
     }
 
     fn check(&self) -> Result<()> {
@@ -332,7 +326,7 @@ impl Config {
              max_failures={} max_failures_per_user={} backoff_seconds={} \
              max_backoff_seconds={} issuer={} reset_keyword=\"{}\" reset_message=\"{}\" \
              notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
-             qr_background={} services={}",
+             qr_background={} services={} skip_services={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
@@ -363,8 +357,29 @@ impl Config {
             } else {
                 self.services.join(",")
             },
+            if self.skip_services.is_empty() {
+                "-".to_owned()
+            } else {
+                self.skip_services.join(",")
+            },
         )
     }
+}
+
+/// PAM service names separated by commas (`sshd,login`), or why not.
+fn service_list(text: &str) -> std::result::Result<Vec<String>, String> {
+    let names: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let is_service =
+        |n: &String| n.len() <= 64 && n.chars().all(|c| c.is_ascii_graphic() && c != '/');
+    if names.is_empty() || names.len() > 64 || !names.iter().all(is_service) {
+        return Err("must be PAM service names separated by commas (sshd,login,su,sudo)".into());
+    }
+    Ok(names)
 }
 
 /// Splits `key=value` words, refusing a key given twice: with two values for one security
@@ -489,6 +504,7 @@ mod tests {
             "ticket_lifetime_hours",
             "qr_background",
             "services",
+            "skip_services",
         ];
         let line = Config::default().summary();
         for key in keys {

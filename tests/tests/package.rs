@@ -167,10 +167,12 @@ fn deb_installs_enables_logs_in_and_purges_clean() {
         .find("pam_ivmfa.so")
         .expect("the profile is enabled");
     assert!(unix < ivmfa, "the password step comes first:\n{enabled}");
-    // Only for services that can ask for a code: IMAP or CUPS through common-auth step aside.
+    // Services that can ask for no more than a password (IMAP, CUPS) step aside, as the
+    // installed config file says; every other one, polkit included, is judged.
+    let config = fs::read_to_string("/etc/ivmfa/ivmfa.toml").unwrap();
     assert!(
-        enabled.contains("pam_ivmfa.so services=sshd,login,su,"),
-        "{enabled}"
+        config.contains("\nskip_services = [\"dovecot\""),
+        "{config}"
     );
     assert!(fs::read_to_string(f.dir.join("enroll.out"))
         .unwrap()

@@ -9,6 +9,46 @@ use std::process::Command;
 use ivmfa_tests::sshd::{private_system, USER};
 use ivmfa_tests::*;
 
+/// The config file the package installs as /etc/ivmfa/ivmfa.toml.
+fn packaged_config() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/ivmfa.toml");
+    fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn the_packaged_config_skips_password_only_services_and_judges_every_other_one() {
+    // Every service but the listed exceptions is judged: polkit, cockpit and any service the
+    // list does not know ask for a code, and a missing entry fails closed.
+    for (service, judged) in [
+        ("sshd", true),
+        ("polkit-1", true),
+        ("cockpit", true),
+        ("something-new", true),
+        ("dovecot", false),
+        ("cups", false),
+        ("ppp", false),
+    ] {
+        let f = Fixture::with_config("", &packaged_config());
+        let stack = fs::read_to_string(f.dir.join("pam.d").join(SERVICE)).unwrap();
+        fs::write(
+            f.dir.join("pam.d").join(service),
+            format!("{stack}auth required pam_permit.so\n"),
+        )
+        .unwrap();
+        let e = f.enroll("daemon");
+        let mut login = f.auth_args("daemon", &[&wrong_code(&e)]);
+        let at = login.iter().position(|a| a == "--service").unwrap();
+        login[at + 1] = service.to_owned();
+        let out = f.run(login);
+        if judged {
+            out.assert("PAM_AUTH_ERR").assert_said("prompt");
+        } else {
+            out.assert("PAM_SUCCESS");
+            assert!(!out.said("prompt"), "{service}: {out:?}");
+        }
+    }
+}
+
 #[test]
 fn services_outside_the_list_are_left_alone() {
     let f = Fixture::new("services=sshd,login");
