@@ -220,11 +220,8 @@ impl Store {
         enrollment: &Enrollment,
         step: u64,
     ) -> Result<()> {
-        let before = self.watermark(lock)?;
-        let state = State {
-            last_step: step.max(before),
-            ..State::default()
-        };
+        let mut state = self.kept_state(lock)?;
+        state.last_step = state.last_step.max(step);
         // The state first (it may need a new 24 KiB file): should that fail, no enrollment
         // goes live without its watermark.
         self.save_state(lock, &state)?;
@@ -232,14 +229,22 @@ impl Store {
         self.save_enrollment(lock, enrollment)
     }
 
-    /// The last accepted time step. A state too damaged to read has none: whoever asks is
-    /// about to replace it.
-    pub fn watermark(&self, lock: &UserLock) -> Result<u64> {
-        match self.load_state(lock) {
-            Ok(loaded) => Ok(loaded.state.last_step),
-            Err(Error::Corrupt { .. }) => Ok(0),
-            Err(e) => Err(e),
-        }
+    /// What of the state outlives an enrollment: the last accepted step and the steps refused
+    /// in advance, which belong to the time, not to a secret, and keep the codes used or
+    /// reported for the same secret provisioned again from working. Failure counts and used
+    /// recovery codes go. A state too damaged to read keeps nothing: whoever asks is about
+    /// to replace it.
+    fn kept_state(&self, lock: &UserLock) -> Result<State> {
+        let state = match self.load_state(lock) {
+            Ok(loaded) => loaded.state,
+            Err(Error::Corrupt { .. }) => State::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(State {
+            last_step: state.last_step,
+            refused: state.refused,
+            ..State::default()
+        })
     }
 
     /// Re-reads the enrollment while holding the lock, for read-modify-write.
@@ -248,7 +253,8 @@ impl Store {
     }
 
     /// Moves the user's enrollment into `archive/` (never deleting it) and forgets the
-    /// state. Returns where the enrollment went, or `None` if there was none.
+    /// state but for what outlives an enrollment (see `kept_state`). Returns where the
+    /// enrollment went, or `None` if there was none.
     pub fn archive_enrollment(
         &self,
         lock: &UserLock,
@@ -267,12 +273,10 @@ impl Store {
             target = archive.join(format!("{user}.{now}.{n}.toml"));
             n += 1;
         }
+        let kept = self.kept_state(lock)?;
         std::fs::rename(&secret, &target).map_err(|e| Error::io(&secret, "archive", e))?;
         safefile::sync_dir(&archive)?;
-        for name in [STATE_FILE, LEGACY_STATE_FILE] {
-            self.remove(&lock.dir, name)?;
-        }
-        safefile::sync_dir(&lock.dir)?;
+        self.save_state(lock, &kept)?;
         Ok(Some(target))
     }
 

@@ -348,7 +348,6 @@ pub fn save(
     force: bool,
 ) -> Result<bool> {
     let lock = ctx.store.lock(user)?;
-    let step = step.max(ctx.store.watermark(&lock)?);
     let archived = match ctx.store.reload_enrollment(&lock)? {
         Some(_) if !force => {
             return Err(CliError::new(

@@ -284,15 +284,17 @@ unsafe fn supervise(plan: &Plan) -> ! {
     if unsafe { libc::setsid() } < 0 {
         fail(out, SESSION);
     }
+    // The limits first: a caller's `ulimit -n 10` would otherwise keep the descriptors below
+    // from being set up at all.
+    if set_limits().is_err() {
+        fail(out, RLIMITS);
+    }
     match descriptors(plan) {
         Ok(report) => out = report,
         Err(()) => fail(out, DESCRIPTORS),
     }
     if become_root().is_err() {
         fail(out, ROOT);
-    }
-    if set_limits().is_err() {
-        fail(out, RLIMITS);
     }
     // SAFETY: chdir(2) with a NUL-terminated literal.
     if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {

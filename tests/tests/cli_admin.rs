@@ -53,10 +53,10 @@ fn remove_archives_and_refuses_twice() {
     assert!(f.user_dir("daemon").join("state").exists());
     f.cli(&["remove", "daemon"], "").expect(0, "archived as");
     assert!(f.enrollment("daemon").is_none());
-    assert!(
-        !f.user_dir("daemon").join("state").exists(),
-        "the watermark and failures go with the enrollment"
-    );
+    // The failures go with the enrollment; the watermark stays, so that the same secret
+    // provisioned again does not make a used code work again.
+    let kept = f.state("daemon").state;
+    assert_eq!((kept.total.count, kept.failures.len()), (0, 0));
     let archived: Vec<_> = fs::read_dir(f.store.join("archive"))
         .unwrap()
         .flatten()
@@ -791,6 +791,11 @@ fn provisioning_the_same_secret_again_keeps_used_codes_used() {
     settle();
     let used = code(&e, 0);
     f.login("daemon", &[&used]).assert("PAM_SUCCESS");
+    // A code five steps ahead, reported as a phone clock off: refused in advance.
+    f.login("daemon", &[&code(&e, 5)])
+        .assert_said("check the clock on your phone");
+    let refused = f.state("daemon").state.refused;
+    assert_eq!(refused.len(), 1);
     f.cli(
         &[
             "enroll",
@@ -806,6 +811,11 @@ fn provisioning_the_same_secret_again_keeps_used_codes_used() {
     f.login("daemon", &[&used])
         .assert("PAM_AUTH_ERR")
         .assert_said("already been used");
+    assert_eq!(
+        f.state("daemon").state.refused,
+        refused,
+        "still refused in advance"
+    );
 }
 
 #[test]

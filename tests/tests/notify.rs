@@ -69,7 +69,8 @@ fn notify_command_runs_in_a_clean_environment() {
     );
     notify_config(&f, &record, 30);
     f.enroll("daemon");
-    // The caller: elsewhere, permissive umask, small limits, terminal signals ignored, some
+    // The caller: elsewhere, permissive umask, small limits (ten descriptors, below what the
+    // supervisor would otherwise hand out), terminal signals ignored, some
     // signals blocked (--block-signals), and run by a user through a setuid-root program
     // (real uid and gid nobody, effective root), as under su. Lowered hard limits can only
     // be raised again with CAP_SYS_RESOURCE, which some containers lack: there, only the
@@ -77,7 +78,7 @@ fn notify_command_runs_in_a_clean_environment() {
     let which = if has_cap_sys_resource() { "" } else { "-S " };
     let hostile = format!(
         "cd /usr/share && umask 000 && ulimit -c unlimited && ulimit {which}-f 2000 && \
-         ulimit {which}-n 64 && ulimit {which}-t 120 && trap '' HUP INT QUIT TERM && \
+         ulimit {which}-n 10 && ulimit {which}-t 120 && trap '' HUP INT QUIT TERM && \
          exec setpriv --ruid=65534 --rgid=65534 --groups=65534 -- \"$0\" \"$@\""
     );
     let mut args = f.auth_args("daemon", &["reset"]);
