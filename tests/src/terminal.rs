@@ -78,6 +78,23 @@ impl Terminal {
         }
     }
 
+    /// Runs the shell commands `setup` and then `command` in a private mount namespace (so a
+    /// private system's bind mounts never touch the machine) on an 80-column terminal.
+    pub fn in_namespace(setup: &str, command: &str) -> Terminal {
+        Terminal::spawn(
+            80,
+            Path::new("/usr/bin/unshare"),
+            &[
+                "-m".into(),
+                "--propagation".into(),
+                "private".into(),
+                "sh".into(),
+                "-ec".into(),
+                format!("{setup}\nexec {command}"),
+            ],
+        )
+    }
+
     /// Waits until the screen shows `text` (10 s at most).
     #[track_caller]
     pub fn expect(&mut self, text: &str) -> &str {

@@ -2,7 +2,6 @@
 //! what a local user who knows a victim's password can do to `su` (resource limits, ignored
 //! signals, a stopped lock holder, a full disk), through real libpam and the real setuid `su`.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -152,18 +151,7 @@ fn su_under_a_file_size_limit_counts_every_wrong_code() {
             "setpriv --reuid=65534 --regid=65534 --clear-groups bash -c \"trap '' XFSZ; ulimit -f {kib}; \
              exec /usr/bin/su {USER} -c 'echo su-\\$((40+2))'\""
         );
-        let mut t = Terminal::spawn(
-            80,
-            Path::new("/usr/bin/unshare"),
-            &[
-                "-m".into(),
-                "--propagation".into(),
-                "private".into(),
-                "sh".into(),
-                "-ec".into(),
-                format!("{setup}\nexec {attacker}"),
-            ],
-        );
+        let mut t = Terminal::in_namespace(&setup, &attacker);
         t.expect("Password: ");
         t.type_line(PASSWORD);
         // A user backing off is not asked for a code at all.
@@ -293,19 +281,11 @@ fn a_recovery_code_recorded_only_in_the_state_stays_used() {
         .assert_said("That code is not correct");
 }
 
-#[test]
-#[ignore = "needs root"]
-fn a_stopped_lock_holder_delays_a_login_only_until_the_deadline() {
-    require_root("flock(1) on the store's lock file, and syslog capture");
-    let f = Fixture::new("");
-    let e = f.enroll("daemon");
-    settle();
-    // Another process holds daemon's lock and has been stopped (as a caller can stop its own
-    // su with SIGSTOP while the lock is held).
-    let lock = f.user_dir("daemon").join("lock");
-    let mut holder = Command::new("flock")
+/// Another process (flock(1)) holding the lock file `lock`, once /proc/locks shows it so.
+fn hold(lock: &std::path::Path) -> std::process::Child {
+    let holder = Command::new("flock")
         .arg("-o")
-        .arg(&lock)
+        .arg(lock)
         .args(["sleep", "300"])
         .stdin(Stdio::null())
         .spawn()
@@ -318,6 +298,20 @@ fn a_stopped_lock_holder_delays_a_login_only_until_the_deadline() {
         assert!(Instant::now() < taken, "flock never took the lock");
         std::thread::sleep(Duration::from_millis(10));
     }
+    holder
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_stopped_lock_holder_delays_a_login_only_until_the_deadline() {
+    require_root("flock(1) on the store's lock file, and syslog capture");
+    let f = Fixture::new("");
+    let e = f.enroll("daemon");
+    settle();
+    // Another process holds daemon's lock and has been stopped (as a caller can stop its own
+    // su with SIGSTOP while the lock is held).
+    let lock = f.user_dir("daemon").join("lock");
+    let mut holder = hold(&lock);
     Command::new("kill")
         .args(["-STOP", &holder.id().to_string()])
         .status()
@@ -369,18 +363,7 @@ fn the_caller_of_a_setuid_login_cannot_stop_it_while_it_works() {
     settle();
     // Another login holds daemon's lock for a moment, so this one is seen waiting for it.
     let lock = f.user_dir("daemon").join("lock");
-    let mut holder = Command::new("flock")
-        .arg("-o")
-        .arg(&lock)
-        .args(["sleep", "300"])
-        .spawn()
-        .unwrap();
-    while !std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .contains(&format!(" {} ", holder.id()))
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut holder = hold(&lock);
     // The login as a setuid program runs it: real uid nobody, effective uid root.
     let mut args = f.auth_args("daemon", &[&code(&e, 0)]);
     args.push("--report-limits".into());

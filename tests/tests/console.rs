@@ -28,18 +28,7 @@ fn sudo_available() {
 fn console(f: &Fixture, service: &str, args: &str, command: &str) -> Terminal {
     let stack = format!("auth requisite pam_unix.so\n{}", module_line(f, args));
     let setup = private_system(f, &format!("console-{service}"), &[(service, &stack)]);
-    Terminal::spawn(
-        80,
-        Path::new("/usr/bin/unshare"),
-        &[
-            "-m".into(),
-            "--propagation".into(),
-            "private".into(),
-            "sh".into(),
-            "-ec".into(),
-            format!("{setup}\nexec {command}"),
-        ],
-    )
+    Terminal::in_namespace(&setup, command)
 }
 
 #[test]
@@ -180,18 +169,15 @@ fn as_user(f: &Fixture, name: &str, script: &str) -> String {
 fn sudo_session(f: &Fixture, name: &str, defaults: &str, script: &str) -> Terminal {
     let setup = sudo_system(f, name, defaults);
     let command = as_user(f, name, script);
-    Terminal::spawn(
-        80,
-        Path::new("/usr/bin/unshare"),
-        &[
-            "-m".into(),
-            "--propagation".into(),
-            "private".into(),
-            "sh".into(),
-            "-ec".into(),
-            format!("{setup}\nexec {command}"),
-        ],
-    )
+    Terminal::in_namespace(&setup, &command)
+}
+
+/// Answers sudo's password prompt, then the code prompt with `answer`.
+fn password_then(t: &mut Terminal, answer: &str) {
+    t.expect_next(SUDO_PASSWORD);
+    t.type_line(PASSWORD);
+    t.expect_next(CODE_PROMPT);
+    t.type_line(answer);
 }
 
 const SUDO_42: &str = "sudo -- sh -c 'echo sudo-$((40+2))'";
@@ -204,10 +190,7 @@ fn sudo_asks_for_the_password_then_the_code() {
     let e = f.enroll(USER);
     settle();
     let mut t = sudo_session(&f, "sudo-right", "", SUDO_42);
-    t.expect_next(SUDO_PASSWORD);
-    t.type_line(PASSWORD);
-    t.expect_next(CODE_PROMPT);
-    t.type_line(&code(&e, 0));
+    password_then(&mut t, &code(&e, 0));
     let (status, screen) = t.finish();
     assert_eq!(status, 0, "{screen}");
     assert!(plain(&screen).contains("sudo-42"), "{screen}");
@@ -221,15 +204,9 @@ fn sudo_asks_for_both_again_after_a_wrong_code() {
     let e = f.enroll(USER);
     settle();
     let mut t = sudo_session(&f, "sudo-wrong", "", SUDO_42);
-    t.expect_next(SUDO_PASSWORD);
-    t.type_line(PASSWORD);
-    t.expect_next(CODE_PROMPT);
-    t.type_line(&wrong_code(&e));
+    password_then(&mut t, &wrong_code(&e));
     t.expect_next(SORRY);
-    t.expect_next(SUDO_PASSWORD);
-    t.type_line(PASSWORD);
-    t.expect_next(CODE_PROMPT);
-    t.type_line(&code(&e, 0));
+    password_then(&mut t, &code(&e, 0));
     let (status, screen) = t.finish();
     assert_eq!(status, 0, "{screen}");
     let screen = plain(&screen);
@@ -249,10 +226,7 @@ fn sudo_shows_the_modules_messages_only_where_pam_silent_can_be_turned_off() {
     let e = f.enroll(USER);
     settle();
     let mut t = sudo_session(&f, "sudo-loud", "Defaults !pam_silent", SUDO_42);
-    t.expect_next(SUDO_PASSWORD);
-    t.type_line(PASSWORD);
-    t.expect_next(CODE_PROMPT);
-    t.type_line(&wrong_code(&e));
+    password_then(&mut t, &wrong_code(&e));
     t.expect_next(SORRY);
     t.expect_next(SUDO_PASSWORD);
     let (status, screen) = t.finish();
@@ -282,10 +256,7 @@ fn a_replayed_code_under_sudo_gets_only_sudos_own_answer() {
     let c = code(&e, 0);
     t.type_line(&c);
     t.expect_next("sudo-42");
-    t.expect_next(SUDO_PASSWORD);
-    t.type_line(PASSWORD);
-    t.expect_next(CODE_PROMPT);
-    t.type_line(&c);
+    password_then(&mut t, &c);
     // Under PAM_SILENT the user cannot tell a replay from a wrong code.
     t.expect_next(SORRY);
     t.expect_next(SUDO_PASSWORD);
@@ -311,10 +282,7 @@ fn sudos_timestamp_skips_password_and_code_until_sudo_k() {
                   echo forgetting; sudo -k\n\
                   sudo -- sh -c 'echo third-$((40+2))'";
     let mut t = sudo_session(&f, "sudo-cache", "", script);
-    t.expect_next(SUDO_PASSWORD);
-    t.type_line(PASSWORD);
-    t.expect_next(CODE_PROMPT);
-    t.type_line(&code(&e, 0));
+    password_then(&mut t, &code(&e, 0));
     t.expect_next("first-42");
     let cached = t.expect_next("cached");
     let state = f.user_dir(USER).join("state");
