@@ -144,16 +144,16 @@ pub fn authenticate(
     match attempt.run(args) {
         Ok(verdict) => verdict,
         Err(e @ Error::Conversation(_)) => {
-            attempt.log(Priority::Error, &format!("denied: {e}"));
+            attempt.log(Priority::Error, &format!("denied: {}", e.with_hint()));
             Verdict::ConvErr
         }
         Err(e @ Error::Busy { .. }) => {
-            attempt.log(Priority::Error, &format!("denied: {e}"));
+            attempt.log(Priority::Error, &format!("denied: {}", e.with_hint()));
             let _ = attempt.conv.error(messages::BUSY);
             Verdict::ServiceErr
         }
         Err(e) => {
-            attempt.log(Priority::Error, &format!("denied: {e}"));
+            attempt.log(Priority::Error, &format!("denied: {}", e.with_hint()));
             // The user sees only that it is not their fault; syslog has the reason.
             let _ = attempt.conv.error(messages::UNAVAILABLE);
             Verdict::ServiceErr

@@ -1,7 +1,8 @@
 //! The one error type of the core layer.
 //!
-//! Every variant says what happened and where; [`std::fmt::Display`] adds what to do about it,
-//! because these lines end up in syslog and in front of the administrator who has to fix it.
+//! Every variant says what happened and where ([`std::fmt::Display`]); [`Error::hint`] says
+//! what to do about it where the error knows better than its caller. The module's syslog line
+//! carries both ([`Error::with_hint`]); the CLI prints them as `error:` and `hint:`.
 
 use std::fmt;
 use std::io;
@@ -67,6 +68,33 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What to do about it, where the error itself knows (which file, which condition).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Corrupt { hint, .. } => Some(hint),
+            Error::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => Some("free some disk space"),
+                Some(libc::EROFS) => Some("the file system is mounted read-only; remount it"),
+                _ => None,
+            },
+            Error::Busy { .. } => Some(
+                "a stopped or hung login holds it: find it in /proc/locks (by the lock file's \
+                 inode) and end it",
+            ),
+            _ => None,
+        }
+    }
+
+    /// What happened and, where known, what to do: one line for syslog.
+    pub fn with_hint(&self) -> String {
+        match self.hint() {
+            Some(hint) => format!("{self}; {hint}"),
+            None => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -74,24 +102,18 @@ impl fmt::Display for Error {
             Error::Unsafe { path, why } => {
                 write!(f, "refusing to use {}: {why}", path.display())
             }
-            Error::Corrupt { path, why, hint } => {
-                write!(f, "{} cannot be used: {why}; {hint}", path.display())
+            Error::Corrupt { path, why, .. } => {
+                write!(f, "{} cannot be used: {why}", path.display())
             }
             Error::Io { path, op, source } => {
-                write!(f, "cannot {op} {}: {source}", path.display())?;
-                match source.raw_os_error() {
-                    Some(libc::ENOSPC) | Some(libc::EDQUOT) => write!(f, "; free some disk space"),
-                    Some(libc::EROFS) => write!(f, "; the file system is mounted read-only"),
-                    _ => Ok(()),
-                }
+                write!(f, "cannot {op} {}: {source}", path.display())
             }
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Conversation(msg) => write!(f, "the PAM conversation failed: {msg}"),
             Error::System(msg) => write!(f, "{msg}"),
             Error::Busy { path, waited } => write!(
                 f,
-                "gave up waiting for the lock {} after {waited} s: another process holds it \
-                 (a stopped or hung login; grep the inode in /proc/locks to find it)",
+                "gave up waiting for the lock {} after {waited} s: another process holds it",
                 path.display()
             ),
         }

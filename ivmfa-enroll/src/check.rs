@@ -105,7 +105,8 @@ fn check_store(r: &mut Report, store: &Store) -> Vec<UserName> {
             Ok(None) => {}
             Err(e) => r.problem(
                 &format!("{user}: {e}"),
-                "until this is fixed every login of this user is denied",
+                e.hint()
+                    .unwrap_or("until this is fixed every login of this user is denied"),
             ),
         }
     }
@@ -115,7 +116,10 @@ fn check_store(r: &mut Report, store: &Store) -> Vec<UserName> {
             requests.len()
         )),
         Ok(_) => {}
-        Err(e) => r.problem(&e.to_string(), "fix or remove the request file"),
+        Err(e) => r.problem(
+            &e.to_string(),
+            e.hint().unwrap_or("fix or remove the request file"),
+        ),
     }
     if enrolled == 0 {
         r.note(&format!(

@@ -42,7 +42,7 @@ impl CliError {
 impl From<ivmfa_core::Error> for CliError {
     fn from(e: ivmfa_core::Error) -> Self {
         use ivmfa_core::Error as E;
-        let hint = match &e {
+        let generic = match &e {
             E::Config(_) => "fix the config file or the option named above",
             E::Unsafe { .. } => {
                 "fix the ownership or mode (chown root:root, chmod 600 files, 700 dirs)"
@@ -63,7 +63,7 @@ impl From<ivmfa_core::Error> for CliError {
         } else {
             Kind::Failed
         };
-        CliError::new(kind, e.to_string(), hint)
+        CliError::new(kind, e.to_string(), e.hint().unwrap_or(generic))
     }
 }
 

@@ -838,3 +838,32 @@ fn status_tells_a_typo_and_a_name_given_to_someone_else() {
         "problem: enrolled for uid 12345, but daemon is now uid 1",
     );
 }
+
+/// The exact two lines of a failure: what happened, from the layer that saw it, and what to do,
+/// from whichever knows best (here the core, which knows which file it is).
+#[test]
+#[ignore = "needs root"]
+fn errors_say_what_happened_then_what_to_do_once() {
+    root();
+    let f = provisioned();
+    let state = f.user_dir("daemon").join("state");
+    fs::write(&state, b"not a state file").unwrap();
+    let out = f.cli(&["status", "daemon"], "");
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: {} cannot be used: it is 16 bytes long, not the 24576 of two slots\n\
+             hint: remove it to start afresh (this forgets the failure counts and lets the \
+             last code used be used once more)\n",
+            state.display()
+        )
+    );
+    let out = f.cli(&["status", "no-such-user-here"], "");
+    assert_eq!(
+        out.stderr,
+        "error: there is no user no-such-user-here in the user database\n\
+         hint: check the spelling (getent passwd NAME); for a deleted account, ivmfa-enroll \
+         remove NAME clears what is left in the store\n"
+    );
+}
