@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     let confirmed_step = if args.no_confirm {
         0
     } else {
-        confirm(&enrollment, ctx.now)?
+        confirm(&enrollment, ctx.now, ctx.config.window)?
     };
 
     let (codes, set) = new_recovery_codes(ctx, args.recovery_codes)?;
@@ -243,8 +243,9 @@ fn show(qr: &Qr, style: QrStyle, uri: &str, e: &Enrollment, issuer: &str, accoun
 }
 
 /// Asks for a code until one is right; returns its time step. Never says what the right code
-/// was, and gives up after three tries, having written nothing.
-fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
+/// was, and gives up after three tries, having written nothing. Codes are checked with the
+/// configured `window`, as the login checks them.
+fn confirm(e: &Enrollment, now: u64, window: u8) -> Result<u64> {
     let stdin = io::stdin();
     for attempt in 1..=TRIES {
         print!("\nEnter the {}-digit code the app shows now: ", e.digits);
@@ -276,7 +277,7 @@ fn confirm(e: &Enrollment, now: u64) -> Result<u64> {
             recovery: false,
         };
         let check = match input::parse(line.trim_end_matches(['\n', '\r']), accepts) {
-            Answer::Code(code) => totp::verify(e, &code, now_or(now), 1, 0, &[])?,
+            Answer::Code(code) => totp::verify(e, &code, now_or(now), window, 0, &[])?,
             _ => Check::Wrong,
         };
         match check {
