@@ -48,7 +48,11 @@ pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
             if broken > 0 {
                 return Err(CliError::new(
                     Kind::Failed,
-                    format!("{broken} user(s) could not be read"),
+                    if broken == 1 {
+                        "1 user could not be read".to_owned()
+                    } else {
+                        format!("{broken} users could not be read")
+                    },
                     "ivmfa-enroll check says what to fix",
                 ));
             }
@@ -165,7 +169,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
         CliError::new(
             Kind::Refused,
             format!("{user} is not enrolled"),
-            "see who is with: ivmfa-enroll status",
+            "ivmfa-enroll status lists who is enrolled",
         )
     };
     // Checked before locking, which would create a directory for a mistyped name.

@@ -32,7 +32,23 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     let provided = args.secret.is_some() || args.secret_file.is_some();
     let secret = match (&args.secret, &args.secret_file) {
         (Some(text), _) => Secret::from_base32(text)?,
-        (None, Some(path)) => Secret::from_base32(&read_secret_file(path)?)?,
+        (None, Some(path)) => {
+            let key = read_secret_file(path)?;
+            if key.is_empty() {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    format!("no key in {}", shown_source(path)),
+                    "give the key as its first line, in base32",
+                ));
+            }
+            Secret::from_base32(&key).map_err(|e| {
+                CliError::new(
+                    Kind::Usage,
+                    format!("the key in {} is not usable: {e}", shown_source(path)),
+                    "give the key as its first line, in base32 (at least 128 bits)",
+                )
+            })?
+        }
         (None, None) => {
             let mut bytes = Zeroizing::new([0u8; DEFAULT_SECRET_BYTES]);
             random::fill(&mut *bytes)?;
@@ -140,6 +156,15 @@ pub fn refuse_if_enrolled(ctx: &Context, user: &UserName, force: bool) -> Result
 
 /// The key from standard input, or from a file that only root can have written: whoever
 /// controls that file chooses the user's secret.
+/// How a `--secret-file` argument is named in a message.
+fn shown_source(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
 fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
     if path == Path::new("-") {
         let mut line = Zeroizing::new(String::new());

@@ -50,7 +50,10 @@ impl From<ivmfa_core::Error> for CliError {
             E::Corrupt { .. } => {
                 "restore the file from a backup, or remove the enrollment and enroll again"
             }
-            E::Io { .. } => "check that the store is on a writable file system with free space",
+            E::Io { .. } => {
+                "check the path named above, and that its file system is writable and has free \
+                 space"
+            }
             E::Invalid(_) => "check the value given on the command line",
             E::Conversation(_) | E::System(_) => "check the system's user database (getent passwd)",
             E::Busy { .. } => {

@@ -34,7 +34,14 @@ pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Re
         )
     })?;
     let shown = path.display().to_string();
-    let imported = google::parse(&text, &shown)?;
+    // Whatever is wrong is in the file, not on the command line.
+    let imported = google::parse(&text, &shown).map_err(|e| {
+        CliError::new(
+            Kind::Usage,
+            e.to_string(),
+            "fix the file, or enroll the user afresh: ivmfa-enroll enroll USER",
+        )
+    })?;
 
     let mut salt = [0u8; 16];
     random::fill(&mut salt)?;
