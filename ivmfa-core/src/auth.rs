@@ -1,137 +1,25 @@
 //! One login attempt, from module arguments to a verdict.
 //!
 //! The PAM module gathers facts (user, service, remote host), provides the conversation and
-//! the system look-ups through [`Host`] and [`Conversation`], and turns the [`Verdict`] into a
-//! PAM code. Every decision is made here (and, for set-up inside the login, in
+//! the system look-ups through the [`crate::ports`], and turns the [`Verdict`] into a PAM code. Every decision is made here (and, for set-up inside the login, in
 //! [`crate::inband`]), so it can be read in one place, top to bottom.
-
-use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::config::{printable, Config, Unenrolled, MAX_WINDOW};
+use crate::attempt::Attempt;
+use crate::config::{Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
 use crate::inband::{self, Grant};
 use crate::input::{self, Accepts, Answer, Code};
+use crate::logtext::printable;
 use crate::messages;
+use crate::ports::{Conversation, Host, Login, Priority, Verdict};
 use crate::reset::{self, ResetRequest};
 use crate::state::{RateLimit, State};
 use crate::store::{LoadedState, Store, UserLock};
 use crate::totp::{self, Check};
 use crate::username::UserName;
-
-/// How the module should answer libpam.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// The code was right (or the user is exempt): PAM_SUCCESS.
-    Success,
-    /// Not our business (unenrolled user, `unenrolled=allow`): PAM_IGNORE.
-    Ignore,
-    /// Wrong, replayed or missing code, rate limited, not enrolled: PAM_AUTH_ERR.
-    AuthErr,
-    /// No such user, or a name that cannot be a user: PAM_USER_UNKNOWN.
-    UserUnknown,
-    /// The conversation failed: PAM_CONV_ERR.
-    ConvErr,
-    /// Configuration, store or system failure: PAM_SERVICE_ERR.
-    ServiceErr,
-}
-
-/// syslog priorities the core uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Priority {
-    Error,
-    Warning,
-    Notice,
-    Info,
-    Debug,
-}
-
-/// A user as the user database knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Account {
-    /// The name as the database spells it (`pw_name`).
-    pub name: String,
-    pub uid: u32,
-}
-
-/// The system around the login: clock, identity, randomness, user database, log.
-pub trait Host {
-    fn euid(&self) -> u32;
-    /// The real uid: the invoking user of a setuid program.
-    fn uid(&self) -> u32;
-    /// Seconds since the Unix epoch.
-    fn now(&self) -> u64;
-    /// Fills `buf` from a cryptographically secure source.
-    fn random(&self, buf: &mut [u8]) -> Result<()>;
-    /// The user as the user database knows it, or `None` if there is no such user. NSS may
-    /// resolve `ALICE` or `alice@domain` to alice; the store is keyed by the database's
-    /// spelling ([`Account::name`]) so such spellings cannot miss an enrollment.
-    fn account(&self, user: &str) -> Result<Option<Account>>;
-    /// `Ok(None)` if the group does not exist.
-    fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>>;
-    fn log(&self, priority: Priority, message: &str);
-    /// Runs `program` with exactly `env`, waiting at most `timeout` seconds.
-    fn notify(
-        &self,
-        program: &Path,
-        env: &[(&'static str, String)],
-        timeout: u64,
-    ) -> std::result::Result<(), String>;
-}
-
-/// The PAM conversation with the person logging in.
-pub trait Conversation {
-    /// Asks with echo off.
-    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>>;
-    fn info(&mut self, text: &str) -> Result<()>;
-    fn error(&mut self, text: &str) -> Result<()>;
-    /// False when the application asked for silence (PAM_SILENT): no QR code can be shown.
-    fn can_show_text(&self) -> bool;
-}
-
-/// Who is logging in, from the PAM items. Its `Debug` leaves out the password.
-#[derive(Clone, Copy)]
-pub struct Login<'a> {
-    pub user: &'a str,
-    pub service: &'a str,
-    pub rhost: Option<&'a str>,
-    pub tty: Option<&'a str>,
-    /// The password an earlier module took (PAM_AUTHTOK), if any: only ever compared with
-    /// the answer at the code prompt, to recognise a service that answers every prompt with
-    /// the password.
-    pub authtok: Option<&'a str>,
-}
-
-impl std::fmt::Debug for Login<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login")
-            .field("user", &self.user)
-            .field("service", &self.service)
-            .field("rhost", &self.rhost)
-            .field("tty", &self.tty)
-            .field("authtok", &self.authtok.map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-impl Login<'_> {
-    /// The part of every log line that says whose login it was.
-    fn describe(&self) -> String {
-        format!(
-            "user={} service={} rhost={}",
-            printable(self.user),
-            printable(self.service),
-            printable(self.rhost.unwrap_or("-"))
-        )
-    }
-
-    /// Failures are counted per source; local logins share the empty source.
-    fn source(&self) -> &str {
-        self.rhost.unwrap_or("")
-    }
-}
 
 /// Runs one authentication. Never panics on bad input; every error path denies.
 pub fn authenticate(
@@ -161,26 +49,7 @@ pub fn authenticate(
     }
 }
 
-pub(crate) struct Attempt<'a, 'b> {
-    pub(crate) login: &'a Login<'a>,
-    pub(crate) host: &'a dyn Host,
-    pub(crate) conv: &'b mut dyn Conversation,
-}
-
 impl Attempt<'_, '_> {
-    pub(crate) fn log(&self, priority: Priority, what: &str) {
-        self.host
-            .log(priority, &format!("{}: {what}", self.login.describe()));
-    }
-
-    /// Denies with a reason for syslog and a message for the user (best effort: the login is
-    /// denied whether or not the message gets through).
-    pub(crate) fn deny(&mut self, priority: Priority, reason: &str, tell: &str) -> Result<Verdict> {
-        self.log(priority, &format!("denied: {reason}"));
-        let _ = self.conv.error(tell);
-        Ok(Verdict::AuthErr)
-    }
-
     /// Denies a source or user that is backing off, saying how long is left.
     fn held(&mut self, wait: u64) -> Result<Verdict> {
         self.deny(

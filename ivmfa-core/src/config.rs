@@ -10,9 +10,9 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::de::DeserializeOwned;
-
 use crate::error::{Error, Result};
+use crate::format::parse_toml;
+use crate::logtext::printable;
 use crate::safefile::Policy;
 use crate::state::RateLimit;
 
@@ -415,68 +415,6 @@ where
             range.end()
         )),
     }
-}
-
-/// Parses TOML, reporting errors by position only: the parser's own text can quote the
-/// offending line, and in a secret file that line is the secret.
-pub(crate) fn parse_toml<T: DeserializeOwned>(
-    text: &str,
-    path: &Path,
-    hint: &'static str,
-) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|span| {
-                let upto = &text.as_bytes()[..span.start.min(text.len())];
-                let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
-                format!("line {line}: ")
-            })
-            .unwrap_or_default();
-        let msg: String = e.message().lines().next().unwrap_or("").to_owned();
-        let msg = if msg.contains(['"', '\'', '`']) {
-            // Unknown variants and keys are quoted by serde; keep the kind, drop the value.
-            "a key or value is not valid here".to_owned()
-        } else {
-            msg
-        };
-        Error::corrupt(path, format!("{at}{msg}"), hint)
-    })
-}
-
-/// Parses a store file's TOML and refuses any format version but `expected`: a file from a
-/// newer ivmfa is not guessed at.
-pub(crate) fn parse_versioned<T: DeserializeOwned>(
-    text: &str,
-    path: &Path,
-    hint: &'static str,
-    expected: u32,
-    version_of: impl Fn(&T) -> u32,
-) -> Result<T> {
-    let parsed: T = parse_toml(text, path, hint)?;
-    let version = version_of(&parsed);
-    if version != expected {
-        return Err(Error::corrupt(
-            path,
-            format!("format version {version} is not supported"),
-            hint,
-        ));
-    }
-    Ok(parsed)
-}
-
-/// Makes untrusted text safe for one log line: escapes control characters, caps the length.
-pub fn printable(text: &str) -> String {
-    const MAX: usize = 64;
-    let mut out: String = text
-        .chars()
-        .take(MAX)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().count() > MAX {
-        out.push_str("...");
-    }
-    out
 }
 
 #[cfg(test)]

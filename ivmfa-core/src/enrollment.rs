@@ -163,7 +163,7 @@ impl Enrollment {
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Enrollment> {
         let file: File =
-            crate::config::parse_versioned(text, path, SECRET_HINT, FORMAT_VERSION, |f: &File| {
+            crate::format::parse_versioned(text, path, SECRET_HINT, FORMAT_VERSION, |f: &File| {
                 f.version
             })?;
         let secret = Secret::from_base32(&file.secret)

@@ -5,11 +5,12 @@
 //! This runs after the password step has succeeded: the shipped PAM snippets make that step
 //! `requisite`, so only someone who knows the password ever gets here.
 
-use crate::auth::{Attempt, Priority, Verdict};
+use crate::attempt::Attempt;
 use crate::config::Config;
 use crate::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
 use crate::error::Result;
 use crate::input::{self, Accepts, Answer};
+use crate::ports::{Priority, Verdict};
 use crate::qr::{Blocks, Qr};
 use crate::store::Store;
 use crate::totp::{self, Check};

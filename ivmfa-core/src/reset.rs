@@ -81,7 +81,7 @@ impl Record for Notice {
 /// escaped (no control characters, at most 64 characters); scripts must still treat them as
 /// untrusted text.
 pub fn notify_env(r: &ResetRequest) -> Vec<(&'static str, String)> {
-    use crate::config::printable;
+    use crate::logtext::printable;
     vec![
         ("IVMFA_USER", r.user.clone()),
         ("IVMFA_TIME", r.time.to_string()),

@@ -299,7 +299,7 @@ impl State {
 
     fn parse(text: &str, path: &Path) -> Result<State> {
         let file: File =
-            crate::config::parse_versioned(text, path, STATE_HINT, FORMAT_VERSION, |f: &File| {
+            crate::format::parse_versioned(text, path, STATE_HINT, FORMAT_VERSION, |f: &File| {
                 f.version
             })?;
         if file.failures.len() > MAX_SOURCES {

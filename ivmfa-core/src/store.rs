@@ -371,7 +371,7 @@ impl Store {
         let Some(text) = self.policy.read_text(path)? else {
             return Ok(None);
         };
-        crate::config::parse_versioned(
+        crate::format::parse_versioned(
             &text,
             path,
             T::HINT,

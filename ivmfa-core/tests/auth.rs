@@ -4,8 +4,9 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use ivmfa_core::auth::{authenticate, Account, Conversation, Host, Login, Priority, Verdict};
+use ivmfa_core::auth::authenticate;
 use ivmfa_core::enrollment::{Enrollment, Secret};
+use ivmfa_core::ports::{Account, Conversation, Host, Login, Priority, Verdict};
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 use ivmfa_core::Error;

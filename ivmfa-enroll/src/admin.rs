@@ -1,6 +1,6 @@
 //! `status`, `remove` and `recovery-codes`: the administrator's view of the store.
 
-use ivmfa_core::config::printable;
+use ivmfa_core::logtext::printable;
 use ivmfa_core::username::UserName;
 use ivmfa_sys::Level;
 

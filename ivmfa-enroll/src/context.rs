@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use ivmfa_core::config::{printable, Config};
+use ivmfa_core::config::Config;
+use ivmfa_core::logtext::printable;
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 use ivmfa_sys::{Level, Passwd};

@@ -1,6 +1,6 @@
 //! `reset list|approve|deny`: the administrators' side of flow 3 (lost device).
 
-use ivmfa_core::config::printable;
+use ivmfa_core::logtext::printable;
 use ivmfa_core::reset::{Notice, Ticket, FORMAT_VERSION, MAX_REASON_LEN};
 use ivmfa_core::username::UserName;
 use ivmfa_sys::Level;

@@ -11,7 +11,7 @@
 #[allow(unsafe_code)]
 mod ffi;
 
-use ivmfa_core::auth::Verdict;
+use ivmfa_core::ports::Verdict;
 
 /// PAM return codes (`<security/_pam_types.h>`), the subset this module returns.
 pub(crate) mod code {

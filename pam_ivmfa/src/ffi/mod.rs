@@ -10,7 +10,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ivmfa_core::auth::{authenticate, Account, Conversation, Host, Login, Priority};
+use ivmfa_core::auth::authenticate;
+use ivmfa_core::ports::{Account, Conversation, Host, Login, Priority};
 use ivmfa_core::Error;
 use zeroize::{Zeroize, Zeroizing};
 
