@@ -229,7 +229,7 @@ impl Attempt<'_, '_> {
         if self
             .login
             .authtok
-            .is_some_and(|password| same(password.as_bytes(), answer.as_bytes()))
+            .is_some_and(|password| input::same(password.as_bytes(), answer.as_bytes()))
         {
             // An application that answers every prompt with the password (IMAP, SMTP AUTH,
             // PPP) cannot take part: its answer is no guess at a code, so it is not counted,
@@ -557,9 +557,4 @@ enum Judged {
 enum Offered {
     Code(Code),
     Recovery(Zeroizing<String>),
-}
-
-/// Compares two byte strings in time that depends on their lengths only.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -165,13 +165,7 @@ impl RecoveryCodes {
         let wanted = hash(&salt, canonical);
         let mut found = None;
         for (i, stored) in self.hashes.iter().enumerate() {
-            let same = stored.len() == wanted.len()
-                && stored
-                    .bytes()
-                    .zip(wanted.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0;
-            if same && found.is_none() {
+            if crate::input::same(stored.as_bytes(), wanted.as_bytes()) && found.is_none() {
                 found = Some(i);
             }
         }
