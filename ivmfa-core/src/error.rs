@@ -87,7 +87,7 @@ impl Error {
     }
 
     /// What happened and, where known, what to do: one line for syslog.
-    pub fn with_hint(&self) -> String {
+    pub(crate) fn with_hint(&self) -> String {
         match self.hint() {
             Some(hint) => format!("{self}; {hint}"),
             None => self.to_string(),

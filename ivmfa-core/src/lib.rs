@@ -1,37 +1,31 @@
-//! The decisions behind `pam_ivmfa.so` and `ivmfa-enroll`.
+//! The decisions behind `pam_ivmfa.so` and `ivmfa-enroll`, in three layers:
 //!
-//! Data flows top-down: [`auth`] runs one login attempt; it reads [`config`], asks the
-//! [`store`] for the user's [`enrollment`] and [`state`], checks the code with [`totp`] and
-//! tells the caller what to answer PAM. Everything that touches the PAM handle or libc lives in
-//! the `pam_ivmfa` crate, behind the [`ports::Host`] and [`ports::Conversation`] traits.
+//! - [`decision`]: one login attempt. [`auth`] reads the [`config`], asks the [`store`] for the
+//!   user's [`enrollment`] and [`state`], judges the answer and tells the caller what to answer
+//!   PAM; [`inband`](decision) sets a user up inside the login. Everything that touches the PAM
+//!   handle or libc lives in the `pam_ivmfa` crate, behind the [`ports::Host`] and
+//!   [`ports::Conversation`] traits.
+//! - [`domain`]: what is judged and kept, with no I/O of its own: TOTP, the enrollment, the
+//!   state, recovery codes, reset requests, user names, the otpauth URI and its QR matrix.
+//! - [`store`]: persistence under `/var/lib/ivmfa`: symlink-safe checked files
+//!   (`store::safefile`), crash-safe slot files (`store::slotfile`) and per-user locks.
+//!
+//! Dependencies point down only: decision → domain → (nothing), decision → store → domain.
 #![forbid(unsafe_code)]
 // Code loaded into every login fails closed with an error, never by a panic.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod attempt;
-pub mod auth;
-pub mod config;
-pub mod enrollment;
+pub mod decision;
+pub mod domain;
 pub mod error;
-mod format;
-pub mod google;
-mod inband;
-
-pub mod input;
-pub mod logtext;
-pub mod messages;
-pub mod otpauth;
-pub mod ports;
-pub mod qr;
-pub mod random;
-pub mod recovery;
-pub mod reset;
-
-pub mod safefile;
-pub mod slotfile;
-pub mod state;
 pub mod store;
-pub mod totp;
-pub mod username;
 
+// The crate's public paths stay flat (`ivmfa_core::auth`, `ivmfa_core::state`, …): the layers
+// are how the source is arranged, not something callers need to spell.
+pub use decision::{auth, messages, ports};
+pub use domain::{
+    config, enrollment, google, input, logtext, otpauth, qr, random, recovery, reset, state, totp,
+    username,
+};
 pub use error::Error;
+pub use store::{safefile, slotfile};

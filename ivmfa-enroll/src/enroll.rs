@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::cli::{EnrollArgs, QrStyle};
 use crate::context::{existing_user, format_time, Context};
 use crate::error::{CliError, Kind, Result};
+use crate::picture;
 
 const TRIES: usize = 3;
 
@@ -66,10 +67,13 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     // Removed again unless the enrollment is saved: a picture of an unused secret is a leak.
     let mut images = Images(Vec::new());
     for (path, bytes) in [
-        (&args.qr_png, args.qr_png.as_ref().map(|_| qr.png(8))),
+        (
+            &args.qr_png,
+            args.qr_png.as_ref().map(|_| picture::png(&qr, 8)),
+        ),
         (
             &args.qr_svg,
-            args.qr_svg.as_ref().map(|_| qr.svg().into_bytes()),
+            args.qr_svg.as_ref().map(|_| picture::svg(&qr).into_bytes()),
         ),
     ] {
         if let (Some(path), Some(bytes)) = (path, bytes) {
@@ -249,7 +253,7 @@ fn show(qr: &Qr, style: QrStyle, uri: &str, e: &Enrollment, issuer: &str, accoun
                 print!(
                     "{}",
                     match style {
-                        QrStyle::Ansi => qr.ansi_spaces(),
+                        QrStyle::Ansi => picture::ansi_spaces(qr),
                         _ => qr.half_blocks(Blocks::ForcedColours),
                     }
                 );

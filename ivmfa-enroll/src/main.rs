@@ -9,6 +9,7 @@ mod context;
 mod enroll;
 mod error;
 mod import;
+mod picture;
 mod reset;
 
 use std::process::ExitCode;

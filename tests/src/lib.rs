@@ -14,7 +14,7 @@ pub mod terminal;
 
 pub use cli::{enroll_bin, enrollment_from_uri, CliOutput, TEST_KEY, TEST_KEY_BYTES};
 pub use fixture::{logged_line, tear_older_slot, user_name, Fixture, HeldLogin, Outcome};
-pub use qrscan::{decode_half_blocks, decode_png};
+pub use qrscan::{decode_half_blocks, decode_matrix, decode_png};
 
 use std::fs;
 use std::io::Read;
@@ -52,19 +52,24 @@ pub fn module_path() -> PathBuf {
 fn assert_fresh(module: &std::path::Path) {
     let built = fs::metadata(module).and_then(|m| m.modified()).unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for dir in ["pam_ivmfa/src", "ivmfa-core/src", "ivmfa-sys/src"] {
-        let Ok(entries) = fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let changed = entry.metadata().and_then(|m| m.modified()).unwrap();
-            assert!(
-                changed <= built,
-                "{} is older than {}: run cargo build --workspace (the README's test command \
-                 does)",
-                module.display(),
-                entry.path().display()
-            );
+    let mut dirs: Vec<PathBuf> = ["pam_ivmfa/src", "ivmfa-core/src", "ivmfa-sys/src"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                assert!(
+                    meta.modified().unwrap() <= built,
+                    "{} is older than {}: run cargo build --workspace (the README's test \
+                     command does)",
+                    module.display(),
+                    entry.path().display()
+                );
+            }
         }
     }
 }

@@ -4,6 +4,8 @@ use std::fs;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use ivmfa_core::qr::Qr;
+
 use crate::terminal;
 
 /// Decodes a QR code drawn with half blocks (`▀ ▄ █` and spaces) with a real decoder
@@ -47,7 +49,7 @@ pub fn decode_half_blocks(text: &str, ink_is_dark: bool) -> Option<String> {
             }
         }
     }
-    decode_png(&ivmfa_core::qr::png_of_grid(&grid, n, 4))
+    decode_grid(&grid, n)
 }
 
 /// Whether a line is a row of a QR code drawn in half blocks (at least 21 cells wide).
@@ -55,15 +57,44 @@ pub fn is_block_line(line: &str) -> bool {
     line.chars().count() >= 21 && line.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█'))
 }
 
+/// Decodes the matrix of a [`Qr`] (the quiet zone included) as a phone would see it.
+pub fn decode_matrix(qr: &Qr) -> Option<String> {
+    let n = qr.size();
+    let grid: Vec<bool> = (0..n * n).map(|i| qr.is_dark(i % n, i / n)).collect();
+    decode_grid(&grid, n)
+}
+
+/// Decodes an n×n grid of dark (`true`) and light cells, drawn 4 pixels a cell as a
+/// greyscale netpbm picture (the simplest format zbarimg reads).
+fn decode_grid(grid: &[bool], n: usize) -> Option<String> {
+    const SCALE: usize = 4;
+    let px = n * SCALE;
+    let mut pgm = format!("P5\n{px} {px}\n255\n").into_bytes();
+    for y in 0..px {
+        for x in 0..px {
+            pgm.push(if grid[(y / SCALE) * n + x / SCALE] {
+                0
+            } else {
+                255
+            });
+        }
+    }
+    decode_image(&pgm, "pgm")
+}
+
 /// Decodes a PNG with zbarimg; `None` if it finds no code.
 pub fn decode_png(png: &[u8]) -> Option<String> {
+    decode_image(png, "png")
+}
+
+fn decode_image(bytes: &[u8], extension: &str) -> Option<String> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(
-        "ivmfa-qr-{}-{}.png",
+        "ivmfa-qr-{}-{}.{extension}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    fs::write(&path, png).unwrap();
+    fs::write(&path, bytes).unwrap();
     let out = Command::new("zbarimg")
         .args(["--raw", "-q"])
         .arg(&path)

@@ -10,20 +10,21 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::domain::format::parse_toml;
 use crate::error::{Error, Result};
-use crate::format::parse_toml;
 use crate::logtext::printable;
 use crate::safefile::Policy;
 use crate::state::RateLimit;
 
 pub const DEFAULT_CONFIG: &str = "/etc/ivmfa/ivmfa.toml";
 pub const DEFAULT_STORE: &str = "/var/lib/ivmfa";
-pub const DEFAULT_PROMPT: &str = "Verification code: ";
-pub const DEFAULT_RESET_MESSAGE: &str = "Your request to reset multi-factor authentication has \
+pub(crate) const DEFAULT_PROMPT: &str = "Verification code: ";
+pub(crate) const DEFAULT_RESET_MESSAGE: &str =
+    "Your request to reset multi-factor authentication has \
 been sent to the administrators. They will decide whether it can safely be reset; expect an \
 answer within 24 hours on work days.";
 /// Steps on each side of now; RFC 6238 §5.2 recommends at most one.
-pub const MAX_WINDOW: u8 = 10;
+pub(crate) const MAX_WINDOW: u8 = 10;
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
 /// Longest value of any key but `reset_message`, which may be a paragraph.
 const MAX_VALUE_LEN: usize = 256;
@@ -302,7 +303,7 @@ impl Config {
 
     /// Whether the module judges logins of `service` (see [`Config::services`] and
     /// [`Config::skip_services`]).
-    pub fn acts_for(&self, service: &str) -> bool {
+    pub(crate) fn acts_for(&self, service: &str) -> bool {
         (self.services.is_empty() || self.services.iter().any(|s| s == service))
             && !self.skip_services.iter().any(|s| s == service)
     }
@@ -319,7 +320,7 @@ impl Config {
 
     /// One line for the debug log: every key, as resolved. (Nothing here is secret; text the
     /// administrator wrote is escaped like any log text.)
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
         format!(
             "store={} unenrolled={} window={} prompt=\"{}\" exempt_group={} debug={} \

@@ -6,11 +6,11 @@
 
 use zeroize::Zeroizing;
 
-use crate::attempt::Attempt;
+use super::attempt::Attempt;
+use super::inband::{self, Grant};
 use crate::config::{Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
-use crate::inband::{self, Grant};
 use crate::input::{self, Accepts, Answer, Code};
 use crate::logtext::printable;
 use crate::messages;

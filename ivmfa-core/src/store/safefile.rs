@@ -36,7 +36,7 @@ pub struct Policy {
 }
 
 /// Prefix of temporary files, so stale ones can be recognised and removed.
-pub const TEMP_PREFIX: &str = ".tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
 const SYMLINK: &str = "it is a symbolic link; put the real file or directory in its place";
 
@@ -112,7 +112,7 @@ impl Policy {
 
     /// Checks a directory we are about to use, without following a symbolic link at `path`.
     /// `Ok(false)` if it does not exist.
-    pub fn check_dir(&self, path: &Path) -> Result<bool> {
+    pub(crate) fn check_dir(&self, path: &Path) -> Result<bool> {
         match fs::symlink_metadata(path) {
             Ok(meta) => self.check_meta(path, &meta, true).map(|()| true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -121,7 +121,7 @@ impl Policy {
     }
 
     /// Creates `path` (mode 0700) if it is missing, then checks it.
-    pub fn ensure_dir(&self, path: &Path) -> Result<()> {
+    pub(crate) fn ensure_dir(&self, path: &Path) -> Result<()> {
         match fs::DirBuilder::new().mode(0o700).create(path) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -205,7 +205,7 @@ impl Policy {
     }
 
     /// Opens (creating if needed) a lock file and checks it like any other store file.
-    pub fn open_lock_file(&self, path: &Path) -> Result<File> {
+    pub(crate) fn open_lock_file(&self, path: &Path) -> Result<File> {
         match self.open_checked(path, Access::Lock)? {
             Some((file, _)) => Ok(file),
             // Only if the directory vanished in between.
@@ -225,7 +225,7 @@ enum Access {
 }
 
 /// Replaces `dir/name` with `contents`, atomically and durably. The file is created 0600.
-pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
     let target = dir.join(name);
     let temp = dir.join(temp_name(name));
     let result = write_then_rename(&temp, &target, contents);
@@ -254,7 +254,7 @@ fn write_then_rename(temp: &Path, target: &Path, contents: &[u8]) -> Result<()> 
 }
 
 /// Flushes a directory so that a rename or unlink in it survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, "flush directory", e))
@@ -273,13 +273,13 @@ fn temp_name(name: &str) -> String {
 
 /// How old a temporary file must be before it counts as left behind: a live writer's file
 /// exists for milliseconds, so this is far beyond any write.
-pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Removes temporary files left by writers that died before their rename. Call while holding
 /// a lock that serialises writers of `dir`; a directory shared by several locks (requests/)
 /// may hold another writer's live file, which its age protects: only files older than
 /// [`STALE_AFTER`] go.
-pub fn remove_stale_temps(dir: &Path) -> Result<()> {
+pub(crate) fn remove_stale_temps(dir: &Path) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, "list", e))?;
     let now = SystemTime::now();
     let mut removed = false;

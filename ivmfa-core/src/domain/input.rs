@@ -110,7 +110,7 @@ fn digits_only(text: &str) -> Option<Zeroizing<String>> {
 impl Code {
     /// An 8-digit code may also be a google-authenticator scratch code (imported as a
     /// recovery code) when the enrollment itself uses 8 digits.
-    pub fn as_recovery(&self) -> Option<Zeroizing<String>> {
+    pub(crate) fn as_recovery(&self) -> Option<Zeroizing<String>> {
         crate::recovery::normalize(self.as_str())
     }
 }

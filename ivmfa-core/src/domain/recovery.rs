@@ -173,7 +173,7 @@ impl RecoveryCodes {
     }
 
     /// Blanks a used code's hash, keeping the others at their indices.
-    pub fn consume(&mut self, index: usize) {
+    pub(crate) fn consume(&mut self, index: usize) {
         if let Some(hash) = self.hashes.get_mut(index) {
             hash.clear();
         }

@@ -5,7 +5,7 @@
 //! This runs after the password step has succeeded: the shipped PAM snippets make that step
 //! `requisite`, so only someone who knows the password ever gets here.
 
-use crate::attempt::Attempt;
+use super::attempt::Attempt;
 use crate::config::Config;
 use crate::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
 use crate::error::Result;
@@ -25,7 +25,7 @@ const MAX_MESSAGE: usize = 512;
 
 /// Why an unenrolled user may set up in the login.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Grant {
+pub enum Grant {
     /// `unenrolled=enroll`.
     Policy,
     /// An administrator approved a reset; it must still hold when the enrollment is saved.

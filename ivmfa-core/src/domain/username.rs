@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// Longest name accepted; longer than any name `useradd` creates, short enough for a path.
-pub const MAX_LEN: usize = 128;
+pub(crate) const MAX_LEN: usize = 128;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserName(String);

@@ -57,12 +57,12 @@ impl Default for RateLimit {
 
 impl RateLimit {
     /// Seconds to wait after the `count`-th consecutive failure from one source.
-    pub fn delay_after(&self, count: u32) -> u64 {
+    pub(crate) fn delay_after(&self, count: u32) -> u64 {
         self.delay(count, self.max_failures)
     }
 
     /// Seconds to wait after the `count`-th consecutive failure from any source.
-    pub fn user_delay_after(&self, count: u32) -> u64 {
+    pub(crate) fn user_delay_after(&self, count: u32) -> u64 {
         self.delay(count, self.max_failures_per_user)
     }
 
@@ -124,7 +124,7 @@ pub struct State {
 
 /// Steps refused in advance, at most: more than this many lucky matches within ten minutes
 /// would take about a million guesses.
-pub const MAX_REFUSED: usize = 16;
+pub(crate) const MAX_REFUSED: usize = 16;
 
 /// Seconds left of a wait of `delay` that began at `last`. Never more than `delay`, so a clock
 /// set back between two failures cannot stretch a back-off past `max_backoff_seconds`.
@@ -176,7 +176,7 @@ impl State {
     }
 
     /// A correct code proves possession of the secret: every counter starts over.
-    pub fn record_success(&mut self, step: u64) {
+    pub(crate) fn record_success(&mut self, step: u64) {
         self.last_step = step;
         self.total = Total::default();
         self.failures.clear();
@@ -184,7 +184,7 @@ impl State {
 
     /// Refuses `step` in advance; `false` if the list is full (then nobody may be told it
     /// matched).
-    pub fn refuse_step(&mut self, step: u64) -> bool {
+    pub(crate) fn refuse_step(&mut self, step: u64) -> bool {
         if self.refused.contains(&step) {
             return true;
         }
@@ -196,13 +196,13 @@ impl State {
     }
 
     /// Forgets refused steps before `step`: no window can reach them any more.
-    pub fn forget_refused_before(&mut self, step: u64) {
+    pub(crate) fn forget_refused_before(&mut self, step: u64) {
         self.refused.retain(|&s| s >= step);
     }
 
     /// Moves failures dated after `now` (the clock was set back) to `now`, so that their wait
     /// runs out in real time; `true` if there were any.
-    pub fn forget_the_future(&mut self, now: u64) -> bool {
+    pub(crate) fn forget_the_future(&mut self, now: u64) -> bool {
         let mut moved = false;
         let lasts = self
             .failures
@@ -217,7 +217,7 @@ impl State {
     }
 
     /// Whether the recovery code at `index` of `set` has been used.
-    pub fn recovery_used(&self, set: &RecoveryCodes, index: usize) -> bool {
+    pub(crate) fn recovery_used(&self, set: &RecoveryCodes, index: usize) -> bool {
         self.recovery.set == set.salt && self.recovery.used.iter().any(|&i| usize::from(i) == index)
     }
 
@@ -243,7 +243,7 @@ impl State {
             .count()
     }
 
-    pub fn failures_from(&self, source: &str) -> u32 {
+    pub(crate) fn failures_from(&self, source: &str) -> u32 {
         self.entry(source).map_or(0, |f| f.count)
     }
 
@@ -280,7 +280,7 @@ impl State {
 
     /// Reads `state.toml` as ivmfa 0.1.0 wrote it, with sources kept as given: they are put
     /// in today's form (merging any that become one), so the state fits a slot.
-    pub fn from_legacy_toml(text: &str, path: &Path) -> Result<State> {
+    pub(crate) fn from_legacy_toml(text: &str, path: &Path) -> Result<State> {
         let mut state = Self::parse(text, path)?;
         let mut kept: Vec<Failures> = Vec::with_capacity(state.failures.len());
         for mut f in state.failures.drain(..) {
@@ -298,10 +298,13 @@ impl State {
     }
 
     fn parse(text: &str, path: &Path) -> Result<State> {
-        let file: File =
-            crate::format::parse_versioned(text, path, STATE_HINT, FORMAT_VERSION, |f: &File| {
-                f.version
-            })?;
+        let file: File = crate::domain::format::parse_versioned(
+            text,
+            path,
+            STATE_HINT,
+            FORMAT_VERSION,
+            |f: &File| f.version,
+        )?;
         if file.failures.len() > MAX_SOURCES {
             return Err(Error::corrupt(path, "too many failure entries", STATE_HINT));
         }

@@ -3,31 +3,32 @@
 //! Short, plain, and never revealing why in detail: the administrator finds the reason in
 //! syslog; the user is told only what to do next.
 
-pub const UNAVAILABLE: &str =
+pub(crate) const UNAVAILABLE: &str =
     "Multi-factor authentication is not available right now. Please contact your administrator.";
 
 /// The user's lock is held by another login for too long (a stopped process).
-pub const BUSY: &str =
+pub(crate) const BUSY: &str =
     "Multi-factor authentication is busy with another login of this account. Try again in a moment.";
 
 /// The code prompt was answered with the password: the application asks only for one.
-pub const PASSWORD_AT_CODE_PROMPT: &str = "This service asks only for a password, but this \
+pub(crate) const PASSWORD_AT_CODE_PROMPT: &str = "This service asks only for a password, but this \
 account needs a verification code as well. Log in with a program that asks for both (ssh in a \
 terminal).";
 
-pub const NOT_ENROLLED: &str = "This account requires multi-factor authentication, but it has \
+pub(crate) const NOT_ENROLLED: &str =
+    "This account requires multi-factor authentication, but it has \
 not been set up yet. Please contact your administrator.";
 
-pub const WRONG_CODE: &str = "That code is not correct.";
+pub(crate) const WRONG_CODE: &str = "That code is not correct.";
 
-pub const REPLAYED: &str =
+pub(crate) const REPLAYED: &str =
     "That code has already been used. Wait for the next code in your app, then try again.";
 
-pub const ENROLL_INTRO: &str = "Set up multi-factor authentication for this account.\n\
+pub(crate) const ENROLL_INTRO: &str = "Set up multi-factor authentication for this account.\n\
 Install an authenticator app on your phone (for example Microsoft Authenticator), add an \
 account (\"Other account\" or \"Scan a QR code\") and scan this code:";
 
-pub fn enroll_key(key: &str, issuer: &str, account: &str) -> String {
+pub(crate) fn enroll_key(key: &str, issuer: &str, account: &str) -> String {
     format!(
         "Cannot scan it? Enter this key in the app instead: {key}\n\
          (account {issuer}:{account}, time-based, 6 digits). If the picture does not scan, \
@@ -35,24 +36,24 @@ pub fn enroll_key(key: &str, issuer: &str, account: &str) -> String {
     )
 }
 
-pub const ENROLL_PROMPT: &str = "Code shown in the app: ";
+pub(crate) const ENROLL_PROMPT: &str = "Code shown in the app: ";
 
-pub const ENROLL_NEEDS_TEXT: &str = "Multi-factor authentication must be set up, but this \
+pub(crate) const ENROLL_NEEDS_TEXT: &str = "Multi-factor authentication must be set up, but this \
 login cannot show the QR code. Log in with a client that shows messages (ssh in a terminal), \
 or ask your administrator to enroll you.";
 
-pub fn enroll_wrong(left: usize) -> String {
+pub(crate) fn enroll_wrong(left: usize) -> String {
     let tries = if left == 1 { "try" } else { "tries" };
     format!("That code is not correct. Check the app shows this account; {left} {tries} left.")
 }
 
-pub const ENROLL_FAILED: &str =
+pub(crate) const ENROLL_FAILED: &str =
     "The code was not correct three times, so nothing was set up. Log in again to start over.";
 
-pub const ENROLL_RACED: &str =
+pub(crate) const ENROLL_RACED: &str =
     "Multi-factor authentication was set up for this account meanwhile. Log in again.";
 
-pub const ENROLLED: &str = "Multi-factor authentication is set up. From now on, enter the \
+pub(crate) const ENROLLED: &str = "Multi-factor authentication is set up. From now on, enter the \
 code from your app after your password.";
 
 pub fn recovery_codes(codes: &[&str]) -> String {
@@ -63,7 +64,7 @@ pub fn recovery_codes(codes: &[&str]) -> String {
     )
 }
 
-pub fn recovery_accepted(left: usize) -> String {
+pub(crate) fn recovery_accepted(left: usize) -> String {
     match left {
         0 => "Recovery code accepted. It was your last one: ask your administrator for new \
               recovery codes."
@@ -73,19 +74,20 @@ pub fn recovery_accepted(left: usize) -> String {
     }
 }
 
-pub const TICKET_EXPIRED: &str = "Your multi-factor authentication reset was approved, but the \
+pub(crate) const TICKET_EXPIRED: &str =
+    "Your multi-factor authentication reset was approved, but the \
 time to set it up again has run out. Please contact your administrators.";
 
-pub fn reset_denied(reason: &str) -> String {
+pub(crate) fn reset_denied(reason: &str) -> String {
     format!("Your request to reset multi-factor authentication was declined: {reason}")
 }
 
-pub fn malformed(digits: u8) -> String {
+pub(crate) fn malformed(digits: u8) -> String {
     format!("Please enter the {digits}-digit code from your authenticator app.")
 }
 
 /// A wrong code that is right for a time `seconds` away: the phone's clock is off.
-pub fn clock_off(seconds: u64) -> String {
+pub(crate) fn clock_off(seconds: u64) -> String {
     format!("{WRONG_CODE} {}", clock_hint(seconds))
 }
 
@@ -100,7 +102,7 @@ pub fn clock_hint(seconds: u64) -> String {
 }
 
 /// Backing off, with the way out for someone whose phone is gone.
-pub fn held_may_reset(seconds: u64, keyword: &str) -> String {
+pub(crate) fn held_may_reset(seconds: u64, keyword: &str) -> String {
     format!(
         "{} If you have lost your phone, type {keyword} to ask the administrators for help; \
          no code is checked until then.",
@@ -108,7 +110,7 @@ pub fn held_may_reset(seconds: u64, keyword: &str) -> String {
     )
 }
 
-pub fn locked_out(seconds: u64) -> String {
+pub(crate) fn locked_out(seconds: u64) -> String {
     format!(
         "Too many wrong codes. Please wait {} before trying again.",
         duration(seconds)

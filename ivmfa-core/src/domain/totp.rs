@@ -25,7 +25,7 @@ pub enum Check {
 
 /// How far outside the window a wrong code is looked for, to tell the user that their phone's
 /// clock is off. Never accepted: see [`Check::Skewed`].
-pub const SKEW_SEARCH_SECONDS: u64 = 600;
+pub(crate) const SKEW_SEARCH_SECONDS: u64 = 600;
 
 fn totp(enrollment: &Enrollment) -> Result<totp_rs::Totp> {
     let algorithm = match enrollment.algorithm {

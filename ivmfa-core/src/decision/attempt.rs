@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::ports::{Conversation, Host, Login, Priority, Verdict};
 
-pub(crate) struct Attempt<'a, 'b> {
+pub struct Attempt<'a, 'b> {
     pub(crate) login: &'a Login<'a>,
     pub(crate) host: &'a dyn Host,
     pub(crate) conv: &'b mut dyn Conversation,

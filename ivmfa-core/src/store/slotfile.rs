@@ -45,7 +45,8 @@ const MAGIC: &str = "ivmfa-slot 1";
 /// Longest possible header: magic, two u64 numbers, 64 hex digits, separators.
 const MAX_HEADER: usize = MAGIC.len() + 2 * 21 + 1 + 64 + 1;
 /// Largest body a slot is sure to hold.
-pub const CAPACITY: usize = SLOT - MAX_HEADER;
+#[cfg(test)]
+pub(crate) const CAPACITY: usize = SLOT - MAX_HEADER;
 
 /// What a slot holds.
 enum Slot<'a> {
@@ -182,7 +183,7 @@ pub fn write(policy: &Policy, dir: &Path, name: &str, body: &[u8]) -> Result<boo
 /// `flush_first`: the newest slot may not have reached the disk (its writer died between
 /// writing and flushing). It is flushed before the other slot is overwritten, so that a crash
 /// never finds both slots half written.
-pub fn begin<'a>(
+pub(crate) fn begin<'a>(
     policy: &Policy,
     dir: &'a Path,
     name: &'a str,
@@ -267,7 +268,7 @@ pub struct Pending<'a> {
 
 impl Pending<'_> {
     /// Flushes what [`begin`] wrote.
-    pub fn commit(self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
         let path = self.dir.join(self.name);
         let flushed = self
             .file

@@ -18,9 +18,9 @@ const SECRET_HINT: &str =
     "restore it from a backup, or remove the enrollment (ivmfa-enroll remove) and enroll again";
 
 /// Shortest secret accepted: RFC 4226 asks for at least 128 bits.
-pub const MIN_SECRET_BYTES: usize = 16;
+pub(crate) const MIN_SECRET_BYTES: usize = 16;
 /// Longest secret accepted; enough for any app, small enough to bound the file.
-pub const MAX_SECRET_BYTES: usize = 128;
+pub(crate) const MAX_SECRET_BYTES: usize = 128;
 /// Length of secrets we generate: 160 bits, the size RFC 4226 recommends.
 pub const DEFAULT_SECRET_BYTES: usize = 20;
 
@@ -162,10 +162,13 @@ impl Enrollment {
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Enrollment> {
-        let file: File =
-            crate::format::parse_versioned(text, path, SECRET_HINT, FORMAT_VERSION, |f: &File| {
-                f.version
-            })?;
+        let file: File = crate::domain::format::parse_versioned(
+            text,
+            path,
+            SECRET_HINT,
+            FORMAT_VERSION,
+            |f: &File| f.version,
+        )?;
         let secret = Secret::from_base32(&file.secret)
             .map_err(|e| Error::corrupt(path, e.to_string(), SECRET_HINT))?;
         let enrollment = Enrollment {

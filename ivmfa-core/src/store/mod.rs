@@ -20,6 +20,9 @@
 //! [`safefile::write_atomic`]. State can only be touched through a
 //! [`UserLock`], so no code path can change it without holding the user's lock.
 
+pub mod safefile;
+pub mod slotfile;
+
 use std::fs::{File, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,10 +31,9 @@ use std::time::{Duration, Instant};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
 use crate::reset::{Notice, Record, ResetRequest, Ticket};
-use crate::safefile::{self, Policy};
-use crate::slotfile;
 use crate::state::{self, State};
 use crate::username::UserName;
+use safefile::Policy;
 
 const SECRET_FILE: &str = "secret.toml";
 const STATE_FILE: &str = "state";
@@ -68,7 +70,7 @@ pub struct PendingState<'a> {
 }
 
 impl PendingState<'_> {
-    pub fn commit(self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
         self.pending.commit()?;
         self.lock.written();
         Ok(())
@@ -339,7 +341,7 @@ impl Store {
     }
 
     /// Whether a declined reset's notice waits for the user (checked without the lock).
-    pub fn has_notice(&self, user: &UserName) -> bool {
+    pub(crate) fn has_notice(&self, user: &UserName) -> bool {
         self.user_dir(user).join(NOTICE_FILE).exists()
     }
 
@@ -349,7 +351,11 @@ impl Store {
 
     /// Writes the state for every process to see, but does not flush it yet: see
     /// [`PendingState`].
-    pub fn begin_state<'a>(&self, lock: &'a UserLock, state: &State) -> Result<PendingState<'a>> {
+    pub(crate) fn begin_state<'a>(
+        &self,
+        lock: &'a UserLock,
+        state: &State,
+    ) -> Result<PendingState<'a>> {
         let text = state.to_toml()?;
         let flush_first = lock.writer_died();
         lock.mark_writing(true)?;
@@ -371,7 +377,7 @@ impl Store {
         let Some(text) = self.policy.read_text(path)? else {
             return Ok(None);
         };
-        crate::format::parse_versioned(
+        crate::domain::format::parse_versioned(
             &text,
             path,
             T::HINT,
@@ -416,7 +422,7 @@ impl Store {
     }
 
     /// Files a reset request unless one is pending; `Ok(false)` if one was.
-    pub fn file_reset_request(
+    pub(crate) fn file_reset_request(
         &self,
         _held: &UserLock,
         user: &UserName,
@@ -482,7 +488,7 @@ impl Store {
     }
 
     /// Reads and removes the notice, so it is shown once.
-    pub fn take_notice(&self, lock: &UserLock) -> Result<Option<Notice>> {
+    pub(crate) fn take_notice(&self, lock: &UserLock) -> Result<Option<Notice>> {
         let notice = self.read_record(&lock.dir.join(NOTICE_FILE))?;
         if notice.is_some() {
             self.remove(&lock.dir, NOTICE_FILE)?;
