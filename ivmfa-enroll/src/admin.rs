@@ -5,7 +5,7 @@ use ivmfa_core::username::UserName;
 use ivmfa_sys::Level;
 
 use crate::context::{existing_user, format_time, user_name, Context};
-use crate::enroll::{new_recovery_codes, print_recovery_codes};
+use crate::enroll::print_recovery_codes;
 use crate::error::{CliError, Kind, Result};
 
 pub fn status(ctx: &Context, user: Option<&str>) -> Result<()> {
@@ -196,7 +196,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
 
 pub fn recovery_codes(ctx: &Context, name: &str, count: usize) -> Result<()> {
     let (user, _) = existing_user(name)?;
-    let (codes, set) = new_recovery_codes(ctx, count)?;
+    let (codes, set) = ivmfa_core::recovery::issue(count, ctx.now, ivmfa_core::random::fill)?;
     let lock = ctx.store.lock(&user)?;
     let Some(mut e) = ctx.store.reload_enrollment(&lock)? else {
         return Err(CliError::new(

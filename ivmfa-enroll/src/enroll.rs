@@ -6,10 +6,10 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ivmfa_core::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
-use ivmfa_core::input::{self, Answer};
-use ivmfa_core::qr::{Blocks, Qr};
-use ivmfa_core::totp::{self, Check};
+use ivmfa_core::ceremony::{self, Ceremony, Installed, Outcome, Rules};
+use ivmfa_core::enrollment::{Enrollment, Secret};
+use ivmfa_core::input;
+use ivmfa_core::qr::Blocks;
 use ivmfa_core::username::UserName;
 use ivmfa_core::{otpauth, random, recovery};
 use ivmfa_sys::Level;
@@ -20,15 +20,13 @@ use crate::context::{existing_user, format_time, Context};
 use crate::error::{CliError, Kind, Result};
 use crate::picture;
 
-const TRIES: usize = 3;
-
 pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     let name = match &args.user {
         Some(name) => name.clone(),
         None => invoking_user()?,
     };
     let (user, account) = existing_user(&name)?;
-    refuse_if_enrolled(ctx, &user, args.force)?;
+    refuse_if_enrolled(ctx, &user, account.uid, args.force)?;
 
     let provided = args.secret.is_some() || args.secret_file.is_some();
     let secret = match (&args.secret, &args.secret_file) {
@@ -50,30 +48,22 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
                 )
             })?
         }
-        (None, None) => {
-            let mut bytes = Zeroizing::new([0u8; DEFAULT_SECRET_BYTES]);
-            random::fill(&mut *bytes)?;
-            Secret::from_bytes(&*bytes)?
-        }
+        (None, None) => ceremony::new_secret(random::fill)?,
     };
-    let enrollment = Enrollment {
-        uid: Some(account.uid),
-        ..Enrollment::standard(secret, ctx.now)
-    };
+    let enrollment = ceremony::new_enrollment(secret, account.uid, ctx.now);
     let issuer = issuer(ctx, args.issuer.as_deref())?;
-    let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
-
-    let qr = Qr::new(&uri)?;
+    let mut ceremony = Ceremony::new(enrollment, issuer, &user, &ctx.config)?;
+    let qr = ceremony.qr();
     // Removed again unless the enrollment is saved: a picture of an unused secret is a leak.
     let mut images = Images(Vec::new());
     for (path, bytes) in [
         (
             &args.qr_png,
-            args.qr_png.as_ref().map(|_| picture::png(&qr, 8)),
+            args.qr_png.as_ref().map(|_| picture::png(qr, 8)),
         ),
         (
             &args.qr_svg,
-            args.qr_svg.as_ref().map(|_| picture::svg(&qr).into_bytes()),
+            args.qr_svg.as_ref().map(|_| picture::svg(qr).into_bytes()),
         ),
     ] {
         if let (Some(path), Some(bytes)) = (path, bytes) {
@@ -84,21 +74,18 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     }
     // A key the caller supplied is theirs already; echoing it would only leak it into logs.
     if !provided {
-        show(&qr, args.qr, &uri, &enrollment, &issuer, user.as_str());
+        show(&ceremony, args.qr);
     }
 
-    let confirmed_step = if args.no_confirm {
-        0
+    if args.no_confirm {
+        ceremony.skip_confirmation();
     } else {
-        confirm(&enrollment, ctx.now, ctx.config.window)?
-    };
+        confirm(&mut ceremony, ctx.now)?;
+    }
 
-    let (codes, set) = new_recovery_codes(ctx, args.recovery_codes)?;
-    let enrollment = Enrollment {
-        recovery: set,
-        ..enrollment
-    };
-    let archived = save(ctx, &user, &enrollment, confirmed_step, args.force)?;
+    let (codes, set) = recovery::issue(args.recovery_codes, ctx.now, random::fill)?;
+    let installed = ceremony.install(&ctx.store, &user, set, &rules(ctx, args.force))?;
+    let archived = saved(&user, installed)?;
     images.0.clear();
     ctx.audit(
         Level::Notice,
@@ -141,21 +128,32 @@ fn invoking_user() -> Result<String> {
     ))
 }
 
-pub fn refuse_if_enrolled(ctx: &Context, user: &UserName, force: bool) -> Result<()> {
+/// Refuses before anything is shown if `user` (account `uid`) is enrolled and `force` was not
+/// given. An enrollment made for an earlier owner of the name is no one's: the login already
+/// treats the user as not enrolled, so it is replaced (and archived) without `--force`.
+pub fn refuse_if_enrolled(ctx: &Context, user: &UserName, uid: u32, force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
-    if let Some(e) = ctx.store.load_enrollment(user)? {
-        return Err(CliError::new(
+    match ctx.store.load_enrollment(user)? {
+        Some(e) if !e.belongs_to(uid) => {
+            eprintln!(
+                "note: the enrollment in the store was made for uid {}, not {user}'s uid {uid}; \
+                 it will be archived and replaced",
+                e.uid.unwrap_or_default()
+            );
+            Ok(())
+        }
+        Some(e) => Err(CliError::new(
             Kind::Refused,
             format!(
                 "{user} is already enrolled (since {})",
                 format_time(e.created)
             ),
             "add --force to replace the enrollment; the old one is archived",
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The key from standard input, or from a file that only root can have written: whoever
@@ -200,7 +198,7 @@ fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
 }
 
 fn issuer(ctx: &Context, given: Option<&str>) -> Result<String> {
-    let issuer = otpauth::issuer(given.or(ctx.config.issuer.as_deref()));
+    let issuer = ceremony::issuer(&ctx.config, given);
     otpauth::check_name("issuer", &issuer)
         .map_err(|e| CliError::new(Kind::Usage, e.to_string(), "give one with --issuer NAME"))?;
     Ok(issuer)
@@ -230,7 +228,9 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Prints the QR code (if the terminal can show it), the URI and the key.
-fn show(qr: &Qr, style: QrStyle, uri: &str, e: &Enrollment, issuer: &str, account: &str) {
+fn show(c: &Ceremony, style: QrStyle) {
+    let qr = c.qr();
+    let e = c.enrollment();
     let stdout = io::stdout();
     let needed = match style {
         QrStyle::Utf8 => qr.columns(),
@@ -261,9 +261,9 @@ fn show(qr: &Qr, style: QrStyle, uri: &str, e: &Enrollment, issuer: &str, accoun
         }
     }
     println!();
-    println!("URI:     {}", uri);
-    println!("Key:     {}", otpauth::grouped_key(e).as_str());
-    println!("Account: {issuer}:{account}");
+    println!("URI:     {}", c.uri());
+    println!("Key:     {}", c.key().as_str());
+    println!("Account: {}:{}", c.issuer(), c.account());
     println!(
         "Type:    time-based, SHA1, {} digits, every {} seconds",
         e.digits, e.period
@@ -271,13 +271,16 @@ fn show(qr: &Qr, style: QrStyle, uri: &str, e: &Enrollment, issuer: &str, accoun
     let _ = io::stdout().flush();
 }
 
-/// Asks for a code until one is right; returns its time step. Never says what the right code
-/// was, and gives up after three tries, having written nothing. Codes are checked with the
-/// configured `window`, as the login checks them.
-fn confirm(e: &Enrollment, now: u64, window: u8) -> Result<u64> {
+/// Asks for a code until the ceremony is satisfied or gives up. Never says what the right
+/// code was; after three wrong ones, nothing has been written.
+fn confirm(c: &mut Ceremony, now: u64) -> Result<()> {
     let stdin = io::stdin();
-    for attempt in 1..=TRIES {
-        print!("\nEnter the {}-digit code the app shows now: ", e.digits);
+    let accepts = c.accepts(false);
+    loop {
+        print!(
+            "\nEnter the {}-digit code the app shows now: ",
+            c.enrollment().digits
+        );
         let _ = io::stdout().flush();
         let mut line = Zeroizing::new(String::new());
         let n = stdin.lock().read_line(&mut line).map_err(|err| {
@@ -288,7 +291,7 @@ fn confirm(e: &Enrollment, now: u64, window: u8) -> Result<u64> {
             )
         })?;
         if n == 0 {
-            let what = if attempt == 1 {
+            let what = if c.wrong_answers() == 0 {
                 "no code was entered; nothing was saved"
             } else {
                 "the input ended before a correct code; nothing was saved"
@@ -299,38 +302,31 @@ fn confirm(e: &Enrollment, now: u64, window: u8) -> Result<u64> {
                 "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
             ));
         }
-        let accepts = input::Accepts {
-            digits: e.digits,
-            reset: None,
-            invert: false,
-            recovery: false,
-        };
-        let check = match input::parse(line.trim_end_matches(['\n', '\r']), accepts) {
-            Answer::Code(code) => totp::verify(e, &code, now_or(now), window, 0, &[])?,
-            _ => Check::Wrong,
-        };
-        match check {
-            Check::Accepted { step } => {
+        let answer = input::parse(line.trim_end_matches(['\n', '\r']), accepts);
+        match c.judge(&answer, now_or(now))? {
+            Outcome::Confirmed => {
                 println!("Code confirmed.");
-                return Ok(step);
+                return Ok(());
             }
-            Check::Skewed { offset, .. } if attempt < TRIES => println!(
-                "That code is not correct. {} Then try again ({} left).",
-                ivmfa_core::messages::clock_hint(offset.unsigned_abs().saturating_mul(e.period)),
-                TRIES - attempt
+            Outcome::Wrong {
+                left,
+                clock_off: Some(seconds),
+            } => println!(
+                "That code is not correct. {} Then try again ({left} left).",
+                ivmfa_core::messages::clock_hint(seconds),
             ),
-            _ if attempt < TRIES => println!(
-                "That code is not correct. Check the app shows this account, then try again ({} left).",
-                TRIES - attempt
+            Outcome::Wrong { left, .. } => println!(
+                "That code is not correct. Check the app shows this account, then try again ({left} left)."
             ),
-            _ => {}
+            Outcome::Failed => {
+                return Err(CliError::new(
+                    Kind::Refused,
+                    "the code was wrong three times; nothing was saved",
+                    "check that the phone sets its clock automatically, then run enroll again",
+                ))
+            }
         }
     }
-    Err(CliError::new(
-        Kind::Refused,
-        "the code was wrong three times; nothing was saved",
-        "check that the phone sets its clock automatically, then run enroll again",
-    ))
 }
 
 /// The clock moves on while the person reads the screen; check against the time of the answer.
@@ -338,20 +334,6 @@ fn now_or(fallback: u64) -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(fallback, |d| d.as_secs())
-}
-
-pub fn new_recovery_codes(
-    ctx: &Context,
-    count: usize,
-) -> Result<(Vec<Zeroizing<String>>, recovery::RecoveryCodes)> {
-    let mut bytes = Zeroizing::new(vec![
-        0u8;
-        recovery::random_bytes_needed(
-            count.min(recovery::MAX_COUNT)
-        )
-    ]);
-    random::fill(&mut bytes)?;
-    Ok(recovery::generate(&bytes, count, ctx.now)?)
 }
 
 pub fn print_recovery_codes(codes: &[Zeroizing<String>]) {
@@ -366,10 +348,36 @@ pub fn print_recovery_codes(codes: &[Zeroizing<String>]) {
     }
 }
 
-/// Writes the enrollment under the user's lock, archiving a previous one when replacing it.
-/// The state starts at `step`, so the code used to confirm cannot also log in, or at the old
-/// enrollment's watermark if that is further on: the same secret provisioned again must not
-/// make a used code usable once more.
+/// How the CLI installs: root may replace a current enrollment with `--force`, and needs no
+/// approved reset.
+fn rules(ctx: &Context, force: bool) -> Rules {
+    Rules {
+        replace: force,
+        needs_ticket: false,
+        now: ctx.now,
+    }
+}
+
+/// Whether an earlier enrollment was archived, or why nothing was saved.
+fn saved(user: &UserName, installed: Installed) -> Result<bool> {
+    match installed {
+        Installed::Done { archived } => Ok(archived),
+        Installed::EnrolledMeanwhile => Err(CliError::new(
+            Kind::Refused,
+            format!("{user} was enrolled by someone else meanwhile; nothing was saved"),
+            "check with ivmfa-enroll status, and add --force to replace it",
+        )),
+        // The CLI asks for no ticket; should that ever change, nothing was saved either.
+        Installed::TicketGone => Err(CliError::new(
+            Kind::Refused,
+            format!("{user}'s approved reset expired meanwhile; nothing was saved"),
+            format!("approve the reset again: ivmfa-enroll reset approve {user}"),
+        )),
+    }
+}
+
+/// Installs an enrollment the CLI made without a ceremony (an import), with the watermark at
+/// `step`: see [`ceremony::install`]. Returns whether an earlier enrollment was archived.
 pub fn save(
     ctx: &Context,
     user: &UserName,
@@ -377,21 +385,8 @@ pub fn save(
     step: u64,
     force: bool,
 ) -> Result<bool> {
-    let lock = ctx.store.lock(user)?;
-    let archived = match ctx.store.reload_enrollment(&lock)? {
-        Some(_) if !force => {
-            return Err(CliError::new(
-                Kind::Refused,
-                format!("{user} was enrolled by someone else meanwhile; nothing was saved"),
-                "check with ivmfa-enroll status, and add --force to replace it",
-            ))
-        }
-        Some(_) => ctx
-            .store
-            .archive_enrollment(&lock, user, ctx.now)?
-            .is_some(),
-        None => false,
-    };
-    ctx.store.install_enrollment(&lock, e, step)?;
-    Ok(archived)
+    saved(
+        user,
+        ceremony::install(&ctx.store, user, e, step, &rules(ctx, force))?,
+    )
 }

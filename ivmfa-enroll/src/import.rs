@@ -13,7 +13,7 @@ use crate::error::{CliError, Kind, Result};
 
 pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Result<()> {
     let (user, pw) = existing_user(name)?;
-    refuse_if_enrolled(ctx, &user, force)?;
+    refuse_if_enrolled(ctx, &user, pw.uid, force)?;
     // In the user's home the file must be the user's own; a file named with --file is the
     // administrator's choice and may also be root's. Private either way, as
     // google-authenticator itself demands.

@@ -1,23 +1,23 @@
 //! Flow 1 of the user guide inside the login: an unenrolled user (with `unenrolled=enroll`,
 //! or with a ticket from an approved reset) is shown a QR code in the PAM conversation, scans
-//! it, and proves it with a code. Only then is anything saved, and the login goes on.
+//! it, and proves it with a code. Only then is anything saved, and the login goes on. The
+//! steps are [`super::ceremony`]'s, shared with the CLI; this is their PAM conversation.
 //!
 //! This runs after the password step has succeeded: the shipped PAM snippets make that step
 //! `requisite`, so only someone who knows the password ever gets here.
 
 use super::attempt::Attempt;
+use super::ceremony::{self, Ceremony, Installed, Outcome, Rules};
 use crate::config::Config;
-use crate::enrollment::{Enrollment, Secret, DEFAULT_SECRET_BYTES};
 use crate::error::Result;
-use crate::input::{self, Accepts, Answer};
+use crate::input::{self, Answer};
+use crate::messages;
 use crate::ports::{Priority, Verdict};
 use crate::qr::{Blocks, Qr};
+use crate::recovery;
 use crate::store::Store;
-use crate::totp::{self, Check};
 use crate::username::UserName;
-use crate::{messages, otpauth, recovery};
 
-const TRIES: usize = 3;
 /// Prompts in all, `invert` included, so a client cannot keep the login open forever.
 const MAX_PROMPTS: usize = 10;
 /// Linux-PAM's PAM_MAX_MSG_SIZE: conversation functions may cut longer messages.
@@ -47,23 +47,21 @@ pub(crate) fn enroll(
             messages::ENROLL_NEEDS_TEXT,
         );
     }
-    let mut bytes = zeroize::Zeroizing::new([0u8; DEFAULT_SECRET_BYTES]);
-    att.host.random(&mut *bytes)?;
-    let mut enrollment = Enrollment::standard(Secret::from_bytes(&*bytes)?, att.host.now());
-    enrollment.uid = Some(uid);
-    let issuer = otpauth::issuer(config.issuer.as_deref());
-    let uri = otpauth::uri(&enrollment, &issuer, user.as_str())?;
-    let qr = Qr::new(&uri)?;
-    let key = otpauth::grouped_key(&enrollment);
+    let secret = ceremony::new_secret(|b| att.host.random(b))?;
+    let enrollment = ceremony::new_enrollment(secret, uid, att.host.now());
+    let mut ceremony = Ceremony::new(enrollment, ceremony::issuer(config, None), user, config)?;
 
     let mut light = config.qr_light_background;
     let shown = att
         .conv
         .info(messages::ENROLL_INTRO)
-        .and_then(|()| show(att, &qr, light))
+        .and_then(|()| show(att, ceremony.qr(), light))
         .and_then(|()| {
-            att.conv
-                .info(&messages::enroll_key(&key, &issuer, user.as_str()))
+            att.conv.info(&messages::enroll_key(
+                &ceremony.key(),
+                ceremony.issuer(),
+                ceremony.account(),
+            ))
         });
     if let Err(e) = shown {
         return att.deny(
@@ -73,95 +71,68 @@ pub(crate) fn enroll(
         );
     }
 
-    let mut wrong = 0;
-    let mut step = None;
-    let accepts = Accepts {
-        digits: enrollment.digits,
-        reset: None,
-        invert: true,
-        recovery: false,
-    };
+    let accepts = ceremony.accepts(true);
+    let mut confirmed = false;
     for _ in 0..MAX_PROMPTS {
-        let answer = att.conv.ask_hidden(messages::ENROLL_PROMPT)?;
-        // The phone's clock being off is the likeliest reason a fresh set-up fails.
-        let mut off_by = None;
-        match input::parse(&answer, accepts) {
-            Answer::Invert => {
-                light = !light;
-                show(att, &qr, light)?;
-                continue;
+        let answer = input::parse(&att.conv.ask_hidden(messages::ENROLL_PROMPT)?, accepts);
+        if matches!(answer, Answer::Invert) {
+            light = !light;
+            show(att, ceremony.qr(), light)?;
+            continue;
+        }
+        match ceremony.judge(&answer, att.host.now())? {
+            Outcome::Confirmed => {
+                confirmed = true;
+                break;
             }
-            Answer::Code(code) => {
-                let now = att.host.now();
-                match totp::verify(&enrollment, &code, now, config.window, 0, &[])? {
-                    Check::Accepted { step: s } => {
-                        step = Some(s);
-                        break;
-                    }
-                    Check::Skewed { offset, .. } => {
-                        off_by = Some(offset.unsigned_abs().saturating_mul(enrollment.period));
-                    }
-                    _ => {}
+            Outcome::Failed => break,
+            Outcome::Wrong { left, clock_off } => {
+                let mut tell = messages::enroll_wrong(left);
+                // The phone's clock being off is the likeliest reason a fresh set-up fails.
+                if let Some(seconds) = clock_off {
+                    tell = format!("{tell} {}", messages::clock_hint(seconds));
                 }
+                let _ = att.conv.error(&tell);
             }
-            _ => {}
         }
-        wrong += 1;
-        if wrong == TRIES {
-            break;
-        }
-        let mut tell = messages::enroll_wrong(TRIES - wrong);
-        if let Some(seconds) = off_by {
-            tell = format!("{tell} {}", messages::clock_hint(seconds));
-        }
-        let _ = att.conv.error(&tell);
     }
-    let Some(step) = step else {
+    if !confirmed {
         return att.deny(
             Priority::Notice,
             "in-band enrollment failed: no correct code; nothing was saved",
             messages::ENROLL_FAILED,
         );
+    }
+
+    let (codes, set) = recovery::issue(recovery::DEFAULT_COUNT, att.host.now(), |b| {
+        att.host.random(b)
+    })?;
+    let rules = Rules {
+        // A stale enrollment (made for an earlier owner of the name) is replaced; a current
+        // one means another login got there first.
+        replace: false,
+        // The prompt may have stayed open for a long time: an approval that has since been
+        // withdrawn or has expired no longer lets anyone enroll.
+        needs_ticket: grant == Grant::Ticket,
+        now: att.host.now(),
     };
-
-    let mut random =
-        zeroize::Zeroizing::new(vec![
-            0u8;
-            recovery::random_bytes_needed(recovery::DEFAULT_COUNT)
-        ]);
-    att.host.random(&mut random)?;
-    let (codes, set) = recovery::generate(&random, recovery::DEFAULT_COUNT, att.host.now())?;
-    enrollment.recovery = set;
-
-    let lock = store.lock(user)?;
-    match store.reload_enrollment(&lock)? {
-        // An enrollment made for an earlier owner of the name is no one's now.
-        Some(stale) if !stale.belongs_to(uid) => {
-            store.archive_enrollment(&lock, user, att.host.now())?;
-        }
-        Some(_) => {
-            drop(lock);
+    match ceremony.install(store, user, set, &rules)? {
+        Installed::Done { .. } => {}
+        Installed::EnrolledMeanwhile => {
             return att.deny(
                 Priority::Notice,
                 "in-band enrollment lost a race: the user was enrolled meanwhile",
                 messages::ENROLL_RACED,
-            );
+            )
         }
-        None => {}
+        Installed::TicketGone => {
+            return att.deny(
+                Priority::Notice,
+                "in-band enrollment refused: the approved reset expired or was withdrawn meanwhile",
+                messages::TICKET_EXPIRED,
+            )
+        }
     }
-    // The prompt may have stayed open for a long time: an approval that has since been
-    // withdrawn or has expired no longer lets anyone enroll.
-    let ticket = store.ticket(user)?;
-    if grant == Grant::Ticket && !ticket.is_some_and(|t| t.is_valid_at(att.host.now())) {
-        drop(lock);
-        return att.deny(
-            Priority::Notice,
-            "in-band enrollment refused: the approved reset expired or was withdrawn meanwhile",
-            messages::TICKET_EXPIRED,
-        );
-    }
-    store.install_enrollment(&lock, &enrollment, step)?;
-    drop(lock);
     att.log(
         Priority::Notice,
         match grant {

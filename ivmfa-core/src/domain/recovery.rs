@@ -85,6 +85,18 @@ pub fn generate(
     Ok((shown, set))
 }
 
+/// A new set of `count` codes, with randomness drawn from `random` (the OS for the CLI, the
+/// host for the login): what enrollment and `recovery-codes` both hand out.
+pub fn issue(
+    count: usize,
+    now: u64,
+    random: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<(Vec<Zeroizing<String>>, RecoveryCodes)> {
+    let mut bytes = Zeroizing::new(vec![0u8; random_bytes_needed(count.min(MAX_COUNT))]);
+    random(&mut bytes)?;
+    generate(&bytes, count, now)
+}
+
 /// Hashes codes given in the clear (google-authenticator scratch codes).
 pub fn from_plain<'a>(
     salt: &[u8],
