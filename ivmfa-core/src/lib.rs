@@ -2,9 +2,9 @@
 //!
 //! - [`decision`]: one login attempt. [`auth`] reads the [`config`], asks the [`store`] for the
 //!   user's [`enrollment`] and [`state`], judges the answer and tells the caller what to answer
-//!   PAM; [`inband`](decision) sets a user up inside the login. Everything that touches the PAM
-//!   handle or libc lives in the `pam_ivmfa` crate, behind the [`ports::Host`] and
-//!   [`ports::Conversation`] traits.
+//!   PAM; [`ceremony`] is the set-up of flow 1, which `inband` runs inside the login and
+//!   `ivmfa-enroll` at a terminal. Everything that touches the PAM handle or libc lives in
+//!   the `pam_ivmfa` crate, behind the [`ports::Host`] and [`ports::Conversation`] traits.
 //! - [`domain`]: what is judged and kept, with no I/O of its own: TOTP, the enrollment, the
 //!   state, recovery codes, reset requests, user names, the otpauth URI and its QR matrix.
 //! - [`store`]: persistence under `/var/lib/ivmfa`: symlink-safe checked files

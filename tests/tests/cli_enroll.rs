@@ -305,6 +305,35 @@ fn refusals_and_errors_have_distinct_exit_codes() {
     bad.cli(&["status"], "").expect(1, "unknown option windwo");
 }
 
+/// The login already counts an enrollment made for another uid (an account deleted and its
+/// name given to someone else) as no one's; the CLI replaces it without --force, as set-up in
+/// the login does, and keeps it in the archive.
+#[test]
+#[ignore = "needs root"]
+fn an_earlier_owners_enrollment_is_replaced_without_force() {
+    root();
+    let f = Fixture::new("");
+    let mut old = f.enroll("daemon");
+    old.uid = Some(12345);
+    let store = f.store();
+    let lock = store.lock(&user_name("daemon")).unwrap();
+    store.save_enrollment(&lock, &old).unwrap();
+    drop(lock);
+    let out = f.cli(&["enroll", "daemon", "--no-confirm", "--qr", "none"], "");
+    out.expect(0, "daemon is enrolled");
+    assert!(
+        out.stderr.contains("made for uid 12345"),
+        "the replacement is noted: {out:#?}"
+    );
+    let new = f.enrollment("daemon").unwrap();
+    assert_eq!(new.uid, Some(1));
+    assert_ne!(new.secret, old.secret);
+    assert_eq!(fs::read_dir(f.store.join("archive")).unwrap().count(), 1);
+    // One made for this very account still needs --force.
+    f.cli(&["enroll", "daemon", "--no-confirm", "--qr", "none"], "")
+        .expect(3, "already enrolled");
+}
+
 #[test]
 #[ignore = "needs root"]
 fn not_root_is_refused() {

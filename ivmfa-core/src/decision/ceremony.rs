@@ -1,5 +1,5 @@
 //! Flow 1, the set-up ceremony, once for both places it happens: `ivmfa-enroll enroll` at a
-//! terminal and [`crate::inband`] inside a login. A new secret, its otpauth URI and QR
+//! terminal and `inband.rs` inside a login. A new secret, its otpauth URI and QR
 //! matrix; up to [`TRIES`] answers judged as the login will judge them; then, only once a code
 //! was right, the enrollment goes in under the user's lock with its watermark at the step
 //! that code was for.
