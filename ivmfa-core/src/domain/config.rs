@@ -19,6 +19,8 @@ use crate::state::RateLimit;
 pub const DEFAULT_CONFIG: &str = "/etc/ivmfa/ivmfa.toml";
 pub const DEFAULT_STORE: &str = "/var/lib/ivmfa";
 pub(crate) const DEFAULT_PROMPT: &str = "Verification code: ";
+/// The default prompt with `forward_pass`, where one answer holds the password and the code.
+pub(crate) const FORWARD_PASS_PROMPT: &str = "Password & verification code: ";
 pub(crate) const DEFAULT_RESET_MESSAGE: &str =
     "Your request to reset multi-factor authentication has \
 been sent to the administrators. They will decide whether it can safely be reset; expect an \
@@ -71,6 +73,15 @@ pub struct Config {
     /// fails closed, where one forgotten in `services` (polkit, cockpit) would pass on the
     /// password alone.
     pub skip_services: Vec<String>,
+    /// One prompt for the password and the code typed after it; the code is judged here and
+    /// the password handed on (PAM_AUTHTOK) to the password module after this one.
+    pub forward_pass: bool,
+    /// Take the answer from PAM_AUTHTOK, set by an earlier module; ask if there is none.
+    pub try_first_pass: bool,
+    /// Take the answer from PAM_AUTHTOK, set by an earlier module; deny if there is none.
+    pub use_first_pass: bool,
+    /// Show what is typed at the code prompt (PAM_PROMPT_ECHO_ON).
+    pub echo_code: bool,
 }
 
 impl Default for Config {
@@ -92,6 +103,10 @@ impl Default for Config {
             qr_light_background: false,
             services: Vec::new(),
             skip_services: Vec::new(),
+            forward_pass: false,
+            try_first_pass: false,
+            use_first_pass: false,
+            echo_code: false,
         }
     }
 }
@@ -188,8 +203,14 @@ impl Config {
                 printable(key)
             )));
         }
+        if let Some(switch) = self.switch(key) {
+            *switch = match value {
+                None => true,
+                Some(v) => on_off(v).ok_or_else(|| bad("must be true or false"))?,
+            };
+            return Ok(());
+        }
         match (key, value) {
-            ("debug", None) => self.debug = true,
             ("nullok", None) => self.unenrolled = Unenrolled::Allow,
             (_, None) => {
                 return Err(Error::Config(format!(
@@ -225,13 +246,6 @@ impl Config {
                     return Err(bad("must be a group name"));
                 }
                 self.exempt_group = Some(v.to_owned());
-            }
-            ("debug", Some(v)) => {
-                self.debug = match v {
-                    "true" | "yes" | "1" => true,
-                    "false" | "no" | "0" => false,
-                    _ => return Err(bad("must be true or false")),
-                }
             }
             ("issuer", Some(v)) => {
                 if v.trim().is_empty()
@@ -301,6 +315,35 @@ impl Config {
         Ok(())
     }
 
+    /// The on/off keys: a bare word turns one on, `key=true` or `key=false` sets it. The
+    /// google-authenticator spelling `echo_verification_code` is kept, so that a stack moves
+    /// over by changing the module's name.
+    fn switch(&mut self, key: &str) -> Option<&mut bool> {
+        Some(match key {
+            "debug" => &mut self.debug,
+            "forward_pass" => &mut self.forward_pass,
+            "try_first_pass" => &mut self.try_first_pass,
+            "use_first_pass" => &mut self.use_first_pass,
+            "echo_code" | "echo_verification_code" => &mut self.echo_code,
+            _ => return None,
+        })
+    }
+
+    /// Whether the answer is taken from PAM_AUTHTOK when an earlier module set it.
+    pub(crate) fn first_pass(&self) -> bool {
+        self.try_first_pass || self.use_first_pass
+    }
+
+    /// The prompt asked: with `forward_pass`, the default one asks for the password too; a
+    /// prompt the administrator set is asked as written.
+    pub(crate) fn asked_prompt(&self) -> &str {
+        if self.forward_pass && self.prompt == DEFAULT_PROMPT {
+            FORWARD_PASS_PROMPT
+        } else {
+            &self.prompt
+        }
+    }
+
     /// Whether the module judges logins of `service` (see [`Config::services`] and
     /// [`Config::skip_services`]).
     pub(crate) fn acts_for(&self, service: &str) -> bool {
@@ -309,6 +352,13 @@ impl Config {
     }
 
     fn check(&self) -> Result<()> {
+        if self.try_first_pass && self.use_first_pass {
+            // One asks when no earlier module took an answer, the other denies: no reading of
+            // both is obviously the one meant.
+            return Err(Error::Config(
+                "try_first_pass and use_first_pass exclude each other; set one".into(),
+            ));
+        }
         if self.rate_limit.max_backoff < self.rate_limit.backoff {
             return Err(Error::Config(format!(
                 "max_backoff_seconds ({}) is smaller than backoff_seconds ({})",
@@ -327,7 +377,8 @@ impl Config {
              max_failures={} max_failures_per_user={} backoff_seconds={} \
              max_backoff_seconds={} issuer={} reset_keyword=\"{}\" reset_message=\"{}\" \
              notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
-             qr_background={} services={} skip_services={}",
+             qr_background={} services={} skip_services={} forward_pass={} \
+             try_first_pass={} use_first_pass={} echo_code={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
@@ -363,7 +414,20 @@ impl Config {
             } else {
                 self.skip_services.join(",")
             },
+            self.forward_pass,
+            self.try_first_pass,
+            self.use_first_pass,
+            self.echo_code,
         )
+    }
+}
+
+/// An on/off value as the config file and module arguments spell it.
+fn on_off(text: &str) -> Option<bool> {
+    match text {
+        "true" | "yes" | "1" => Some(true),
+        "false" | "no" | "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -444,6 +508,10 @@ mod tests {
             "qr_background",
             "services",
             "skip_services",
+            "forward_pass",
+            "try_first_pass",
+            "use_first_pass",
+            "echo_code",
         ];
         let line = Config::default().summary();
         for key in keys {
@@ -538,6 +606,37 @@ mod tests {
         }
         let huge = "9".repeat(10_000);
         assert!(c.set("window", Some(&huge)).is_err());
+    }
+
+    #[test]
+    fn google_authenticator_switches_as_words_keys_and_values() {
+        let c = resolve(&["forward_pass", "use_first_pass", "echo_verification_code"]).unwrap();
+        assert!(c.forward_pass && c.use_first_pass && c.echo_code && !c.try_first_pass);
+        assert_eq!(c.asked_prompt(), FORWARD_PASS_PROMPT);
+        let c = resolve(&["forward_pass", "prompt=Token:"]).unwrap();
+        assert_eq!(
+            c.asked_prompt(),
+            "Token:",
+            "a prompt set is asked as written"
+        );
+        let c = resolve(&["echo_code=true", "try_first_pass=yes", "debug=0"]).unwrap();
+        assert!(c.echo_code && c.try_first_pass && !c.debug);
+        assert_eq!(resolve(&[]).unwrap().asked_prompt(), DEFAULT_PROMPT);
+        // Both first-pass modes at once is a mistake, wherever they were set.
+        assert!(resolve(&["try_first_pass", "use_first_pass"]).is_err());
+        assert!(resolve(&["forward_pass=maybe"]).is_err());
+
+        let dir = empty_file().parent().unwrap().join("switches");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("ivmfa.toml");
+        std::fs::write(&p, "forward_pass = true\nuse_first_pass = true\n").unwrap();
+        let file = format!("config={}", p.display());
+        let c = resolve(&[&file]).unwrap();
+        assert!(c.forward_pass && c.use_first_pass);
+        // An argument switches a file's key off, as it overrides any other key.
+        let c = resolve(&[&file, "use_first_pass=false", "try_first_pass"]).unwrap();
+        assert!(c.try_first_pass && !c.use_first_pass);
+        assert!(resolve(&[&file, "try_first_pass"]).is_err());
     }
 
     #[test]

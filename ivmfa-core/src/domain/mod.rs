@@ -1,6 +1,7 @@
 //! What is judged and kept: codes, secrets, state, requests, names. No file or process I/O
 //! here beyond parsing text the store hands over.
 
+pub mod combined;
 pub mod config;
 pub mod enrollment;
 pub(crate) mod format;
