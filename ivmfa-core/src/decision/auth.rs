@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::attempt::Attempt;
 use super::inband::{self, Grant};
+use crate::combined;
 use crate::config::{Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
@@ -89,7 +90,7 @@ impl Attempt<'_, '_> {
                 Priority::Info,
                 "ignored: services= or skip_services= leaves this service out",
             );
-            return Ok(Verdict::Ignore);
+            return self.pass_through(&config, Verdict::Ignore);
         }
 
         let Some(user) = UserName::parse(&account.name) else {
@@ -110,7 +111,7 @@ impl Attempt<'_, '_> {
                         Priority::Notice,
                         &format!("accepted without a code: member of exempt group {group}"),
                     );
-                    return Ok(Verdict::Success);
+                    return self.pass_through(&config, Verdict::Success);
                 }
                 Some(false) => {}
                 None => self.log(
@@ -149,7 +150,10 @@ impl Attempt<'_, '_> {
     ) -> Result<Verdict> {
         match store.ticket(user)? {
             Some(t) if t.is_valid_at(self.host.now()) => {
-                return inband::enroll(self, config, store, user, uid, Grant::Ticket)
+                if config.forward_pass {
+                    return self.no_set_up_here("an approved reset");
+                }
+                return inband::enroll(self, config, store, user, uid, Grant::Ticket);
             }
             Some(_) => {
                 return self.deny(
@@ -175,15 +179,53 @@ impl Attempt<'_, '_> {
                         ),
                     );
                 }
-                Ok(Verdict::Ignore)
+                self.pass_through(config, Verdict::Ignore)
             }
             Unenrolled::Deny => self.deny(
                 Priority::Notice,
                 "not enrolled (unenrolled=deny)",
                 messages::NOT_ENROLLED,
             ),
+            Unenrolled::Enroll if config.forward_pass => self.no_set_up_here("unenrolled=enroll"),
             Unenrolled::Enroll => inband::enroll(self, config, store, user, uid, Grant::Policy),
         }
+    }
+
+    /// With `forward_pass` the code is judged before any password: set-up inside the login
+    /// would let anyone who knows a user name bind their own phone to it.
+    fn no_set_up_here(&mut self, why: &str) -> Result<Verdict> {
+        self.deny(
+            Priority::Notice,
+            &format!(
+                "not enrolled; {why} allows set-up in the login, but not with forward_pass \
+                 (the password is checked after the code)"
+            ),
+            messages::SET_UP_ELSEWHERE,
+        )
+    }
+
+    /// `forward_pass` when no code is asked of the user (exempt, not enrolled with
+    /// unenrolled=allow, a service left out): the password module after this one still
+    /// expects the password from here, so the one prompt is asked all the same and its whole
+    /// answer handed on. Everybody sees the same prompt, so it tells nobody who needs a code.
+    fn pass_through(&mut self, config: &Config, verdict: Verdict) -> Result<Verdict> {
+        if !self.asks_for_the_password(config) {
+            return Ok(verdict);
+        }
+        let answer = self.conv.ask_password_and_code(config.asked_prompt())?;
+        self.host.hand_on_password(&answer)?;
+        self.log(
+            Priority::Info,
+            "forward_pass: no code asked of this user; the whole answer handed on as the password",
+        );
+        Ok(verdict)
+    }
+
+    /// Whether this module asks for the password (`forward_pass`), rather than finding it,
+    /// with the code, in PAM_AUTHTOK (`try_first_pass`, `use_first_pass`).
+    fn asks_for_the_password(&self, config: &Config) -> bool {
+        config.forward_pass
+            && !(config.use_first_pass || config.try_first_pass && self.login.authtok.is_some())
     }
 
     fn enrolled(
@@ -210,8 +252,10 @@ impl Attempt<'_, '_> {
             peeked = state;
         }
         let waiting = peeked.wait_for(source, now, &config.rate_limit);
-        // A declined reset's reason is kept until a login that can show it comes along.
-        let notice = if self.conv.can_show_text() && store.has_notice(user) {
+        // A declined reset's reason is kept until a login that can show it comes along, and
+        // has checked the password first: with forward_pass nothing is checked yet.
+        let shows_notice = self.conv.can_show_text() && !config.forward_pass;
+        let notice = if shows_notice && store.has_notice(user) {
             let lock = store.lock(user)?;
             store.take_notice(&lock)?
         } else {
@@ -225,12 +269,112 @@ impl Attempt<'_, '_> {
             return self.held_but_may_ask_for_help(config, store, user, wait);
         }
 
-        let answer = self.conv.ask_hidden(&config.prompt)?;
-        if self
+        let mut authtok_judged = false;
+        if config.first_pass() {
+            match self.first_pass(config, store, user, enrollment)? {
+                FirstPass::Decided(verdict) => return Ok(verdict),
+                FirstPass::Ask { judged } => authtok_judged = judged,
+            }
+        }
+        self.ask_and_judge(config, store, user, enrollment, authtok_judged)
+    }
+
+    /// `try_first_pass` and `use_first_pass`: judges what an earlier module took (PAM_AUTHTOK)
+    /// as if it had been typed at the prompt.
+    ///
+    /// A wrong answer taken this way is counted like a typed one: it is a guess like any
+    /// other, as an earlier module that only collects input lets whoever types choose it. With
+    /// try_first_pass the prompt that follows takes a second answer, judged and counted on its
+    /// own; the same answer typed again there is refused without being judged twice.
+    fn first_pass(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        enrollment: &Enrollment,
+    ) -> Result<FirstPass> {
+        let Some(given) = self.login.authtok else {
+            if config.use_first_pass {
+                self.log(
+                    Priority::Error,
+                    "denied: use_first_pass, but no earlier module set PAM_AUTHTOK; put the \
+                     module that collects it first, or use try_first_pass",
+                );
+                let _ = self.conv.error(messages::UNAVAILABLE);
+                return Ok(FirstPass::Decided(Verdict::ServiceErr));
+            }
+            self.log(
+                Priority::Info,
+                "try_first_pass: no earlier module set PAM_AUTHTOK; asking",
+            );
+            return Ok(FirstPass::Ask { judged: false });
+        };
+        let Reading::Offer(offered, passwords) = read(given, config, enrollment, false) else {
+            if config.use_first_pass {
+                let verdict = self.deny(
+                    Priority::Notice,
+                    "use_first_pass: PAM_AUTHTOK holds no code; not counted",
+                    &not_a_code(config, enrollment),
+                )?;
+                return Ok(FirstPass::Decided(verdict));
+            }
+            self.log(
+                Priority::Info,
+                "try_first_pass: PAM_AUTHTOK holds no code; asking",
+            );
+            return Ok(FirstPass::Ask { judged: false });
+        };
+        match self.judge(config, store, user, offered)? {
+            Judged::Failed { reason, .. } if config.try_first_pass => {
+                self.log(
+                    Priority::Notice,
+                    &format!(
+                        "try_first_pass: the answer in PAM_AUTHTOK was refused ({reason}); asking"
+                    ),
+                );
+                // The failure just counted may have started a wait.
+                let state = store.peek_state(user)?.state;
+                let now = self.host.now();
+                if let Some(wait) = state.wait_for(self.login.source(), now, &config.rate_limit) {
+                    return self.held(wait).map(FirstPass::Decided);
+                }
+                Ok(FirstPass::Ask { judged: true })
+            }
+            judged => self
+                .tell(judged, passwords.as_ref())
+                .map(FirstPass::Decided),
+        }
+    }
+
+    /// Asks for the code (with `forward_pass`, the password and the code), then judges it.
+    /// `authtok_judged`: PAM_AUTHTOK was judged already (try_first_pass).
+    fn ask_and_judge(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        enrollment: &Enrollment,
+        authtok_judged: bool,
+    ) -> Result<Verdict> {
+        let answer = if config.forward_pass {
+            self.conv.ask_password_and_code(config.asked_prompt())?
+        } else {
+            self.ask_code(config.asked_prompt(), config.echo_code)?
+        };
+        let again = self
             .login
             .authtok
-            .is_some_and(|password| input::same(password.as_bytes(), answer.as_bytes()))
-        {
+            .is_some_and(|earlier| input::same(earlier.as_bytes(), answer.as_bytes()));
+        if again && authtok_judged {
+            return self.deny(
+                Priority::Notice,
+                "the answer is the one in PAM_AUTHTOK, judged already; not counted again",
+                messages::WRONG_CODE,
+            );
+        }
+        // With forward_pass the answer holds the password by design, so it may well equal one
+        // an earlier module took; a password sent alone is caught as having no code at its end.
+        if again && !config.forward_pass {
             // An application that answers every prompt with the password (IMAP, SMTP AUTH,
             // PPP) cannot take part: its answer is no guess at a code, so it is not counted,
             // and never holds back the user's logins elsewhere.
@@ -241,26 +385,26 @@ impl Attempt<'_, '_> {
                 messages::PASSWORD_AT_CODE_PROMPT,
             );
         }
-        let accepts = Accepts {
-            digits: enrollment.digits,
-            reset: Some(config.reset_keyword.as_str()),
-            invert: false,
-            recovery: true,
-        };
-        let digits = accepts.digits;
-        match input::parse(&answer, accepts) {
-            Answer::Code(code) => self.check(config, store, user, Offered::Code(code)),
-            Answer::Recovery(code) => self.check(config, store, user, Offered::Recovery(code)),
-            Answer::Reset => self.file_reset(config, store, user),
-            Answer::Empty => self.deny(
+        match read(&answer, config, enrollment, true) {
+            Reading::Offer(offered, passwords) => {
+                let judged = self.judge(config, store, user, offered)?;
+                self.tell(judged, passwords.as_ref())
+            }
+            Reading::Reset => self.file_reset(config, store, user),
+            Reading::Empty => self.deny(
                 Priority::Notice,
                 "no code entered",
-                &messages::malformed(digits),
+                &not_a_code(config, enrollment),
             ),
-            Answer::Malformed | Answer::Invert => self.deny(
+            Reading::NotACode if config.forward_pass => self.deny(
+                Priority::Notice,
+                "the answer has no code at its end (the password alone?); not counted",
+                &not_a_code(config, enrollment),
+            ),
+            Reading::NotACode => self.deny(
                 Priority::Notice,
                 "the answer is not a code",
-                &messages::malformed(digits),
+                &not_a_code(config, enrollment),
             ),
         }
     }
@@ -274,13 +418,15 @@ impl Attempt<'_, '_> {
         user: &UserName,
         wait: u64,
     ) -> Result<Verdict> {
-        if config.reset_keyword.is_empty() {
+        // Requests need the password checked first, which forward_pass does after the code;
+        // use_first_pass never asks.
+        if config.reset_keyword.is_empty() || config.forward_pass || config.use_first_pass {
             return self.held(wait);
         }
         let _ = self
             .conv
             .error(&messages::held_may_reset(wait, &config.reset_keyword));
-        let answer = self.conv.ask_hidden(&config.prompt)?;
+        let answer = self.ask_code(&config.prompt, config.echo_code)?;
         let accepts = Accepts {
             digits: 0,
             reset: Some(config.reset_keyword.as_str()),
@@ -293,18 +439,13 @@ impl Attempt<'_, '_> {
         }
     }
 
-    /// Judges what was offered, then says so. The judging happens under the user's lock; the
-    /// telling after it is released, as a conversation may block.
-    fn check(
-        &mut self,
-        config: &Config,
-        store: &Store,
-        user: &UserName,
-        offered: Offered,
-    ) -> Result<Verdict> {
-        match self.judge(config, store, user, offered)? {
+    /// Says what the judging decided, once the lock is released (a conversation may block).
+    /// With `forward_pass`, an accepted answer's password goes on to the next module.
+    fn tell(&mut self, judged: Judged, passwords: Option<&Passwords>) -> Result<Verdict> {
+        match judged {
             Judged::Accepted => {
                 self.log(Priority::Notice, "accepted: code verified");
+                self.hand_on(passwords.map(|p| &p.after_code))?;
                 Ok(Verdict::Success)
             }
             Judged::Recovered { left } => {
@@ -316,6 +457,7 @@ impl Attempt<'_, '_> {
                     },
                     &format!("accepted: recovery code, {left} left"),
                 );
+                self.hand_on(passwords.map(|p| &p.after_recovery))?;
                 let _ = self.conv.info(&messages::recovery_accepted(left));
                 Ok(Verdict::Success)
             }
@@ -326,6 +468,26 @@ impl Attempt<'_, '_> {
                 "the enrollment was removed while the code was being entered",
                 messages::NOT_ENROLLED,
             ),
+        }
+    }
+
+    /// `forward_pass`: hands on the password typed before the accepted code. Only after a
+    /// right code: a wrong one never lets the password module tell whether the password was
+    /// right.
+    fn hand_on(&self, password: Option<&Option<Zeroizing<String>>>) -> Result<()> {
+        match password {
+            None => Ok(()),
+            Some(Some(password)) => {
+                self.host.hand_on_password(password)?;
+                self.log(
+                    Priority::Info,
+                    "forward_pass: the password typed before the code handed on as PAM_AUTHTOK",
+                );
+                Ok(())
+            }
+            Some(None) => Err(Error::System(
+                "forward_pass: no password came with the accepted answer".into(),
+            )),
         }
     }
 
@@ -393,9 +555,10 @@ impl Attempt<'_, '_> {
         failed.record_failure(source, now, limit);
         let counted = store.begin_state(lock, &failed)?;
 
-        let typed_recovery = matches!(offered, Offered::Recovery(_));
-        let recovery = match offered {
-            Offered::Code(code) => {
+        let Offered { code, recovery } = offered;
+        let typed_recovery = code.is_none();
+        let recovery = match code {
+            Some(code) => {
                 let check = totp::verify(
                     &enrollment,
                     &code,
@@ -440,11 +603,13 @@ impl Attempt<'_, '_> {
                         let tell = messages::clock_off(seconds);
                         return Ok(self.failed(&failed, &reason, &tell, now, limit));
                     }
-                    // An 8-digit enrollment's code may be an imported 8-digit scratch code.
-                    Check::Wrong => code.as_recovery(),
+                    // The answer may also be read as a recovery code: an 8-digit
+                    // enrollment's code as an imported scratch code, or with forward_pass
+                    // the end of the answer. Still one attempt, counted once.
+                    Check::Wrong => recovery,
                 }
             }
-            Offered::Recovery(r) => Some(r),
+            None => recovery,
         };
         let found = match &recovery {
             Some(r) => enrollment.recovery.find(r)?,
@@ -553,8 +718,94 @@ enum Judged {
     Removed,
 }
 
-/// What was typed at the code prompt, once recognised.
-enum Offered {
-    Code(Code),
-    Recovery(Zeroizing<String>),
+/// What one answer offers, once recognised: a code, a recovery code, or both readings of one
+/// answer (eight digits; with forward_pass, the end of the answer). Judged as one attempt: the
+/// code first, then the recovery code.
+struct Offered {
+    code: Option<Code>,
+    recovery: Option<Zeroizing<String>>,
+}
+
+/// `forward_pass`: the password before each reading of the answer, handed on with the one
+/// accepted.
+struct Passwords {
+    after_code: Option<Zeroizing<String>>,
+    after_recovery: Option<Zeroizing<String>>,
+}
+
+/// What an answer is, in the shape the configuration asks for.
+enum Reading {
+    Offer(Offered, Option<Passwords>),
+    Reset,
+    Empty,
+    NotACode,
+}
+
+/// Where [`Attempt::first_pass`] leaves the login.
+enum FirstPass {
+    Decided(Verdict),
+    /// Ask at the prompt; `judged`: PAM_AUTHTOK was judged (and refused) already.
+    Ask {
+        judged: bool,
+    },
+}
+
+/// Reads `answer` as a code or recovery code (with `forward_pass`, as the password and one
+/// of those after it). `typed`: it was typed at this module's prompt, where the reset keyword
+/// is offered; an answer an earlier module took never files a request.
+fn read(answer: &str, config: &Config, enrollment: &Enrollment, typed: bool) -> Reading {
+    if config.forward_pass {
+        if answer.is_empty() {
+            return Reading::Empty;
+        }
+        let split = combined::split(answer, enrollment.digits);
+        if split.is_empty() {
+            return Reading::NotACode;
+        }
+        let (code, after_code) = split.code.map_or((None, None), |(c, p)| (Some(c), Some(p)));
+        let (recovery, after_recovery) = split
+            .recovery
+            .map_or((None, None), |(r, p)| (Some(r), Some(p)));
+        return Reading::Offer(
+            Offered { code, recovery },
+            Some(Passwords {
+                after_code,
+                after_recovery,
+            }),
+        );
+    }
+    let accepts = Accepts {
+        digits: enrollment.digits,
+        reset: typed.then_some(config.reset_keyword.as_str()),
+        invert: false,
+        recovery: true,
+    };
+    match input::parse(answer, accepts) {
+        Answer::Code(code) => Reading::Offer(
+            Offered {
+                recovery: code.as_recovery(),
+                code: Some(code),
+            },
+            None,
+        ),
+        Answer::Recovery(r) => Reading::Offer(
+            Offered {
+                code: None,
+                recovery: Some(r),
+            },
+            None,
+        ),
+        Answer::Reset => Reading::Reset,
+        Answer::Empty => Reading::Empty,
+        Answer::Malformed | Answer::Invert => Reading::NotACode,
+    }
+}
+
+/// What to tell someone whose answer holds no code.
+fn not_a_code(config: &Config, enrollment: &Enrollment) -> String {
+    if config.forward_pass {
+        messages::malformed_combined(enrollment.digits)
+    } else {
+        messages::malformed(enrollment.digits)
+    }
 }

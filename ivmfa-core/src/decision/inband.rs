@@ -74,7 +74,10 @@ pub(crate) fn enroll(
     let accepts = ceremony.accepts(true);
     let mut confirmed = false;
     for _ in 0..MAX_PROMPTS {
-        let answer = input::parse(&att.conv.ask_hidden(messages::ENROLL_PROMPT)?, accepts);
+        let answer = input::parse(
+            &att.ask_code(messages::ENROLL_PROMPT, config.echo_code)?,
+            accepts,
+        );
         if matches!(answer, Answer::Invert) {
             light = !light;
             show(att, ceremony.qr(), light)?;

@@ -86,6 +86,18 @@ pub(crate) fn malformed(digits: u8) -> String {
     format!("Please enter the {digits}-digit code from your authenticator app.")
 }
 
+/// `forward_pass`: the one answer has no code at its end.
+pub(crate) fn malformed_combined(digits: u8) -> String {
+    format!(
+        "Please type your password followed by the {digits}-digit code from your authenticator \
+         app, with nothing between them."
+    )
+}
+
+/// `forward_pass`: set-up inside the login needs a login that asks for the code on its own.
+pub(crate) const SET_UP_ELSEWHERE: &str = "Multi-factor authentication must be set up for this \
+account first. Log in once with a program that asks for the code separately (ssh in a terminal).";
+
 /// A wrong code that is right for a time `seconds` away: the phone's clock is off.
 pub(crate) fn clock_off(seconds: u64) -> String {
     format!("{WRONG_CODE} {}", clock_hint(seconds))

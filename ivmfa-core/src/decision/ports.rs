@@ -60,6 +60,15 @@ pub trait Host {
     /// `Ok(None)` if the group does not exist.
     fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>>;
     fn log(&self, priority: Priority, message: &str);
+    /// Hands `password` on to the modules after this one as PAM_AUTHTOK (`forward_pass`).
+    /// A host that cannot fails, and the login is denied: a password module expecting it
+    /// would otherwise find nothing.
+    fn hand_on_password(&self, password: &str) -> Result<()> {
+        let _ = password;
+        Err(crate::Error::System(
+            "this host cannot hand a password on to the next module".into(),
+        ))
+    }
     /// Runs `program` with exactly `env`, waiting at most `timeout` seconds.
     fn notify(
         &self,
@@ -73,6 +82,16 @@ pub trait Host {
 pub trait Conversation {
     /// Asks with echo off.
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>>;
+    /// Asks with echo on, what is typed shown (`echo_code`). A conversation that cannot asks
+    /// hidden, which is never less safe.
+    fn ask_shown(&mut self, prompt: &str) -> Result<Zeroizing<String>> {
+        self.ask_hidden(prompt)
+    }
+    /// Asks with echo off for the password and the code after it (`forward_pass`): the
+    /// answer may be as long as [`crate::combined::MAX_COMBINED_LEN`].
+    fn ask_password_and_code(&mut self, prompt: &str) -> Result<Zeroizing<String>> {
+        self.ask_hidden(prompt)
+    }
     fn info(&mut self, text: &str) -> Result<()>;
     fn error(&mut self, text: &str) -> Result<()>;
     /// False when the application asked for silence (PAM_SILENT): no QR code can be shown.
@@ -86,9 +105,10 @@ pub struct Login<'a> {
     pub service: &'a str,
     pub rhost: Option<&'a str>,
     pub tty: Option<&'a str>,
-    /// The password an earlier module took (PAM_AUTHTOK), if any: only ever compared with
-    /// the answer at the code prompt, to recognise a service that answers every prompt with
-    /// the password.
+    /// What an earlier module took (PAM_AUTHTOK), if any: usually the password, compared with
+    /// the answer at the code prompt to recognise a service that answers every prompt with the
+    /// password; with `try_first_pass` or `use_first_pass`, the answer itself (the code, or
+    /// with `forward_pass` the password and the code).
     pub authtok: Option<&'a str>,
 }
 

@@ -58,6 +58,7 @@ const PAM_RHOST: c_int = 4;
 const PAM_AUTHTOK: c_int = 6;
 const PAM_CONV: c_int = 5;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
 /// The application asks for no informational or error messages (prompts still go out).
@@ -66,10 +67,13 @@ const PAM_SILENT: c_int = 0x8000;
 /// The answer is cut here before it is even copied: one byte more than the core accepts, so a
 /// longer answer is still refused as too long.
 const MAX_ANSWER_COPY: usize = ivmfa_core::input::MAX_ANSWER_LEN + 1;
+/// The same for the password and code in one answer (`forward_pass`).
+const MAX_COMBINED_COPY: usize = ivmfa_core::combined::MAX_COMBINED_LEN + 1;
 
 #[link(name = "pam")]
 extern "C" {
     fn pam_get_item(pamh: *const PamHandle, item_type: c_int, item: *mut *const c_void) -> c_int;
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_get_user(pamh: *mut PamHandle, user: *mut *const c_char, prompt: *const c_char)
         -> c_int;
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
@@ -226,14 +230,42 @@ impl Handle {
     fn secret_item(&self, item_type: c_int) -> Option<Zeroizing<String>> {
         let item = self.raw_item(item_type)?;
         // SAFETY: PAM_AUTHTOK is a NUL-terminated string owned by libpam, valid until the item
-        // is set again; we copy it at once, and compare it only.
+        // is set again; we copy it at once.
         let bytes = unsafe { CStr::from_ptr(item.cast::<c_char>()) }.to_bytes();
         let text = Zeroizing::new(String::from_utf8_lossy(bytes).into_owned());
         Some(text)
     }
 
-    /// Sends one message; returns the answer for prompts.
-    fn converse(&self, style: c_int, text: &str) -> Result<Option<Zeroizing<String>>, Error> {
+    /// Sets PAM_AUTHTOK for the modules after this one. libpam keeps its own copy (and wipes
+    /// it when replaced or at pam_end); ours is wiped on drop.
+    fn set_authtok(&self, password: &str) -> Result<(), Error> {
+        if password.bytes().any(|b| b == 0) {
+            return Err(Error::System(
+                "the password to hand on holds a NUL byte".into(),
+            ));
+        }
+        let mut text = Zeroizing::new(Vec::with_capacity(password.len() + 1));
+        text.extend_from_slice(password.as_bytes());
+        text.push(0);
+        // SAFETY: pamh is the live handle libpam gave us; pam_set_item(3) copies the
+        // NUL-terminated string (checked above: one NUL, at the end) before returning, so
+        // `text` need only outlive the call. Setting PAM_AUTHTOK is allowed to modules.
+        let rc = unsafe { pam_set_item(self.pamh, PAM_AUTHTOK, text.as_ptr().cast()) };
+        if rc != code::SUCCESS {
+            return Err(Error::System(format!(
+                "libpam refused to set PAM_AUTHTOK (PAM code {rc})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends one message; returns the answer for prompts, cut after `cap` bytes.
+    fn converse(
+        &self,
+        style: c_int,
+        text: &str,
+        cap: usize,
+    ) -> Result<Option<Zeroizing<String>>, Error> {
         let conv = self
             .raw_item(PAM_CONV)
             .ok_or_else(|| Error::Conversation("the application set no conversation".into()))?
@@ -257,7 +289,7 @@ impl Handle {
         // the call. The application allocates `responses` with malloc, and we own it after.
         let rc = unsafe { func(1, &mut messages, &mut responses, appdata) };
         // SAFETY: `responses` is null or a malloc'ed array of one pam_response (see above).
-        let answer = unsafe { take_response(responses) };
+        let answer = unsafe { take_response(responses, cap) };
         if rc != code::SUCCESS {
             return Err(Error::Conversation(format!(
                 "the application's conversation returned {rc}"
@@ -267,12 +299,12 @@ impl Handle {
     }
 }
 
-/// Copies (at most [`MAX_ANSWER_COPY`] bytes of) the answer, then wipes and frees the C copy.
+/// Copies (at most `cap` bytes of) the answer, then wipes and frees the C copy.
 ///
 /// # Safety
 /// `responses` must be null or a malloc'ed array of one `PamResponse` whose `resp` is null or a
 /// malloc'ed NUL-terminated string, as pam_conv(3) requires; both are freed here.
-unsafe fn take_response(responses: *mut PamResponse) -> Option<Zeroizing<String>> {
+unsafe fn take_response(responses: *mut PamResponse, cap: usize) -> Option<Zeroizing<String>> {
     if responses.is_null() {
         return None;
     }
@@ -285,7 +317,7 @@ unsafe fn take_response(responses: *mut PamResponse) -> Option<Zeroizing<String>
         // SAFETY: the len bytes before that NUL are the application's allocation, handed to us
         // (pam_conv(3)); nothing else refers to them until they are freed below.
         let bytes = unsafe { std::slice::from_raw_parts_mut(resp.cast::<u8>(), len) };
-        let copy = Zeroizing::new(bytes[..len.min(MAX_ANSWER_COPY)].to_vec());
+        let copy = Zeroizing::new(bytes[..len.min(cap)].to_vec());
         bytes.zeroize();
         // SAFETY: malloc'ed by the application (pam_conv(3)) and freed here exactly once; the
         // slice over it is not used again.
@@ -347,6 +379,10 @@ impl Host for Handle {
             .map_err(|e| Error::System(format!("cannot read the group database: {e}")))
     }
 
+    fn hand_on_password(&self, password: &str) -> Result<(), Error> {
+        self.set_authtok(password)
+    }
+
     fn log(&self, priority: Priority, message: &str) {
         use ivmfa_sys::Level;
         let level = match priority {
@@ -374,30 +410,49 @@ struct PamConversation<'a> {
 impl PamConversation<'_> {
     /// The application's conversation runs as the application expects to run it: with the
     /// caller's real uid and signal mask (it may start an askpass program as the caller).
-    fn converse(&self, style: c_int, text: &str) -> Result<Option<Zeroizing<String>>, Error> {
+    fn converse(
+        &self,
+        style: c_int,
+        text: &str,
+        cap: usize,
+    ) -> Result<Option<Zeroizing<String>>, Error> {
         let _lowered = self.shelter.lowered();
-        self.handle.converse(style, text)
+        self.handle.converse(style, text, cap)
+    }
+
+    fn ask(&self, style: c_int, prompt: &str, cap: usize) -> Result<Zeroizing<String>, Error> {
+        self.converse(style, prompt, cap)?
+            .ok_or_else(|| Error::Conversation("no answer to the prompt".into()))
     }
 }
 
 impl Conversation for PamConversation<'_> {
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
-        self.converse(PAM_PROMPT_ECHO_OFF, prompt)?
-            .ok_or_else(|| Error::Conversation("no answer to the prompt".into()))
+        self.ask(PAM_PROMPT_ECHO_OFF, prompt, MAX_ANSWER_COPY)
+    }
+
+    fn ask_shown(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
+        self.ask(PAM_PROMPT_ECHO_ON, prompt, MAX_ANSWER_COPY)
+    }
+
+    fn ask_password_and_code(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
+        self.ask(PAM_PROMPT_ECHO_OFF, prompt, MAX_COMBINED_COPY)
     }
 
     fn info(&mut self, text: &str) -> Result<(), Error> {
         if self.silent {
             return Ok(());
         }
-        self.converse(PAM_TEXT_INFO, text).map(drop)
+        self.converse(PAM_TEXT_INFO, text, MAX_ANSWER_COPY)
+            .map(drop)
     }
 
     fn error(&mut self, text: &str) -> Result<(), Error> {
         if self.silent {
             return Ok(());
         }
-        self.converse(PAM_ERROR_MSG, text).map(drop)
+        self.converse(PAM_ERROR_MSG, text, MAX_ANSWER_COPY)
+            .map(drop)
     }
 
     fn can_show_text(&self) -> bool {
