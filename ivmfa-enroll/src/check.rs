@@ -742,6 +742,9 @@ enum Order {
     Wrong,
     /// No password step at all: right only when sshd checks a key first.
     NoPassword,
+    /// Before the password step, which takes the password this module hands on
+    /// (`forward_pass`).
+    Forwarded,
 }
 
 fn check_entry(
@@ -928,6 +931,35 @@ fn check_order(
         return Order::Wrong;
     }
     if let Some(after) = (i + 1..stack.len()).find(|&k| is_password(k)) {
+        if config.is_some_and(|c| c.forward_pass) {
+            let next = &stack[after];
+            let takes_it = next.args.iter().any(|a| {
+                matches!(
+                    a.as_str(),
+                    "use_first_pass" | "try_first_pass" | "use_authtok"
+                )
+            });
+            if !takes_it {
+                r.problem(
+                    &format!(
+                        "{at}: forward_pass hands the password on, but {} asks for it again",
+                        show(after)
+                    ),
+                    &format!("add use_first_pass to {}", next.module_name()),
+                );
+                return Order::Wrong;
+            }
+            r.ok(&format!(
+                "{at}: forward_pass: pam_ivmfa.so takes the password and the code in one \
+                 answer and hands the password on to {}",
+                show(after)
+            ));
+            r.note(&format!(
+                "{at}: forward_pass judges the code before the password: anyone who knows a \
+                 user name can run up that user's failure count and back-off"
+            ));
+            return Order::Forwarded;
+        }
         r.problem(
             &format!(
                 "{at}: pam_ivmfa.so comes before the password step, {}: its prompt tells \
