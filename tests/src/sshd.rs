@@ -115,6 +115,26 @@ pub fn private_system(f: &Fixture, name: &str, services: &[(&str, &str)]) -> Str
     )
 }
 
+/// Gives the test user of the private system `name` (made by [`private_system`]) `password`
+/// instead of [`PASSWORD`].
+pub fn set_password(f: &Fixture, name: &str, password: &str) {
+    let shadow = f.dir.join(name).join("etc/shadow");
+    let hash = Command::new("openssl")
+        .args(["passwd", "-6", password])
+        .output()
+        .expect("openssl makes the password hash");
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
+    let text: String = fs::read_to_string(&shadow)
+        .unwrap()
+        .lines()
+        .map(|l| match l.strip_prefix(&format!("{USER}:")) {
+            Some(rest) => format!("{USER}:{hash}:{}\n", rest.split_once(':').unwrap().1),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    write(&shadow, &text, 0o640);
+}
+
 impl Sshd {
     /// Starts sshd with `auth` as its PAM auth stack and `extra` appended to sshd_config.
     pub fn start(f: &Fixture, name: &str, auth: &str, extra: &str) -> Sshd {

@@ -6,7 +6,7 @@
 use std::fs;
 use std::process::Command;
 
-use ivmfa_tests::sshd::{private_system, USER};
+use ivmfa_tests::sshd::{private_system, set_password, USER};
 use ivmfa_tests::*;
 
 /// The config file the package installs as /etc/ivmfa/ivmfa.toml.
@@ -116,21 +116,7 @@ fn the_password_typed_again_at_the_code_prompt_is_not_counted() {
     let password = "314159";
     let f = Fixture::new("max_failures=1");
     let setup = private_system(&f, "password-only", &[]);
-    let shadow = f.dir.join("password-only/etc/shadow");
-    let hash = Command::new("openssl")
-        .args(["passwd", "-6", password])
-        .output()
-        .unwrap();
-    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
-    let text = fs::read_to_string(&shadow).unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| match l.strip_prefix(&format!("{USER}:")) {
-            Some(rest) => format!("{USER}:{hash}:{}\n", rest.split_once(':').unwrap().1),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    fs::write(&shadow, text).unwrap();
+    set_password(&f, "password-only", password);
     let stack = fs::read_to_string(f.dir.join("pam.d").join(SERVICE)).unwrap();
     f.set_module_line(&format!("auth requisite pam_unix.so\n{stack}"));
     let e = f.enroll(USER);
