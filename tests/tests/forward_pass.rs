@@ -465,3 +465,18 @@ fn eight_digits_at_the_end_are_one_attempt_with_two_readings() {
         .assert("PAM_SUCCESS");
     assert_eq!(handed_text(&handed), "pw87");
 }
+
+#[test]
+fn a_name_that_is_no_user_gets_the_same_prompt_and_answer_as_a_wrong_code() {
+    // The module asks before any password is checked: were the prompt only for real users,
+    // it would tell a stranger which names exist.
+    let f = Fixture::new("forward_pass");
+    let e = f.enroll("daemon");
+    let known = f.login("daemon", &[&format!("hunter2{}", wrong_code(&e))]);
+    let unknown = f.login("no-such-user-ivmfa", &["hunter2123456"]);
+    known.assert("PAM_AUTH_ERR");
+    unknown.assert("PAM_USER_UNKNOWN");
+    assert_eq!(prompts(&unknown), [ONE_PROMPT]);
+    assert_eq!(prompts(&known), prompts(&unknown));
+    unknown.assert_said("That code is not correct");
+}

@@ -62,12 +62,10 @@ impl Attempt<'_, '_> {
 
     fn run(&mut self, args: &[String]) -> Result<Verdict> {
         if UserName::parse(self.login.user).is_none() {
-            self.log(Priority::Notice, "denied: not a valid user name");
-            return Ok(Verdict::UserUnknown);
+            return self.stranger(args, "denied: not a valid user name");
         }
         let Some(account) = self.host.account(self.login.user)? else {
-            self.log(Priority::Notice, "denied: no such user");
-            return Ok(Verdict::UserUnknown);
+            return self.stranger(args, "denied: no such user");
         };
         // A process with no privilege that authenticates its own user (a screen locker
         // unlocking its session) gains nothing by passing: it already is that user. It cannot
@@ -202,6 +200,20 @@ impl Attempt<'_, '_> {
             ),
             messages::SET_UP_ELSEWHERE,
         )
+    }
+
+    /// A name that is no user. With `forward_pass` this module asks before any password is
+    /// checked, so a name that exists must not be the only one to get the prompt: the
+    /// stranger is asked the same question and told the same as a wrong code, and the answer
+    /// is dropped unread.
+    fn stranger(&mut self, args: &[String], why: &str) -> Result<Verdict> {
+        self.log(Priority::Notice, why);
+        let config = Config::resolve(args, self.host.euid())?;
+        if self.asks_for_the_password(&config) {
+            drop(self.conv.ask_password_and_code(config.asked_prompt())?);
+            let _ = self.conv.error(messages::WRONG_CODE);
+        }
+        Ok(Verdict::UserUnknown)
     }
 
     /// `forward_pass` when no code is asked of the user (exempt, not enrolled with
