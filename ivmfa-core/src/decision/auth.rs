@@ -11,6 +11,7 @@ use super::inband::{self, Grant};
 use crate::config::{Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
+use crate::grace::Address;
 use crate::input::{self, Accepts, Answer, Code};
 use crate::logtext::printable;
 use crate::messages;
@@ -224,6 +225,24 @@ impl Attempt<'_, '_> {
         if let Some(wait) = waiting {
             return self.held_but_may_ask_for_help(config, store, user, wait);
         }
+        if let Some(address) = self.grace_address(config) {
+            if peeked.grace.covers(&address, now, config.grace_period) {
+                match self.in_grace(config, store, user, &address)? {
+                    InGrace::Yes => {
+                        self.log(
+                            Priority::Notice,
+                            &format!("accepted: grace period from {address}"),
+                        );
+                        return Ok(Verdict::Success);
+                    }
+                    InGrace::Withheld(why) => self.log(
+                        Priority::Info,
+                        &format!("no grace period from {address}: {why}; a code is asked"),
+                    ),
+                    InGrace::No => {}
+                }
+            }
+        }
 
         let answer = self.conv.ask_hidden(&config.prompt)?;
         if self
@@ -263,6 +282,52 @@ impl Attempt<'_, '_> {
                 &messages::malformed(digits),
             ),
         }
+    }
+
+    /// The address a grace period may be kept for and given to: a remote address (never a
+    /// host name, see [`Address`]) reported by an application running with real uid root,
+    /// such as sshd. PAM_RHOST is whatever the application says; the caller of a setuid
+    /// program (`su`, `sudo`, `pkexec`) is an ordinary user who may have chosen it, and a
+    /// login without one is local. Neither gets a grace period.
+    fn grace_address(&self, config: &Config) -> Option<Address> {
+        if config.grace_period == 0 || self.host.uid() != 0 {
+            return None;
+        }
+        Address::parse(self.login.rhost?)
+    }
+
+    /// Decides a grace period under the user's lock, from the state read there, like the
+    /// judging of a code: another login may have failed meanwhile (which ends it), or an
+    /// administrator replaced the enrollment (which drops it). It changes nothing: the
+    /// period runs from the right code that began it, however often it is used.
+    fn in_grace(
+        &self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        address: &Address,
+    ) -> Result<InGrace> {
+        let lock = store.lock(user)?;
+        if store.reload_enrollment(&lock)?.is_none() {
+            return Ok(InGrace::No);
+        }
+        let state = store.load_state(&lock)?.state;
+        let now = self.host.now();
+        if !state.grace.covers(address, now, config.grace_period) {
+            return Ok(InGrace::No);
+        }
+        if state
+            .wait_for(self.login.source(), now, &config.rate_limit)
+            .is_some()
+        {
+            return Ok(InGrace::Withheld("backing off after wrong codes"));
+        }
+        // The user told us the device is lost: until the administrators decide, every login
+        // shows the device, or a recovery code.
+        if store.reset_request(user)?.is_some() {
+            return Ok(InGrace::Withheld("a reset request is pending"));
+        }
+        Ok(InGrace::Yes)
     }
 
     /// A user who is backing off has no code judged, but may still ask for a reset (the lost
@@ -407,6 +472,9 @@ impl Attempt<'_, '_> {
                 match check {
                     Check::Accepted { step } => {
                         state.record_success(step);
+                        if let Some(address) = self.grace_address(config) {
+                            state.grace.record(&address, now, config.grace_period);
+                        }
                         counted.replace(&state)?;
                         return Ok(Judged::Accepted);
                     }
@@ -551,6 +619,14 @@ enum Judged {
     Failed { reason: String, tell: String },
     Held(u64),
     Removed,
+}
+
+/// Whether a login is in a grace period, as decided under the lock.
+enum InGrace {
+    Yes,
+    No,
+    /// It would be, but something that denies before a code is asked for holds it back.
+    Withheld(&'static str),
 }
 
 /// What was typed at the code prompt, once recognised.

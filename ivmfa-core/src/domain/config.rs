@@ -71,6 +71,9 @@ pub struct Config {
     /// fails closed, where one forgotten in `services` (polkit, cockpit) would pass on the
     /// password alone.
     pub skip_services: Vec<String>,
+    /// Seconds after a right code from a remote address during which the same user's logins
+    /// from that address skip the code; 0 (the default) turns it off.
+    pub grace_period: u64,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             qr_light_background: false,
             services: Vec::new(),
             skip_services: Vec::new(),
+            grace_period: 0,
         }
     }
 }
@@ -292,6 +296,10 @@ impl Config {
                 self.rate_limit.backoff =
                     number(v, 1..=86_400, "of seconds ").map_err(|m| bad(&m))?;
             }
+            ("grace_period", Some(v)) => {
+                self.grace_period =
+                    number(v, 0..=crate::grace::MAX_PERIOD, "of seconds ").map_err(|m| bad(&m))?;
+            }
             ("max_backoff_seconds", Some(v)) => {
                 self.rate_limit.max_backoff =
                     number(v, 1..=86_400, "of seconds ").map_err(|m| bad(&m))?;
@@ -327,7 +335,7 @@ impl Config {
              max_failures={} max_failures_per_user={} backoff_seconds={} \
              max_backoff_seconds={} issuer={} reset_keyword=\"{}\" reset_message=\"{}\" \
              notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
-             qr_background={} services={} skip_services={}",
+             qr_background={} services={} skip_services={} grace_period={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
@@ -363,6 +371,7 @@ impl Config {
             } else {
                 self.skip_services.join(",")
             },
+            self.grace_period,
         )
     }
 }
@@ -444,6 +453,7 @@ mod tests {
             "qr_background",
             "services",
             "skip_services",
+            "grace_period",
         ];
         let line = Config::default().summary();
         for key in keys {
@@ -511,6 +521,10 @@ mod tests {
         c.set("backoff_seconds", Some("10")).unwrap();
         c.set("max_backoff_seconds", Some("60")).unwrap();
         c.set("issuer", Some("Example Corp")).unwrap();
+        c.set("grace_period", Some("86400")).unwrap();
+        assert_eq!(c.grace_period, 86_400);
+        c.set("grace_period", Some("0")).unwrap();
+        assert_eq!(c.grace_period, 0);
         assert!(c.set("issuer", Some("a:b")).is_err());
         assert_eq!(c.window, 3);
         assert!(c.debug);
@@ -533,6 +547,10 @@ mod tests {
             ("backoff_seconds", Some("x")),
             ("frobnicate", Some("1")),
             ("window", None),
+            ("grace_period", Some("86401")),
+            ("grace_period", Some("-1")),
+            ("grace_period", Some("1h")),
+            ("grace_period", Some("")),
         ] {
             assert!(c.set(k, v).is_err(), "{k}={v:?}");
         }
