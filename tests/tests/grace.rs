@@ -126,9 +126,12 @@ fn off_by_default_and_when_set_to_zero() {
         from(&f, Some(HERE), &[&code(&e, 0)]).assert("PAM_SUCCESS");
         asked(&from(&f, Some(HERE), &[]));
         assert!(grace_of(&f).is_empty(), "nothing recorded with {args:?}");
-        // Entries left from when it was on give nothing either.
+        // Entries left from when it was on give nothing either, and the next right code
+        // forgets them.
         provision(&f, &[(HERE, now())]);
         asked(&from(&f, Some(HERE), &[]));
+        from(&f, None, &[&code(&e, 1)]).assert("PAM_SUCCESS");
+        assert!(grace_of(&f).is_empty());
     }
 }
 

@@ -472,8 +472,11 @@ impl Attempt<'_, '_> {
                 match check {
                     Check::Accepted { step } => {
                         state.record_success(step);
-                        if let Some(address) = self.grace_address(config) {
-                            state.grace.record(&address, now, config.grace_period);
+                        match self.grace_address(config) {
+                            Some(address) => state.grace.record(&address, now, config.grace_period),
+                            // Nothing here to record, but what is over (or everything, with
+                            // the option turned off) need not be kept.
+                            None => state.grace.forget_expired(now, config.grace_period),
                         }
                         counted.replace(&state)?;
                         return Ok(Judged::Accepted);

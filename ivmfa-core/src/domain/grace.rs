@@ -62,7 +62,7 @@ impl Grace {
     /// Records a right code from `address` at `now`. Addresses whose grace is over are
     /// forgotten, and when the list is full, the one with the oldest code.
     pub fn record(&mut self, address: &Address, now: u64, period: u64) {
-        self.0.retain(|_, &mut at| covers(at, now, period));
+        self.forget_expired(now, period);
         self.0.remove(&address.0);
         while self.0.len() >= MAX_ADDRESSES {
             let oldest = self
@@ -76,6 +76,12 @@ impl Grace {
             };
         }
         self.0.insert(address.0.clone(), now);
+    }
+
+    /// Forgets the addresses whose grace is over at `now`: all of them with `period` 0 (the
+    /// option turned off since).
+    pub fn forget_expired(&mut self, now: u64, period: u64) {
+        self.0.retain(|_, &mut at| covers(at, now, period));
     }
 
     /// Whether `address` gave a right code less than `period` seconds before `now`.
@@ -165,6 +171,8 @@ mod tests {
         g.record(&addr("203.0.113.1"), 10_000, 3600);
         assert_eq!(g.len(), 1);
         assert!(g.is_well_formed());
+        g.forget_expired(10_000, 0);
+        assert!(g.is_empty(), "turned off: nothing is kept");
     }
 
     #[test]
