@@ -12,6 +12,7 @@ use crate::combined;
 use crate::config::{Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
+use crate::grace::Address;
 use crate::input::{self, Accepts, Answer, Code};
 use crate::logtext::printable;
 use crate::messages;
@@ -280,6 +281,24 @@ impl Attempt<'_, '_> {
         if let Some(wait) = waiting {
             return self.held_but_may_ask_for_help(config, store, user, wait);
         }
+        if let Some(address) = self.grace_address(config) {
+            if peeked.grace.covers(&address, now, config.grace_period) {
+                match self.in_grace(config, store, user, &address)? {
+                    InGrace::Yes => {
+                        self.log(
+                            Priority::Notice,
+                            &format!("accepted: grace period from {address}"),
+                        );
+                        return Ok(Verdict::Success);
+                    }
+                    InGrace::Withheld(why) => self.log(
+                        Priority::Info,
+                        &format!("no grace period from {address}: {why}; a code is asked"),
+                    ),
+                    InGrace::No => {}
+                }
+            }
+        }
 
         let mut authtok_judged = false;
         if config.first_pass() {
@@ -419,6 +438,54 @@ impl Attempt<'_, '_> {
                 &not_a_code(config, enrollment),
             ),
         }
+    }
+
+    /// The address a grace period may be kept for and given to: a remote address (never a
+    /// host name, see [`Address`]) reported by an application running with real uid root,
+    /// such as sshd. PAM_RHOST is whatever the application says; the caller of a setuid
+    /// program (`su`, `sudo`, `pkexec`) is an ordinary user who may have chosen it, and a
+    /// login without one is local. Neither gets a grace period.
+    fn grace_address(&self, config: &Config) -> Option<Address> {
+        // With forward_pass the one answer carries the password for the next module, and a
+        // user cannot know whether to type a code after it: no grace period there.
+        if config.grace_period == 0 || config.forward_pass || self.host.uid() != 0 {
+            return None;
+        }
+        Address::parse(self.login.rhost?)
+    }
+
+    /// Decides a grace period under the user's lock, from the state read there, like the
+    /// judging of a code: another login may have failed meanwhile (which ends it), or an
+    /// administrator replaced the enrollment (which drops it). It changes nothing: the
+    /// period runs from the right code that began it, however often it is used.
+    fn in_grace(
+        &self,
+        config: &Config,
+        store: &Store,
+        user: &UserName,
+        address: &Address,
+    ) -> Result<InGrace> {
+        let lock = store.lock(user)?;
+        if store.reload_enrollment(&lock)?.is_none() {
+            return Ok(InGrace::No);
+        }
+        let state = store.load_state(&lock)?.state;
+        let now = self.host.now();
+        if !state.grace.covers(address, now, config.grace_period) {
+            return Ok(InGrace::No);
+        }
+        if state
+            .wait_for(self.login.source(), now, &config.rate_limit)
+            .is_some()
+        {
+            return Ok(InGrace::Withheld("backing off after wrong codes"));
+        }
+        // The user told us the device is lost: until the administrators decide, every login
+        // shows the device, or a recovery code.
+        if store.reset_request(user)?.is_some() {
+            return Ok(InGrace::Withheld("a reset request is pending"));
+        }
+        Ok(InGrace::Yes)
     }
 
     /// A user who is backing off has no code judged, but may still ask for a reset (the lost
@@ -582,6 +649,12 @@ impl Attempt<'_, '_> {
                 match check {
                     Check::Accepted { step } => {
                         state.record_success(step);
+                        match self.grace_address(config) {
+                            Some(address) => state.grace.record(&address, now, config.grace_period),
+                            // Nothing here to record, but what is over (or everything, with
+                            // the option turned off) need not be kept.
+                            None => state.grace.forget_expired(now, config.grace_period),
+                        }
                         counted.replace(&state)?;
                         return Ok(Judged::Accepted);
                     }
@@ -820,4 +893,12 @@ fn not_a_code(config: &Config, enrollment: &Enrollment) -> String {
     } else {
         messages::malformed(enrollment.digits)
     }
+}
+
+/// Whether a login is in a grace period, as decided under the lock.
+enum InGrace {
+    Yes,
+    No,
+    /// It would be, but something that denies before a code is asked for holds it back.
+    Withheld(&'static str),
 }

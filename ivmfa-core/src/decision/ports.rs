@@ -47,7 +47,8 @@ pub struct Account {
 /// The system around the login: clock, identity, randomness, user database, log.
 pub trait Host {
     fn euid(&self) -> u32;
-    /// The real uid: the invoking user of a setuid program.
+    /// The real uid when the application called the module: the invoking user of a setuid
+    /// program (even while the module runs with real uid 0), root for a daemon such as sshd.
     fn uid(&self) -> u32;
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;

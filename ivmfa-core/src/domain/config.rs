@@ -82,6 +82,9 @@ pub struct Config {
     pub use_first_pass: bool,
     /// Show what is typed at the code prompt (PAM_PROMPT_ECHO_ON).
     pub echo_code: bool,
+    /// Seconds after a right code from a remote address during which the same user's logins
+    /// from that address skip the code; 0 (the default) turns it off.
+    pub grace_period: u64,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             try_first_pass: false,
             use_first_pass: false,
             echo_code: false,
+            grace_period: 0,
         }
     }
 }
@@ -306,6 +310,10 @@ impl Config {
                 self.rate_limit.backoff =
                     number(v, 1..=86_400, "of seconds ").map_err(|m| bad(&m))?;
             }
+            ("grace_period", Some(v)) => {
+                self.grace_period =
+                    number(v, 0..=crate::grace::MAX_PERIOD, "of seconds ").map_err(|m| bad(&m))?;
+            }
             ("max_backoff_seconds", Some(v)) => {
                 self.rate_limit.max_backoff =
                     number(v, 1..=86_400, "of seconds ").map_err(|m| bad(&m))?;
@@ -378,7 +386,8 @@ impl Config {
              max_backoff_seconds={} issuer={} reset_keyword=\"{}\" reset_message=\"{}\" \
              notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
              qr_background={} services={} skip_services={} forward_pass={} \
-             try_first_pass={} use_first_pass={} echo_code={}",
+             try_first_pass={} use_first_pass={} echo_code={} \
+             grace_period={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
@@ -418,6 +427,7 @@ impl Config {
             self.try_first_pass,
             self.use_first_pass,
             self.echo_code,
+            self.grace_period,
         )
     }
 }
@@ -512,6 +522,7 @@ mod tests {
             "try_first_pass",
             "use_first_pass",
             "echo_code",
+            "grace_period",
         ];
         let line = Config::default().summary();
         for key in keys {
@@ -579,6 +590,10 @@ mod tests {
         c.set("backoff_seconds", Some("10")).unwrap();
         c.set("max_backoff_seconds", Some("60")).unwrap();
         c.set("issuer", Some("Example Corp")).unwrap();
+        c.set("grace_period", Some("86400")).unwrap();
+        assert_eq!(c.grace_period, 86_400);
+        c.set("grace_period", Some("0")).unwrap();
+        assert_eq!(c.grace_period, 0);
         assert!(c.set("issuer", Some("a:b")).is_err());
         assert_eq!(c.window, 3);
         assert!(c.debug);
@@ -601,6 +616,10 @@ mod tests {
             ("backoff_seconds", Some("x")),
             ("frobnicate", Some("1")),
             ("window", None),
+            ("grace_period", Some("86401")),
+            ("grace_period", Some("-1")),
+            ("grace_period", Some("1h")),
+            ("grace_period", Some("")),
         ] {
             assert!(c.set(k, v).is_err(), "{k}={v:?}");
         }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod enrollment;
 pub(crate) mod format;
 pub mod google;
+pub mod grace;
 pub mod input;
 pub mod logtext;
 pub mod otpauth;

@@ -1,4 +1,5 @@
-//! Per-user state that changes at every login: the replay watermark and failure counters.
+//! Per-user state that changes at every login: the replay watermark, failure counters, and
+//! the addresses in a grace period.
 //!
 //! On disk this is `users/<name>/state`, a [`crate::slotfile`] whose slots hold the TOML text
 //! below. It is only written while the user's lock is held (the store API demands the lock
@@ -17,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::grace::Grace;
 use crate::recovery::{RecoveryCodes, MAX_COUNT};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -120,6 +122,8 @@ pub struct State {
     /// Future steps a wrong code matched (a phone clock ahead, or a lucky guess the user was
     /// told about): refused when their time comes.
     pub refused: Vec<u64>,
+    /// Remote addresses that gave a right code lately (`grace_period`).
+    pub grace: Grace,
 }
 
 /// Steps refused in advance, at most: more than this many lucky matches within ten minutes
@@ -148,7 +152,10 @@ impl State {
         own.max(user)
     }
 
+    /// Counts a failure from `source`. It also ends every grace period of the user: someone
+    /// is typing wrong codes, so from wherever they come, the next login asks for a code.
     pub fn record_failure(&mut self, source: &str, now: u64, limit: &RateLimit) {
+        self.grace.clear();
         self.total.count = self.total.count.saturating_add(1);
         self.total.last = now;
         let source = cap(source);
@@ -260,6 +267,7 @@ impl State {
             failures: self.failures.clone(),
             recovery: self.recovery.clone(),
             refused: self.refused.clone(),
+            grace: self.grace.clone(),
         };
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
@@ -322,12 +330,20 @@ impl State {
         if file.refused.len() > MAX_REFUSED {
             return Err(Error::corrupt(path, "too many refused steps", STATE_HINT));
         }
+        if !file.grace.is_well_formed() {
+            return Err(Error::corrupt(
+                path,
+                "the grace period addresses are malformed",
+                STATE_HINT,
+            ));
+        }
         Ok(State {
             last_step: file.last_step,
             total: file.total,
             failures: file.failures,
             recovery: file.recovery,
             refused: file.refused,
+            grace: file.grace,
         })
     }
 }
@@ -380,6 +396,9 @@ struct File {
     /// Absent while empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     refused: Vec<u64>,
+    /// Absent while empty (and always with `grace_period` off), so the format version stays.
+    #[serde(default, skip_serializing_if = "Grace::is_empty")]
+    grace: Grace,
 }
 
 #[cfg(test)]
@@ -518,7 +537,21 @@ mod tests {
             used: (0..MAX_COUNT as u16).collect(),
         };
         s.refused = vec![u64::MAX; MAX_REFUSED];
-        assert!(s.to_toml().unwrap().len() <= crate::slotfile::CAPACITY);
+        // Every grace address at its longest spelling, dated as late as can be.
+        for i in 0..crate::grace::MAX_ADDRESSES {
+            let longest = format!("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff{i:x}");
+            let address = crate::grace::Address::parse(&longest).unwrap();
+            assert_eq!(address.to_string().len(), 39);
+            s.grace.record(&address, u64::MAX, 1);
+        }
+        assert_eq!(s.grace.len(), crate::grace::MAX_ADDRESSES);
+        let largest = s.to_toml().unwrap();
+        assert!(
+            largest.len() <= crate::slotfile::CAPACITY,
+            "{}",
+            largest.len()
+        );
+        assert_eq!(State::from_toml(&largest, Path::new("state")).unwrap(), s);
     }
 
     #[test]
@@ -606,6 +639,41 @@ mod tests {
         assert_eq!(back, s);
         let newer = text.replace("version = 1", "version = 9");
         assert!(State::from_toml(&newer, Path::new("state.toml")).is_err());
+        assert!(!text.contains("grace"), "absent while empty");
+        let newer = text.replace("version = 1", "version = 9");
+        assert!(State::from_toml(&newer, Path::new("state.toml")).is_err());
         assert!(State::from_toml("last_step = -1", Path::new("s")).is_err());
+    }
+
+    #[test]
+    fn grace_addresses_round_trip_and_a_failure_ends_them() {
+        use crate::grace::Address;
+        let a = Address::parse("192.0.2.1").unwrap();
+        let b = Address::parse("2001:db8::1").unwrap();
+        let mut s = State::default();
+        s.record_success(5);
+        s.grace.record(&a, 1000, 60);
+        s.grace.record(&b, 1001, 60);
+        let text = s.to_toml().unwrap();
+        assert!(
+            text.contains("[grace]\n\"192.0.2.1\" = 1000\n\"2001:db8::1\" = 1001\n"),
+            "{text}"
+        );
+        let path = Path::new("state");
+        assert_eq!(State::from_toml(&text, path).unwrap(), s);
+        // A login succeeding elsewhere keeps them; a wrong code anywhere ends them all.
+        s.record_success(6);
+        assert!(s.grace.covers(&a, 1001, 60));
+        s.record_failure("", 1002, &LIMIT);
+        assert!(s.grace.is_empty());
+        // What ivmfa never writes is refused.
+        for bad in [
+            "\"host.example\" = 1",
+            "\"2001:DB8::1\" = 1",
+            "\"192.0.2.1\" = -1",
+        ] {
+            let odd = text.replace("\"192.0.2.1\" = 1000", bad);
+            assert!(State::from_toml(&odd, path).is_err(), "{bad}");
+        }
     }
 }

@@ -233,9 +233,10 @@ impl Store {
 
     /// What of the state outlives an enrollment: the last accepted step and the steps refused
     /// in advance, which belong to the time, not to a secret, and keep the codes used or
-    /// reported for the same secret provisioned again from working. Failure counts and used
-    /// recovery codes go. A state too damaged to read keeps nothing: whoever asks is about
-    /// to replace it.
+    /// reported for the same secret provisioned again from working. Failure counts, used
+    /// recovery codes and grace periods go: a grace period was earned with the old device,
+    /// which may be the one lost. A state too damaged to read keeps nothing: whoever asks is
+    /// about to replace it.
     fn kept_state(&self, lock: &UserLock) -> Result<State> {
         let state = match self.load_state(lock) {
             Ok(loaded) => loaded.state,

@@ -98,7 +98,12 @@ pub unsafe extern "C" fn pam_sm_authenticate(
     if pamh.is_null() {
         return code::SERVICE_ERR;
     }
-    let handle = Handle { pamh };
+    // The real uid as the application left it: the shelter below makes it root for a setuid
+    // caller, and who that caller is still matters (see Host::uid).
+    let handle = Handle {
+        pamh,
+        caller_uid: ivmfa_sys::uid(),
+    };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: this function's contract (libpam's): argv holds argc entries, each a
         // NUL-terminated string valid for this call.
@@ -187,6 +192,7 @@ unsafe fn read_args(argc: c_int, argv: *const *const c_char) -> Vec<String> {
 
 struct Handle {
     pamh: *mut PamHandle,
+    caller_uid: u32,
 }
 
 impl Handle {
@@ -360,7 +366,7 @@ impl Host for Handle {
     }
 
     fn uid(&self) -> u32 {
-        ivmfa_sys::uid()
+        self.caller_uid
     }
 
     fn account(&self, user: &str) -> Result<Option<Account>, Error> {
