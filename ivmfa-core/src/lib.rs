@@ -24,8 +24,8 @@ pub mod store;
 // are how the source is arranged, not something callers need to spell.
 pub use decision::{auth, ceremony, messages, ports};
 pub use domain::{
-    combined, config, enrollment, google, grace, input, logtext, otpauth, qr, random, recovery,
-    reset, state, totp, username,
+    combined, config, enrollment, google, grace, hotp, input, logtext, otpauth, qr, random,
+    recovery, reset, state, totp, username,
 };
 pub use error::Error;
 pub use store::{safefile, slotfile};

@@ -10,9 +10,10 @@ use super::attempt::Attempt;
 use super::inband::{self, Grant};
 use crate::combined;
 use crate::config::{Config, Unenrolled, MAX_WINDOW};
-use crate::enrollment::Enrollment;
+use crate::enrollment::{Enrollment, Kind};
 use crate::error::{Error, Result};
 use crate::grace::Address;
+use crate::hotp;
 use crate::input::{self, Accepts, Answer, Code};
 use crate::logtext::printable;
 use crate::messages;
@@ -454,6 +455,16 @@ impl Attempt<'_, '_> {
         Address::parse(self.login.rhost?)
     }
 
+    /// A right code (from the app or a token) begins a grace period for its address.
+    fn begin_grace(&self, config: &Config, state: &mut State, now: u64) {
+        match self.grace_address(config) {
+            Some(address) => state.grace.record(&address, now, config.grace_period),
+            // Nothing here to record, but what is over (or everything, with the option
+            // turned off) need not be kept.
+            None => state.grace.forget_expired(now, config.grace_period),
+        }
+    }
+
     /// Decides a grace period under the user's lock, from the state read there, like the
     /// judging of a code: another login may have failed meanwhile (which ends it), or an
     /// administrator replaced the enrollment (which drops it). It changes nothing: the
@@ -630,14 +641,47 @@ impl Attempt<'_, '_> {
         let window = enrollment.window.unwrap_or(config.window);
         let current = now / enrollment.period.max(1);
         state.forget_refused_before(current.saturating_sub(u64::from(MAX_WINDOW)));
+        let Offered { mut code, recovery } = offered;
+        let typed_recovery = code.is_none();
+        // A token's code cannot be judged without its counter. With nothing else to read the
+        // answer as, it is refused before it is counted, like any other fault of the store;
+        // a recovery code still works.
+        let token_next = match (&code, enrollment.kind) {
+            (Some(_), Kind::Hotp) => match state.hotp_next(&enrollment.secret) {
+                Some(next) => Some(next),
+                None if recovery.is_some() => {
+                    notes.push(NO_COUNTER);
+                    code = None;
+                    None
+                }
+                None => return Err(no_counter(store, lock)),
+            },
+            _ => None,
+        };
         let mut failed = state.clone();
         failed.record_failure(source, now, limit);
         let counted = store.begin_state(lock, &failed)?;
 
-        let Offered { code, recovery } = offered;
-        let typed_recovery = code.is_none();
-        let recovery = match code {
-            Some(code) => {
+        let recovery = match (code, token_next) {
+            (Some(code), Some(next)) => {
+                match hotp::verify(&enrollment, &code, next, config.hotp_window)? {
+                    hotp::Check::Accepted { counter } => {
+                        state.record_hotp_success(&enrollment.secret, counter);
+                        self.begin_grace(config, &mut state, now);
+                        counted.replace(&state)?;
+                        return Ok(Judged::Accepted);
+                    }
+                    // Written again for the same reason as a replayed time-based code.
+                    hotp::Check::Used => {
+                        counted.replace(&failed)?;
+                        let reason = "token code already used or passed over (replay)";
+                        let tell = messages::TOKEN_CODE_USED;
+                        return Ok(self.failed(&failed, reason, tell, now, limit));
+                    }
+                    hotp::Check::Wrong => recovery,
+                }
+            }
+            (Some(code), None) => {
                 let check = totp::verify(
                     &enrollment,
                     &code,
@@ -649,12 +693,7 @@ impl Attempt<'_, '_> {
                 match check {
                     Check::Accepted { step } => {
                         state.record_success(step);
-                        match self.grace_address(config) {
-                            Some(address) => state.grace.record(&address, now, config.grace_period),
-                            // Nothing here to record, but what is over (or everything, with
-                            // the option turned off) need not be kept.
-                            None => state.grace.forget_expired(now, config.grace_period),
-                        }
+                        self.begin_grace(config, &mut state, now);
                         counted.replace(&state)?;
                         return Ok(Judged::Accepted);
                     }
@@ -694,7 +733,7 @@ impl Attempt<'_, '_> {
                     Check::Wrong => recovery,
                 }
             }
-            None => recovery,
+            (None, _) => recovery,
         };
         let found = match &recovery {
             Some(r) => enrollment.recovery.find(r)?,
@@ -792,6 +831,18 @@ impl Attempt<'_, '_> {
         let _ = self.conv.info(&config.reset_message);
         Ok(Verdict::AuthErr)
     }
+}
+
+const NO_COUNTER: &str = "the state keeps no counter for the user's hardware token (removed, or \
+                          from another token): its codes are refused until ivmfa-enroll resync";
+
+/// The state has no counter for the user's token (removed, or written for another key).
+fn no_counter(store: &Store, lock: &UserLock) -> Error {
+    Error::corrupt(
+        store.state_path(lock),
+        "it keeps no counter for the user's hardware token (removed, or from another token)",
+        "set the counter from two codes of the token: ivmfa-enroll resync USER CODE1 CODE2",
+    )
 }
 
 /// What the judging under the lock decided; said to the user after the lock is released.

@@ -24,6 +24,10 @@ pub(crate) const WRONG_CODE: &str = "That code is not correct.";
 pub(crate) const REPLAYED: &str =
     "That code has already been used. Wait for the next code in your app, then try again.";
 
+/// A hardware token's code for a counter already passed.
+pub(crate) const TOKEN_CODE_USED: &str =
+    "That code has already been used. Press the button on your token for a new code, then try again.";
+
 pub(crate) const ENROLL_INTRO: &str = "Set up multi-factor authentication for this account.\n\
 Install an authenticator app on your phone (for example Microsoft Authenticator), add an \
 account (\"Other account\" or \"Scan a QR code\") and scan this code:";

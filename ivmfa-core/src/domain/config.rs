@@ -27,6 +27,9 @@ been sent to the administrators. They will decide whether it can safely be reset
 answer within 24 hours on work days.";
 /// Steps on each side of now; RFC 6238 §5.2 recommends at most one.
 pub(crate) const MAX_WINDOW: u8 = 10;
+/// Counters a hardware token may be ahead of the server; each one more accepts one more code
+/// per guess.
+pub(crate) const MAX_HOTP_WINDOW: u8 = 50;
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
 /// Longest value of any key but `reset_message`, which may be a paragraph.
 const MAX_VALUE_LEN: usize = 256;
@@ -49,6 +52,8 @@ pub struct Config {
     pub store: PathBuf,
     pub unenrolled: Unenrolled,
     pub window: u8,
+    /// Codes a counter-based token may be ahead of the counter expected next.
+    pub hotp_window: u8,
     pub prompt: String,
     pub exempt_group: Option<String>,
     pub debug: bool,
@@ -93,6 +98,7 @@ impl Default for Config {
             store: PathBuf::from(DEFAULT_STORE),
             unenrolled: Unenrolled::Deny,
             window: 1,
+            hotp_window: 10,
             prompt: DEFAULT_PROMPT.to_owned(),
             exempt_group: None,
             debug: false,
@@ -239,6 +245,9 @@ impl Config {
             ("window", Some(v)) => {
                 self.window = number(v, 0..=MAX_WINDOW, "").map_err(|m| bad(&m))?;
             }
+            ("hotp_window", Some(v)) => {
+                self.hotp_window = number(v, 0..=MAX_HOTP_WINDOW, "").map_err(|m| bad(&m))?;
+            }
             ("prompt", Some(v)) => {
                 if v.trim().is_empty() || v.chars().any(char::is_control) {
                     return Err(bad("must be non-empty text without control characters"));
@@ -381,7 +390,7 @@ impl Config {
     pub(crate) fn summary(&self) -> String {
         let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
         format!(
-            "store={} unenrolled={} window={} prompt=\"{}\" exempt_group={} debug={} \
+            "store={} unenrolled={} window={} hotp_window={} prompt=\"{}\" exempt_group={} debug={} \
              max_failures={} max_failures_per_user={} backoff_seconds={} \
              max_backoff_seconds={} issuer={} reset_keyword=\"{}\" reset_message=\"{}\" \
              notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
@@ -391,6 +400,7 @@ impl Config {
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
+            self.hotp_window,
             printable(&self.prompt),
             or_dash(self.exempt_group.as_deref().map(printable)),
             self.debug,
@@ -502,6 +512,7 @@ mod tests {
             "store",
             "unenrolled",
             "window",
+            "hotp_window",
             "prompt",
             "exempt_group",
             "debug",
@@ -570,6 +581,7 @@ mod tests {
     fn defaults() {
         let c = Config::default();
         assert_eq!(c.window, 1);
+        assert_eq!(c.hotp_window, 10);
         assert_eq!(c.unenrolled, Unenrolled::Deny);
         assert_eq!(c.prompt, "Verification code: ");
         assert_eq!(c.store, PathBuf::from("/var/lib/ivmfa"));
@@ -583,6 +595,9 @@ mod tests {
         assert_eq!(c.unenrolled, Unenrolled::Allow);
         c.set("unenrolled", Some("enroll")).unwrap();
         c.set("window", Some("3")).unwrap();
+        c.set("hotp_window", Some("0")).unwrap();
+        c.set("hotp_window", Some("50")).unwrap();
+        assert_eq!(c.hotp_window, 50);
         c.set("prompt", Some("Code: ")).unwrap();
         c.set("exempt_group", Some("wheel")).unwrap();
         c.set("debug", None).unwrap();
@@ -609,6 +624,8 @@ mod tests {
             ("window", Some("11")),
             ("window", Some("-1")),
             ("window", Some("")),
+            ("hotp_window", Some("51")),
+            ("hotp_window", Some("-1")),
             ("prompt", Some("")),
             ("prompt", Some("a\nb")),
             ("debug", Some("perhaps")),

@@ -1,7 +1,9 @@
-//! A user's enrollment: the shared secret and the TOTP parameters the app was given.
+//! A user's enrollment: the shared secret and the parameters the app or token was given,
+//! time-based (TOTP, an app) or counter-based (HOTP, a hardware token).
 //!
 //! On disk this is `users/<name>/secret.toml` (see docs/FILEFORMAT.md). It changes only when
-//! the user enrolls again, so it is kept apart from the state that changes at every login.
+//! the user enrolls again, so it is kept apart from the state that changes at every login
+//! (which holds an HOTP token's counter, as it holds the TOTP replay watermark).
 
 use std::fmt;
 use std::path::Path;
@@ -12,8 +14,11 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::error::{Error, Result};
 use crate::recovery::RecoveryCodes;
 
-/// Format version written into `secret.toml`; readers refuse any other.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest format version of `secret.toml`: 2 added `kind`. A time-based enrollment is
+/// still written as version 1, which an older ivmfa reads; a counter-based one needs 2, so an
+/// older ivmfa refuses it by its version instead of taking the token's key for a TOTP key.
+pub const FORMAT_VERSION: u32 = 2;
+const FIRST_VERSION: u32 = 1;
 const SECRET_HINT: &str =
     "restore it from a backup, or remove the enrollment (ivmfa-enroll remove) and enroll again";
 
@@ -62,6 +67,19 @@ impl Secret {
         Secret::from_bytes(&decoded?)
     }
 
+    /// Decodes hex as tokens' vendors and pam_oath give keys: any case, spaces between
+    /// groups allowed.
+    pub fn from_hex(text: &str) -> Result<Secret> {
+        let digits: Zeroizing<String> =
+            Zeroizing::new(text.chars().filter(|c| !matches!(c, ' ' | '\t')).collect());
+        let bytes = crate::recovery::unhex(&digits)
+            .map(Zeroizing::new)
+            .ok_or_else(|| {
+                Error::Invalid("the secret is not valid hex (pairs of 0-9, a-f)".into())
+            })?;
+        Secret::from_bytes(&bytes)
+    }
+
     /// Base32 without padding, as it goes into the otpauth URI and the store.
     pub fn to_base32(&self) -> Zeroizing<String> {
         Zeroizing::new(base32::encode(
@@ -89,11 +107,25 @@ pub enum Algorithm {
     SHA512,
 }
 
+/// How codes are derived from the secret.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// From the time (RFC 6238): an authenticator app.
+    #[default]
+    Totp,
+    /// From a counter the token advances at every button press (RFC 4226); the server's
+    /// counter is in the state.
+    Hotp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Enrollment {
+    pub kind: Kind,
     pub secret: Secret,
     pub algorithm: Algorithm,
     pub digits: u8,
+    /// Seconds per step; unused for [`Kind::Hotp`].
     pub period: u64,
     /// Unix time of enrollment.
     pub created: u64,
@@ -111,6 +143,7 @@ impl Enrollment {
     /// The profile of DESIGN.md §2: SHA1, 6 digits, 30 seconds.
     pub fn standard(secret: Secret, created: u64) -> Enrollment {
         Enrollment {
+            kind: Kind::Totp,
             secret,
             algorithm: Algorithm::SHA1,
             digits: 6,
@@ -119,6 +152,14 @@ impl Enrollment {
             window: None,
             recovery: RecoveryCodes::default(),
             uid: None,
+        }
+    }
+
+    /// A counter-based token (RFC 4226: SHA1, 6 digits).
+    pub fn hotp(secret: Secret, created: u64) -> Enrollment {
+        Enrollment {
+            kind: Kind::Hotp,
+            ..Enrollment::standard(secret, created)
         }
     }
 
@@ -134,6 +175,9 @@ impl Enrollment {
         if !(1..=300).contains(&self.period) {
             return Err(format!("period = {} (must be 1 to 300)", self.period));
         }
+        if self.kind == Kind::Hotp && self.window.is_some() {
+            return Err("a window is for time-based codes (hotp_window sets a token's)".into());
+        }
         if let Some(w) = self.window.filter(|w| *w > crate::config::MAX_WINDOW) {
             return Err(format!(
                 "window = {w} (must be 0 to {})",
@@ -145,12 +189,14 @@ impl Enrollment {
 
     pub fn to_toml(&self) -> Result<Zeroizing<String>> {
         self.validate().map_err(Error::Invalid)?;
+        let hotp = self.kind == Kind::Hotp;
         let file = File {
-            version: FORMAT_VERSION,
+            version: if hotp { FORMAT_VERSION } else { FIRST_VERSION },
+            kind: hotp.then_some(self.kind),
             created: self.created,
             algorithm: self.algorithm,
             digits: self.digits,
-            period: self.period,
+            period: (!hotp).then_some(self.period),
             secret: self.secret.to_base32(),
             window: self.window,
             recovery: self.recovery.clone(),
@@ -162,20 +208,33 @@ impl Enrollment {
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Enrollment> {
-        let file: File = crate::domain::format::parse_versioned(
+        let file: File = crate::domain::format::parse_versions(
             text,
             path,
             SECRET_HINT,
-            FORMAT_VERSION,
+            FIRST_VERSION..=FORMAT_VERSION,
             |f: &File| f.version,
         )?;
+        let corrupt = |why: &str| Error::corrupt(path, why, SECRET_HINT);
+        if file.version == FIRST_VERSION && file.kind.is_some() {
+            return Err(corrupt("kind needs format version 2"));
+        }
+        let kind = file.kind.unwrap_or_default();
+        // A period in a token's file would suggest it is used; a TOTP file needs one.
+        let period = match (kind, file.period) {
+            (Kind::Totp, Some(p)) => p,
+            (Kind::Totp, None) => return Err(corrupt("period is missing")),
+            (Kind::Hotp, None) => 30,
+            (Kind::Hotp, Some(_)) => return Err(corrupt("a counter-based token has no period")),
+        };
         let secret = Secret::from_base32(&file.secret)
             .map_err(|e| Error::corrupt(path, e.to_string(), SECRET_HINT))?;
         let enrollment = Enrollment {
+            kind,
             secret,
             algorithm: file.algorithm,
             digits: file.digits,
-            period: file.period,
+            period,
             created: file.created,
             window: file.window,
             recovery: file.recovery.clone(),
@@ -193,10 +252,14 @@ impl Enrollment {
 #[serde(deny_unknown_fields)]
 struct File {
     version: u32,
+    /// Absent: time-based (every version 1 file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<Kind>,
     created: u64,
     algorithm: Algorithm,
     digits: u8,
-    period: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    period: Option<u64>,
     secret: Zeroizing<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window: Option<u8>,
@@ -252,13 +315,63 @@ mod tests {
     }
 
     #[test]
+    fn hex_keys_are_read_as_vendors_give_them() {
+        let s = Secret::from_bytes(KEY).unwrap();
+        let hex = "3132333435363738393031323334353637383930";
+        assert_eq!(Secret::from_hex(hex).unwrap(), s);
+        assert_eq!(Secret::from_hex(&hex.to_uppercase()).unwrap(), s);
+        assert_eq!(
+            Secret::from_hex("31323334 35363738 39303132 33343536 37383930").unwrap(),
+            s
+        );
+        for bad in [
+            "313",
+            "zz32333435363738393031323334353637383930",
+            "3132",
+            "",
+        ] {
+            assert!(Secret::from_hex(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_written_as_version_2_and_an_app_as_version_1() {
+        let p = Path::new("secret.toml");
+        let totp = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1);
+        let text = totp.to_toml().unwrap();
+        assert!(
+            text.contains("version = 1") && !text.contains("kind"),
+            "{}",
+            text.as_str()
+        );
+        let hotp = Enrollment::hotp(Secret::from_bytes(KEY).unwrap(), 1);
+        let text = hotp.to_toml().unwrap();
+        assert!(text.contains("version = 2"), "{}", text.as_str());
+        assert!(text.contains("kind = \"hotp\"") && !text.contains("period"));
+        assert_eq!(Enrollment::from_toml(&text, p).unwrap(), hotp);
+        // What no writer produces is refused.
+        let cases = [
+            text.replace("version = 2", "version = 1"),
+            text.replace("kind = \"hotp\"", "kind = \"hotp\"\nperiod = 30"),
+            text.replace("hotp", "motp"),
+            totp.to_toml().unwrap().replace("period = 30\n", ""),
+        ];
+        for text in cases {
+            assert!(Enrollment::from_toml(&text, p).is_err(), "{text}");
+        }
+        let mut windowed = hotp;
+        windowed.window = Some(1);
+        assert!(windowed.to_toml().is_err());
+    }
+
+    #[test]
     fn corrupt_files_are_refused_without_quoting_them() {
         let p = Path::new("secret.toml");
         let good = Enrollment::standard(Secret::from_bytes(KEY).unwrap(), 1)
             .to_toml()
             .unwrap();
         let cases = [
-            good.replace("version = 1", "version = 2"),
+            good.replace("version = 1", "version = 3"),
             good.replace("digits = 6", "digits = 12"),
             good.replace("period = 30", "period = 0"),
             good.replace("SHA1", "MD5"),

@@ -1,6 +1,7 @@
 //! The store files' TOML: parsing that never quotes a line (a secret file's line is the
 //! secret), and the format-version check every store file makes.
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -43,9 +44,21 @@ pub(crate) fn parse_versioned<T: DeserializeOwned>(
     expected: u32,
     version_of: impl Fn(&T) -> u32,
 ) -> Result<T> {
+    parse_versions(text, path, hint, expected..=expected, version_of)
+}
+
+/// Like [`parse_versioned`], for a file whose writer picks the oldest version that can say
+/// what it holds (so that an older ivmfa still reads what it understands).
+pub(crate) fn parse_versions<T: DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    hint: &'static str,
+    supported: RangeInclusive<u32>,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<T> {
     let parsed: T = parse_toml(text, path, hint)?;
     let version = version_of(&parsed);
-    if version != expected {
+    if !supported.contains(&version) {
         return Err(Error::corrupt(
             path,
             format!("format version {version} is not supported"),

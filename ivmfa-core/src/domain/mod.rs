@@ -7,6 +7,7 @@ pub mod enrollment;
 pub(crate) mod format;
 pub mod google;
 pub mod grace;
+pub mod hotp;
 pub mod input;
 pub mod logtext;
 pub mod otpauth;

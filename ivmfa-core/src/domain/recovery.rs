@@ -152,14 +152,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+/// The bytes of hex digits (either case), or `None`. Sized up front, so a secret decoded
+/// here leaves no copy behind in a grown buffer.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    let mut bytes = Vec::with_capacity(text.len() / 2);
+    for i in (0..text.len()).step_by(2) {
+        bytes.push(u8::from_str_radix(text.get(i..i + 2)?, 16).ok()?);
+    }
+    Some(bytes)
 }
 
 impl RecoveryCodes {

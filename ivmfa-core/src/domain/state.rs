@@ -1,5 +1,5 @@
-//! Per-user state that changes at every login: the replay watermark, failure counters, and
-//! the addresses in a grace period.
+//! Per-user state that changes at every login: the replay watermark (or a hardware token's
+//! counter), failure counters, and the addresses in a grace period.
 //!
 //! On disk this is `users/<name>/state`, a [`crate::slotfile`] whose slots hold the TOML text
 //! below. It is only written while the user's lock is held (the store API demands the lock
@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::enrollment::Secret;
 use crate::error::{Error, Result};
 use crate::grace::Grace;
 use crate::recovery::{RecoveryCodes, MAX_COUNT};
@@ -112,6 +113,16 @@ impl UsedRecovery {
     }
 }
 
+/// Where a counter-based token stands: what `last_step` is to a time-based code.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counter {
+    /// [`crate::hotp::key_id`] of the secret the counter belongs to.
+    pub key: String,
+    /// The counter the token is expected to show next; the codes of all before it are used.
+    pub next: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     /// Highest time step accepted so far; a code must be for a later step.
@@ -124,6 +135,8 @@ pub struct State {
     pub refused: Vec<u64>,
     /// Remote addresses that gave a right code lately (`grace_period`).
     pub grace: Grace,
+    /// A counter-based token's counter.
+    pub hotp: Option<Counter>,
 }
 
 /// Steps refused in advance, at most: more than this many lucky matches within ten minutes
@@ -187,6 +200,27 @@ impl State {
         self.last_step = step;
         self.total = Total::default();
         self.failures.clear();
+    }
+
+    /// A token's code for `counter` was right: it and every code before it are used.
+    pub(crate) fn record_hotp_success(&mut self, secret: &Secret, counter: u64) {
+        let last = self.last_step;
+        self.record_success(last);
+        self.set_hotp_next(secret, counter.saturating_add(1));
+    }
+
+    /// The counter `secret`'s token is expected to show next, if the state keeps one for it.
+    pub fn hotp_next(&self, secret: &Secret) -> Option<u64> {
+        let key = crate::hotp::key_id(secret);
+        self.hotp.as_ref().filter(|c| c.key == key).map(|c| c.next)
+    }
+
+    /// Sets where `secret`'s token stands, forgetting any other token's counter.
+    pub fn set_hotp_next(&mut self, secret: &Secret, next: u64) {
+        self.hotp = Some(Counter {
+            key: crate::hotp::key_id(secret),
+            next,
+        });
     }
 
     /// Refuses `step` in advance; `false` if the list is full (then nobody may be told it
@@ -268,6 +302,7 @@ impl State {
             recovery: self.recovery.clone(),
             refused: self.refused.clone(),
             grace: self.grace.clone(),
+            hotp: self.hotp.clone(),
         };
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
@@ -330,6 +365,15 @@ impl State {
         if file.refused.len() > MAX_REFUSED {
             return Err(Error::corrupt(path, "too many refused steps", STATE_HINT));
         }
+        if file.hotp.as_ref().is_some_and(|c| {
+            c.key.len() != KEY_ID_LEN || !c.key.bytes().all(|b| b.is_ascii_hexdigit())
+        }) {
+            return Err(Error::corrupt(
+                path,
+                "the token's counter names no key ivmfa writes",
+                STATE_HINT,
+            ));
+        }
         if !file.grace.is_well_formed() {
             return Err(Error::corrupt(
                 path,
@@ -344,6 +388,7 @@ impl State {
             recovery: file.recovery,
             refused: file.refused,
             grace: file.grace,
+            hotp: file.hotp,
         })
     }
 }
@@ -399,7 +444,13 @@ struct File {
     /// Absent while empty (and always with `grace_period` off), so the format version stays.
     #[serde(default, skip_serializing_if = "Grace::is_empty")]
     grace: Grace,
+    /// Absent unless the user has (or had) a counter-based token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hotp: Option<Counter>,
 }
+
+/// Length of [`crate::hotp::key_id`]: 8 bytes in hex.
+const KEY_ID_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -537,6 +588,10 @@ mod tests {
             used: (0..MAX_COUNT as u16).collect(),
         };
         s.refused = vec![u64::MAX; MAX_REFUSED];
+        s.hotp = Some(Counter {
+            key: "f".repeat(KEY_ID_LEN),
+            next: u64::MAX,
+        });
         // Every grace address at its longest spelling, dated as late as can be.
         for i in 0..crate::grace::MAX_ADDRESSES {
             let longest = format!("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff{i:x}");
@@ -626,6 +681,31 @@ mod tests {
         assert!(State::from_toml(&text, path).is_err());
         let back = State::from_toml(&legacy.to_toml().unwrap(), path).unwrap();
         assert_eq!(back, legacy);
+    }
+
+    #[test]
+    fn a_token_counter_belongs_to_its_key() {
+        let a = Secret::from_bytes(&[1; 20]).unwrap();
+        let b = Secret::from_bytes(&[2; 20]).unwrap();
+        let mut s = State::default();
+        assert_eq!(s.hotp_next(&a), None);
+        s.record_failure("x", 5, &LIMIT);
+        s.record_hotp_success(&a, 41);
+        assert_eq!((s.hotp_next(&a), s.hotp_next(&b)), (Some(42), None));
+        assert_eq!((s.total.count, s.failures.len(), s.last_step), (0, 0, 0));
+        let text = s.to_toml().unwrap();
+        assert!(text.contains("next = 42"), "{text}");
+        assert_eq!(State::from_toml(&text, Path::new("state")).unwrap(), s);
+        let key = crate::hotp::key_id(&a);
+        for bad in [&key[..15], "zzzzzzzzzzzzzzzz"] {
+            let text = text.replace(&key, bad);
+            assert!(
+                State::from_toml(&text, Path::new("state")).is_err(),
+                "{bad}"
+            );
+        }
+        s.set_hotp_next(&b, 7);
+        assert_eq!((s.hotp_next(&a), s.hotp_next(&b)), (None, Some(7)));
     }
 
     #[test]

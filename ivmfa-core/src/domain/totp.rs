@@ -28,6 +28,12 @@ pub enum Check {
 pub(crate) const SKEW_SEARCH_SECONDS: u64 = 600;
 
 fn totp(enrollment: &Enrollment) -> Result<totp_rs::Totp> {
+    generator(enrollment, enrollment.period)
+}
+
+/// totp-rs computes the HOTP value of `time / step`; with a step of 1 s that is the HOTP
+/// value of the time itself, which is how [`crate::hotp`] gets RFC 4226's codes from it.
+pub(crate) fn generator(enrollment: &Enrollment, step: u64) -> Result<totp_rs::Totp> {
     let algorithm = match enrollment.algorithm {
         Algorithm::SHA1 => totp_rs::Algorithm::SHA1,
         Algorithm::SHA256 => totp_rs::Algorithm::SHA256,
@@ -37,7 +43,7 @@ fn totp(enrollment: &Enrollment) -> Result<totp_rs::Totp> {
         .with_algorithm(algorithm)
         .with_digits(enrollment.digits)
         .with_skew(0)
-        .with_step_duration(enrollment.period)
+        .with_step_duration(step)
         .with_secret(enrollment.secret.expose())
         .build()
         .map_err(|e| Error::Invalid(format!("unusable TOTP parameters: {e}")))

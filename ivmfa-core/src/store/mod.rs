@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::enrollment::Enrollment;
+use crate::enrollment::{Enrollment, Kind};
 use crate::error::{Error, Result};
 use crate::reset::{Notice, Record, ResetRequest, Ticket};
 use crate::state::{self, State};
@@ -216,6 +216,10 @@ impl Store {
     /// is what it allowed), and the state starts at `step`, so the code that confirmed the
     /// enrollment cannot log in as well. A watermark already further on is kept: the new
     /// secret may be the old one provisioned again, and a code used must stay used.
+    ///
+    /// For a counter-based token, `step` is the counter it is expected to show next (the one
+    /// after a confirming code); the same key provisioned again keeps its counter if that is
+    /// further on, and a new key starts at `step`.
     pub fn install_enrollment(
         &self,
         lock: &UserLock,
@@ -223,7 +227,15 @@ impl Store {
         step: u64,
     ) -> Result<()> {
         let mut state = self.kept_state(lock)?;
-        state.last_step = state.last_step.max(step);
+        match enrollment.kind {
+            Kind::Totp => state.last_step = state.last_step.max(step),
+            Kind::Hotp => {
+                let next = state
+                    .hotp_next(&enrollment.secret)
+                    .map_or(step, |n| n.max(step));
+                state.set_hotp_next(&enrollment.secret, next);
+            }
+        }
         // The state first (it may need a new 24 KiB file): should that fail, no enrollment
         // goes live without its watermark.
         self.save_state(lock, &state)?;
@@ -233,10 +245,10 @@ impl Store {
 
     /// What of the state outlives an enrollment: the last accepted step and the steps refused
     /// in advance, which belong to the time, not to a secret, and keep the codes used or
-    /// reported for the same secret provisioned again from working. Failure counts, used
-    /// recovery codes and grace periods go: a grace period was earned with the old device,
-    /// which may be the one lost. A state too damaged to read keeps nothing: whoever asks is
-    /// about to replace it.
+    /// reported for the same secret provisioned again from working; likewise a token's
+    /// counter, which names its key. Failure counts, used recovery codes and grace periods
+    /// go: a grace period was earned with the old device, which may be the one lost. A state
+    /// too damaged to read keeps nothing: whoever asks is about to replace it.
     fn kept_state(&self, lock: &UserLock) -> Result<State> {
         let state = match self.load_state(lock) {
             Ok(loaded) => loaded.state,
@@ -246,6 +258,7 @@ impl Store {
         Ok(State {
             last_step: state.last_step,
             refused: state.refused,
+            hotp: state.hotp,
             ..State::default()
         })
     }
@@ -297,6 +310,11 @@ impl Store {
             .collect();
         users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Ok(users)
+    }
+
+    /// The user's state file, to name in a message.
+    pub fn state_path(&self, lock: &UserLock) -> PathBuf {
+        lock.dir.join(STATE_FILE)
     }
 
     pub fn load_state(&self, lock: &UserLock) -> Result<LoadedState> {
