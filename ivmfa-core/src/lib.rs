@@ -24,7 +24,7 @@ pub mod store;
 // are how the source is arranged, not something callers need to spell.
 pub use decision::{auth, ceremony, messages, ports};
 pub use domain::{
-    combined, config, enrollment, google, grace, hotp, input, logtext, otpauth, qr, random,
+    combined, config, enrollment, google, grace, hotp, input, logtext, oath, otpauth, qr, random,
     recovery, reset, state, totp, username,
 };
 pub use error::Error;

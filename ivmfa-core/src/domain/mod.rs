@@ -10,6 +10,7 @@ pub mod grace;
 pub mod hotp;
 pub mod input;
 pub mod logtext;
+pub mod oath;
 pub mod otpauth;
 pub mod qr;
 pub mod random;
