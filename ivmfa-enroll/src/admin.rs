@@ -1,6 +1,8 @@
 //! `status`, `remove` and `recovery-codes`: the administrator's view of the store.
 
+use ivmfa_core::enrollment::{Enrollment, Kind as EnrollmentKind};
 use ivmfa_core::logtext::printable;
+use ivmfa_core::state::State;
 use ivmfa_core::username::UserName;
 use ivmfa_sys::Level;
 
@@ -129,6 +131,7 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
             state.recovery_left(&enrollment.recovery)
         ),
     );
+    lines.insert(1, codes(&enrollment, &state, user));
     if loaded.damaged_slot {
         lines.push(
             "state: one slot of the state file is damaged (a write cut short by a crash, or \
@@ -160,6 +163,25 @@ fn describe(ctx: &Context, user: &UserName) -> Result<Vec<String>> {
         lines.push("back-off: none".into());
     }
     Ok(lines)
+}
+
+/// What kind of codes the user has; for a token, the counter it is expected to show next.
+fn codes(e: &Enrollment, state: &State, user: &UserName) -> String {
+    match (e.kind, state.hotp_next(&e.secret)) {
+        (EnrollmentKind::Totp, _) => format!(
+            "codes: time-based (an app), {} digits every {} seconds",
+            e.digits, e.period
+        ),
+        (EnrollmentKind::Hotp, Some(next)) => format!(
+            "codes: hardware token (HOTP), {} digits, next counter {next}",
+            e.digits
+        ),
+        (EnrollmentKind::Hotp, None) => format!(
+            "codes: hardware token (HOTP), {} digits; problem: the state keeps no counter for \
+             it, so its codes are refused: ivmfa-enroll resync {user} CODE1 CODE2",
+            e.digits
+        ),
+    }
 }
 
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {

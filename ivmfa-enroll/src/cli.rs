@@ -41,7 +41,14 @@ pub enum Command {
         sudo ivmfa-enroll enroll alice --force\n      \
             replace alice's enrollment (the old one is archived)\n  \
         printf '%s\\n' \"$KEY\" | sudo ivmfa-enroll enroll bob --secret-file - --no-confirm\n      \
-            provision a known key (migration, hardware token), kept out of ps and sudo's log")]
+            provision a known key (migration), kept out of ps and sudo's log\n  \
+        sudo ivmfa-enroll enroll carol --hotp --hex --secret-file /root/token.hex\n      \
+            a hardware token (HOTP) with the key its vendor gave in hex; press its button\n      \
+            when asked for a code\n\n\
+        A hardware token's key comes with it (or was programmed into it): --hotp needs \
+        --secret-file (or --secret). Without --no-confirm, one code from the token, up to \
+        hotp_window presses after its first, confirms it; a token used before is further on: \
+        enroll it with --no-confirm, then ivmfa-enroll resync.")]
     Enroll(EnrollArgs),
     /// Show whether users are enrolled, recovery codes left and any back-off
     #[command(after_help = "Examples:\n  \
@@ -76,6 +83,45 @@ pub enum Command {
         /// File to import instead of the user's ~/.google_authenticator
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// Replace an existing enrollment (the old one is archived)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Set a hardware token's counter from two consecutive codes, when it ran past the window
+    #[command(after_help = "Example:\n  \
+        sudo ivmfa-enroll resync carol 328482 906128\n      \
+            press the button twice and give both codes, in order\n\n\
+        The two codes must follow each other within 1000 presses after the counter the \
+        server expects; the counter then goes on after the second. Codes before the counter \
+        are never searched, so used codes stay used; the two codes given are used up too, so \
+        seeing them in ps or sudo's log is no use to anyone. For hardware tokens (HOTP) only: \
+        a phone's time-based codes need its clock right instead.")]
+    Resync {
+        user: String,
+        /// The code the token showed first
+        #[arg(value_name = "CODE1")]
+        first: String,
+        /// The code it showed at the next press
+        #[arg(value_name = "CODE2")]
+        second: String,
+    },
+    /// Take over a user's token from a pam_oath usersfile (HOTP and TOTP lines, counters)
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll import-oath carol --file /etc/users.oath\n  \
+        sudo ivmfa-enroll import-oath carol --file /etc/users.oath --force\n\n\
+        Reads the user's one line: HOTP, HOTP/E and HOTP/E/6 to /8 (a hardware token, with its \
+        counter: the code pam_oath last accepted stays used), HOTP/T30 and HOTP/T60 with /6 to \
+        /8 (an app, time-based). The file must be owned by root and not writable by group or \
+        others. A line with a PIN in its password field is refused (ivmfa relies on the \
+        account's password instead): put - in its place in a copy of the file. pam_oath has \
+        no recovery codes; issue some with ivmfa-enroll recovery-codes. The file is left in \
+        place: remove the line, and pam_oath from the PAM stack, once logins with pam_ivmfa \
+        work.")]
+    ImportOath {
+        user: String,
+        /// The usersfile (pam_oath's usersfile= option)
+        #[arg(long, value_name = "PATH")]
+        file: PathBuf,
         /// Replace an existing enrollment (the old one is archived)
         #[arg(long)]
         force: bool,
@@ -179,6 +225,13 @@ pub struct EnrollArgs {
     /// Save without asking for a code from the app (for provisioning known keys)
     #[arg(long)]
     pub no_confirm: bool,
+    /// A hardware token with a counter (HOTP, RFC 4226) instead of a time-based app; its key
+    /// comes from --secret-file or --secret, and no QR code is shown
+    #[arg(long, conflicts_with_all = ["qr_png", "qr_svg", "issuer"])]
+    pub hotp: bool,
+    /// The key is hex (as token vendors and pam_oath give it), not base32
+    #[arg(long, requires = "hotp")]
+    pub hex: bool,
     /// How many recovery codes to issue
     #[arg(long, default_value_t = ivmfa_core::recovery::DEFAULT_COUNT, value_name = "N",
           value_parser = recovery_count)]

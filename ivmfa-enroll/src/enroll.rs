@@ -27,6 +27,9 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     };
     let (user, account) = existing_user(&name)?;
     refuse_if_enrolled(ctx, &user, account.uid, args.force)?;
+    if args.hotp {
+        return crate::token::enroll(ctx, args, &user, account.uid);
+    }
 
     let provided = args.secret.is_some() || args.secret_file.is_some();
     let secret = match (&args.secret, &args.secret_file) {
@@ -159,7 +162,7 @@ pub fn refuse_if_enrolled(ctx: &Context, user: &UserName, uid: u32, force: bool)
 /// The key from standard input, or from a file that only root can have written: whoever
 /// controls that file chooses the user's secret.
 /// How a `--secret-file` argument is named in a message.
-fn shown_source(path: &Path) -> String {
+pub fn shown_source(path: &Path) -> String {
     if path == Path::new("-") {
         "standard input".to_owned()
     } else {
@@ -167,7 +170,7 @@ fn shown_source(path: &Path) -> String {
     }
 }
 
-fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
     if path == Path::new("-") {
         let mut line = Zeroizing::new(String::new());
         io::stdin().lock().read_line(&mut line).map_err(|e| {

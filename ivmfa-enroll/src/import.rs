@@ -1,10 +1,11 @@
-//! `import-google-authenticator`: take over a user's `~/.google_authenticator`.
+//! `import-google-authenticator` and `import-oath`: take over a user's
+//! `~/.google_authenticator`, or their line of a pam_oath usersfile.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ivmfa_core::enrollment::Enrollment;
+use ivmfa_core::enrollment::{Enrollment, Kind as EnrollmentKind};
 use ivmfa_core::safefile::Policy;
-use ivmfa_core::{google, random, recovery};
+use ivmfa_core::{google, oath, random, recovery};
 use ivmfa_sys::Level;
 
 use crate::context::{existing_user, Context};
@@ -72,6 +73,84 @@ pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Re
          stack, once logins through pam_ivmfa work.",
         imported.window,
         enrollment.recovery.remaining()
+    );
+    Ok(())
+}
+
+/// Usersfiles hold every user's line; a large site's is still far below this.
+const MAX_USERSFILE_LEN: u64 = 1024 * 1024;
+
+pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
+    let (user, pw) = existing_user(name)?;
+    refuse_if_enrolled(ctx, &user, pw.uid, force)?;
+    // Whoever can write the file chooses the keys: root only, as for the module's own files.
+    // Others may have been allowed to read it (pam_oath does not insist); that is for the
+    // administrator to fix, and no reason to refuse.
+    let policy = Policy {
+        owner: 0,
+        max_len: MAX_USERSFILE_LEN,
+        private: false,
+        strict_owner: false,
+    };
+    let text = policy.read_text(file)?.ok_or_else(|| {
+        CliError::new(
+            Kind::Usage,
+            format!("{} does not exist", file.display()),
+            "give pam_oath's usersfile, as its usersfile= option names it",
+        )
+    })?;
+    let shown = file.display().to_string();
+    // Whatever is wrong is in the file, not on the command line.
+    let in_file = |e: ivmfa_core::Error| {
+        CliError::new(
+            Kind::Usage,
+            e.to_string(),
+            "fix the file (or import from a corrected copy), or enroll the user afresh: \
+             ivmfa-enroll enroll USER",
+        )
+    };
+    let entry = oath::parse(&text, &shown, user.as_str()).map_err(in_file)?;
+    let (period, digits) = (entry.period, entry.digits);
+    let (enrollment, start) = entry
+        .enrollment(&shown, ctx.now, ctx.now)
+        .map_err(in_file)?;
+    let enrollment = Enrollment {
+        uid: Some(pw.uid),
+        ..enrollment
+    };
+    let archived = save(ctx, &user, &enrollment, start, force)?;
+    let token = enrollment.kind == EnrollmentKind::Hotp;
+    ctx.audit(
+        Level::Notice,
+        &format!(
+            "imported the pam_oath {} of user={user} from {shown}{}",
+            if token {
+                "token (HOTP)"
+            } else {
+                "account (TOTP)"
+            },
+            if archived {
+                ", replacing the previous enrollment"
+            } else {
+                ""
+            }
+        ),
+    );
+    if token {
+        println!(
+            "Imported {user}'s hardware token from {shown}: it keeps working as it is.\n\
+             Counter: the next code expected is the token's {start} ({digits} digits)."
+        );
+    } else {
+        println!(
+            "Imported {user}'s time-based account from {shown}: the app keeps working as it is\n\
+             ({digits} digits every {period} seconds)."
+        );
+    }
+    println!(
+        "pam_oath has no recovery codes: issue some with ivmfa-enroll recovery-codes {user}.\n\
+         {shown} was left in place; remove {user}'s line, and pam_oath from the PAM stack,\n\
+         once logins through pam_ivmfa work."
     );
     Ok(())
 }

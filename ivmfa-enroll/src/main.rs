@@ -11,6 +11,7 @@ mod error;
 mod import;
 mod picture;
 mod reset;
+mod token;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,12 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
         Command::ImportGoogleAuthenticator { user, file, force } => {
             import::run(&context()?, user, file.as_ref(), *force)?
         }
+        Command::Resync {
+            user,
+            first,
+            second,
+        } => token::resync(&context()?, user, first, second)?,
+        Command::ImportOath { user, file, force } => import::oath(&context()?, user, file, *force)?,
         Command::Reset(ResetAction::List) => reset::list(&context()?)?,
         Command::Reset(ResetAction::Approve { user }) => reset::approve(&context()?, user)?,
         Command::Reset(ResetAction::Deny { user, reason }) => {

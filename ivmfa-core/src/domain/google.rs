@@ -54,8 +54,9 @@ pub fn parse(text: &str, path: &str) -> Result<Imported> {
                     return Err(bad(
                         path,
                         n,
-                        "this is a counter-based (HOTP) account, which ivmfa does not support; \
-                         enroll the user afresh with a time-based code",
+                        "this is a counter-based (HOTP) account, which this import does not \
+                         take over; give its key (line 1) to enroll --hotp --no-confirm and \
+                         resync the token, or enroll the user afresh",
                     ))
                 }
                 Some("STEP_SIZE") => match number(words.next()) {
