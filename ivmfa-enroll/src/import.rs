@@ -139,7 +139,7 @@ pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
     if token {
         println!(
             "Imported {user}'s hardware token from {shown}: it keeps working as it is.\n\
-             Counter: the next code expected is the token's {start} ({digits} digits)."
+             The next code expected is the one for counter {start} ({digits} digits)."
         );
     } else {
         println!(
