@@ -110,8 +110,8 @@ pub enum Command {
         sudo ivmfa-enroll import-oath carol --file /etc/users.oath\n  \
         sudo ivmfa-enroll import-oath carol --file /etc/users.oath --force\n\n\
         Reads the user's one line: HOTP, HOTP/E and HOTP/E/6 to /8 (a hardware token, with its \
-        counter: the code pam_oath last accepted stays used), HOTP/T30 and HOTP/T60 with /6 to \
-        /8 (an app, time-based). The file must be owned by root and not writable by group or \
+        counter: the code pam_oath last accepted stays used), HOTP/T30 and HOTP/T60 with an \
+        optional /6 to /8 (an app, time-based). The file must be owned by root and not writable by group or \
         others. A line with a PIN in its password field is refused (ivmfa relies on the \
         account's password instead): put - in its place in a copy of the file. pam_oath has \
         no recovery codes; issue some with ivmfa-enroll recovery-codes. The file is left in \
@@ -218,8 +218,8 @@ pub struct EnrollArgs {
     /// while the command runs, and sudo logs the whole command line: prefer --secret-file -
     #[arg(long, value_name = "BASE32", conflicts_with = "secret_file")]
     pub secret: Option<String>,
-    /// Read the base32 key from the first line of FILE, or of standard input for '-' (kept
-    /// out of ps, /proc and sudo's log)
+    /// Read the key (base32, or hex with --hex) from the first line of FILE, or of standard
+    /// input for '-' (kept out of ps, /proc and sudo's log)
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Save without asking for a code from the app (for provisioning known keys)

@@ -68,7 +68,11 @@ fn key(args: &EnrollArgs) -> Result<Secret> {
                  with --hex",
             )),
         };
-    let form = if args.hex { "hex" } else { "base32" };
+    let form = if args.hex {
+        "hex"
+    } else {
+        "base32, or in hex with --hex"
+    };
     if text.is_empty() {
         return Err(CliError::new(
             Kind::Usage,

@@ -344,6 +344,8 @@ fn every_command_has_help_with_examples() {
         vec!["remove", "--help"],
         vec!["recovery-codes", "--help"],
         vec!["import-google-authenticator", "--help"],
+        vec!["import-oath", "--help"],
+        vec!["resync", "--help"],
         vec!["check", "--help"],
         vec!["reset", "--help"],
         vec!["reset", "list", "--help"],

@@ -85,7 +85,7 @@ fn secret_newer_version(f: &Fixture) {
     enrolled(f);
     let text = fs::read_to_string(secret_file(f)).unwrap();
     assert!(text.contains("version = 1"));
-    fs::write(secret_file(f), text.replace("version = 1", "version = 2")).unwrap();
+    fs::write(secret_file(f), text.replace("version = 1", "version = 3")).unwrap();
 }
 
 fn group_writable_secret(f: &Fixture) {
@@ -200,6 +200,68 @@ fn ga_ok(f: &Fixture) {
     private_file(f, "ga", &format!("{K}\n\" TOTP_AUTH\n"), 0o600);
 }
 
+/// RFC 4226's key in hex, as token vendors and pam_oath give keys.
+const HEX: &str = "3132333435363738393031323334353637383930";
+
+fn token_enrolled(f: &Fixture) {
+    f.cli(
+        &["enroll", "daemon", "--hotp", "--secret", K, "--no-confirm"],
+        "",
+    )
+    .expect(0, "enrolled");
+}
+
+fn oath_file(f: &Fixture, text: &str, mode: u32) {
+    private_file(f, "users.oath", text, mode);
+}
+
+fn oath_pin(f: &Fixture) {
+    oath_file(f, &format!("HOTP daemon 1234 {HEX}\n"), 0o600);
+}
+
+fn oath_other_user(f: &Fixture) {
+    oath_file(f, &format!("HOTP bin - {HEX}\n"), 0o600);
+}
+
+fn oath_unknown_type(f: &Fixture) {
+    oath_file(f, &format!("HOTP/T90 daemon - {HEX}\n"), 0o600);
+}
+
+fn oath_two_lines(f: &Fixture) {
+    oath_file(
+        f,
+        &format!("HOTP daemon - {HEX}\n# x\nHOTP/T30 daemon - {HEX}\n"),
+        0o600,
+    );
+}
+
+fn oath_short_key(f: &Fixture) {
+    oath_file(f, "HOTP daemon - 3132333435\n", 0o600);
+}
+
+fn oath_damaged(f: &Fixture) {
+    // 755224 is the code for counter 0, not 4.
+    oath_file(f, &format!("HOTP daemon - {HEX} 4 755224\n"), 0o600);
+}
+
+fn oath_ok(f: &Fixture) {
+    oath_file(f, &format!("HOTP daemon - {HEX}\n"), 0o600);
+}
+
+fn oath_group_writable(f: &Fixture) {
+    oath_file(f, &format!("HOTP daemon - {HEX}\n"), 0o620);
+}
+
+fn oath_foreign_owned(f: &Fixture) {
+    oath_ok(f);
+    std::os::unix::fs::chown(f.dir.join("users.oath"), Some(65534), Some(65534)).unwrap();
+}
+
+fn already_enrolled_oath(f: &Fixture) {
+    enrolled(f);
+    oath_ok(f);
+}
+
 const NO_USER: &str = "nosuchuser-ivmfa";
 
 #[rustfmt::skip]
@@ -228,6 +290,19 @@ const CASES: &[Case] = &[
     case("import_bad_secret", ga_bad_secret, &["import-google-authenticator", "daemon", "--file", "{dir}/ga"], "", USAGE),
     case("import_unknown_line", ga_bad_line, &["import-google-authenticator", "daemon", "--file", "{dir}/ga"], "", USAGE),
     case("import_bad_window", ga_bad_window, &["import-google-authenticator", "daemon", "--file", "{dir}/ga"], "", USAGE),
+    case("enroll_hotp_no_key", nothing, &["enroll", "daemon", "--hotp", "--no-confirm"], "", USAGE),
+    case("enroll_hotp_bad_hex", nothing, &["enroll", "daemon", "--hotp", "--hex", "--secret-file", "-", "--no-confirm"], "31323g\n", USAGE),
+    case("enroll_hotp_hex_as_base32", nothing, &["enroll", "daemon", "--hotp", "--secret-file", "-", "--no-confirm"], "3132333435363738393031323334353637383930\n", USAGE),
+    case("enroll_hotp_stdin_empty", nothing, &["enroll", "daemon", "--hotp", "--secret-file", "-", "--no-confirm"], "", USAGE),
+    case("resync_no_such_user", nothing, &["resync", NO_USER, "755224", "287082"], "", USAGE),
+    case("resync_bad_code", token_enrolled, &["resync", "daemon", "7552", "287082"], "", USAGE),
+    case("import_oath_missing_file", nothing, &["import-oath", "daemon", "--file", "{dir}/missing"], "", USAGE),
+    case("import_oath_pin", oath_pin, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", USAGE),
+    case("import_oath_no_line", oath_other_user, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", USAGE),
+    case("import_oath_unknown_type", oath_unknown_type, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", USAGE),
+    case("import_oath_two_lines", oath_two_lines, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", USAGE),
+    case("import_oath_short_key", oath_short_key, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", USAGE),
+    case("import_oath_damaged", oath_damaged, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", USAGE),
     // clap's usage errors (exit 2, clap's wording).
     case("clap_unknown_subcommand", nothing, &["frobnicate"], "", USAGE),
     case("clap_remove_without_user", nothing, &["remove"], "", USAGE),
@@ -236,6 +311,10 @@ const CASES: &[Case] = &[
     case("clap_secret_and_secret_file", nothing, &["enroll", "daemon", "--secret", K, "--secret-file", "-"], "", USAGE),
     case("clap_bad_qr_style", nothing, &["enroll", "daemon", "--qr", "sixel"], "", USAGE),
     case("clap_deny_without_reason", nothing, &["reset", "deny", "daemon"], "", USAGE),
+    case("clap_hex_without_hotp", nothing, &["enroll", "daemon", "--hex", "--secret", K], "", USAGE),
+    case("clap_hotp_with_qr_png", nothing, &["enroll", "daemon", "--hotp", "--qr-png", "{dir}/qr.png"], "", USAGE),
+    case("clap_resync_one_code", nothing, &["resync", "daemon", "755224"], "", USAGE),
+    case("clap_import_oath_without_file", nothing, &["import-oath", "daemon"], "", USAGE),
     // Refusals (exit 3).
     case("enroll_already_enrolled", enrolled, &["enroll", "daemon", "--secret", K, "--no-confirm"], "", REFUSED),
     case("enroll_no_code_entered", nothing, &["enroll", "daemon", "--secret", K], "", REFUSED),
@@ -246,6 +325,11 @@ const CASES: &[Case] = &[
     case("reset_approve_no_request", enrolled, &["reset", "approve", "daemon"], "", REFUSED),
     case("reset_deny_no_request", enrolled, &["reset", "deny", "daemon", "--reason", "Call us"], "", REFUSED),
     case("import_already_enrolled", already_enrolled_ga, &["import-google-authenticator", "daemon", "--file", "{dir}/ga"], "", REFUSED),
+    case("enroll_hotp_wrong_three_times", nothing, &["enroll", "daemon", "--hotp", "--secret-file", "-"], "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n000000\n000000\nabc\n", REFUSED),
+    case("resync_not_enrolled", nothing, &["resync", "daemon", "755224", "287082"], "", REFUSED),
+    case("resync_time_based", enrolled, &["resync", "daemon", "755224", "287082"], "", REFUSED),
+    case("resync_not_consecutive", token_enrolled, &["resync", "daemon", "755224", "359152"], "", REFUSED),
+    case("import_oath_already_enrolled", already_enrolled_oath, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", REFUSED),
     // Failures (exit 1).
     case("status_no_such_user", nothing, &["status", NO_USER], "", FAILED),
     case("enroll_qr_png_exists", existing_png, &["enroll", "daemon", "--secret", K, "--no-confirm", "--qr-png", "{dir}/qr.png"], "", FAILED),
@@ -253,6 +337,8 @@ const CASES: &[Case] = &[
     case("enroll_qr_svg_exists", existing_png, &["enroll", "daemon", "--secret", K, "--no-confirm", "--qr-svg", "{dir}/qr.png"], "", FAILED),
     case("enroll_secret_file_open_mode", key_file_open, &["enroll", "daemon", "--secret-file", "{dir}/key", "--no-confirm"], "", FAILED),
     case("import_open_mode", ga_open, &["import-google-authenticator", "daemon", "--file", "{dir}/ga"], "", FAILED),
+    case("import_oath_group_writable", oath_group_writable, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", FAILED),
+    case("import_oath_foreign_owned", oath_foreign_owned, &["import-oath", "daemon", "--file", "{dir}/users.oath"], "", FAILED),
     case("status_corrupt_secret", corrupt_secret, &["status", "daemon"], "", FAILED),
     case("status_all_corrupt_secret", corrupt_secret, &["status"], "", FAILED),
     case("status_secret_missing_key", secret_missing_key, &["status", "daemon"], "", FAILED),

@@ -79,7 +79,10 @@ fn codes_work_in_order_once_each_and_only_ahead_within_the_window() {
     assert_eq!(f.state("daemon").state.total.count, 3);
     f.cli(&["status", "daemon"], "")
         .expect(0, "codes: hardware token (HOTP), 6 digits, next counter 8")
-        .expect(0, "back-off: local logins for 30 seconds more (after 3 failures)");
+        .expect(
+            0,
+            "back-off: local logins for 30 seconds more (after 3 failures)",
+        );
     // Back-off after three failures holds a right code back like any other.
     f.login("daemon", &[&press(8)])
         .assert("PAM_AUTH_ERR")

@@ -28,7 +28,8 @@ pub struct Entry {
     pub last_code: Option<Zeroizing<String>>,
 }
 
-const TYPES: &str = "HOTP, HOTP/E, HOTP/E/6 to /8, HOTP/T30 and HOTP/T60, each with /6 to /8";
+const TYPES: &str =
+    "HOTP, HOTP/E, HOTP/E/6 to HOTP/E/8, and HOTP/T30 or HOTP/T60 with an optional /6 to /8";
 
 fn bad(path: &str, line: usize, why: &str) -> Error {
     Error::Invalid(format!("{path}, line {line}: {why}"))
@@ -103,8 +104,9 @@ fn read_line<'a>(
             return Err(bad(
                 path,
                 n,
-                "the line has a PIN in its password field, and ivmfa has no PINs: it relies on \
-                 the account's password, asked before the code",
+                "the line has a PIN in its password field, which ivmfa cannot carry over (it \
+                 relies on the account's password, asked before the code); import from a copy \
+                 of the file with - in its place",
             ))
         }
         None => return Err(bad(path, n, "the line has no password field and no key")),
@@ -305,8 +307,7 @@ mod tests {
         for (text, why) in cases {
             let err = parse(&text, "f", "alice")
                 .and_then(|e| e.enrollment("f", 1, 1))
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .to_string();
             assert!(err.contains(why), "{why}: {err}");
             assert!(!err.contains("3132") && !err.contains("4711") && !err.contains("755224"));
