@@ -91,6 +91,32 @@ fn codes_work_in_order_once_each_and_only_ahead_within_the_window() {
 
 #[test]
 #[ignore = "needs root"]
+fn one_token_code_many_racing_logins_exactly_one_success() {
+    root();
+    // The losers' failures must not hold the next round back.
+    let f = Fixture::new("max_failures=1000 max_failures_per_user=10000");
+    enroll_token(&f, &[]).expect(0, "enrolled");
+    // Each round races one code a press ahead of the counter (in the window): it wins once,
+    // and the counter moves past it exactly once.
+    for round in 0..20u64 {
+        let ahead = press(round * 2 + 1);
+        let outputs = f.race("daemon", &vec![ahead.clone(); 8]);
+        let results: Vec<&str> = outputs
+            .iter()
+            .map(|o| {
+                o.lines()
+                    .find_map(|l| l.strip_prefix("result: "))
+                    .unwrap_or("no result")
+            })
+            .collect();
+        let wins = results.iter().filter(|r| **r == "PAM_SUCCESS").count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        assert_eq!(next_counter(&f), Some(round * 2 + 2), "round {round}");
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
 fn the_window_is_hotp_window() {
     root();
     let f = Fixture::new("hotp_window=2");
