@@ -1,0 +1,1403 @@
+-- ivmfa fleet schema, version 1 (docs/SCHEMA.md explains every table, role, function and rule).
+--
+-- Run once per database by a superuser, in a database of its own with UTF8 encoding:
+--     psql -v ON_ERROR_STOP=1 -d ivmfa -f v1.sql
+-- It is one transaction: it installs everything or nothing. It refuses a database that
+-- already has the schema (upgrades are separate scripts) and roles that exist with more
+-- power than they should have.
+--
+-- The rules every function here keeps, each one learnt from a leak:
+--   * Secrets (TOTP keys, recovery salts and hashes) live only in tables of schema ivmfa,
+--     which nobody but the NOLOGIN, non-superuser owner ivmfa_owner may use.
+--   * Hosts and administrators reach them only through SECURITY DEFINER functions in
+--     ivmfa_api, each granted to one group role.
+--   * Every function pins search_path (pg_catalog first, pg_temp last) and every message
+--     setting a caller can raise (ivmfa.pinned_settings() lists them; applied at the end).
+--   * A secret is never held in a PL/pgSQL variable: it goes from its column into the
+--     expression that uses it, inside one SQL statement.
+--   * No CHECK constraint on a table that holds a secret (its violation prints the row).
+--   * Every error inside an API function is caught and answered with the verdict 'error';
+--     only the SQLSTATE is kept, in the audit table.
+--   * The database's clock is the only clock.
+
+BEGIN;
+
+SET LOCAL client_min_messages = warning;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Refuse to install twice, or next to a pgcrypto another application put elsewhere.
+DO $install$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname IN ('ivmfa', 'ivmfa_api')) THEN
+        RAISE EXCEPTION 'ivmfa: this database already has the ivmfa schema'
+            USING HINT = 'upgrade it with the upgrade script instead of installing again';
+    END IF;
+    IF pg_catalog.current_setting('server_encoding') <> 'UTF8' THEN
+        RAISE EXCEPTION 'ivmfa: the database must use the UTF8 encoding'
+            USING HINT = 'CREATE DATABASE ivmfa ENCODING ''UTF8'' TEMPLATE template0';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgcrypto') THEN
+        RAISE EXCEPTION 'ivmfa: pgcrypto is already installed in this database'
+            USING HINT = 'install ivmfa into a database of its own';
+    END IF;
+END
+$install$;
+
+-- Roles are shared by every database of the cluster: create the missing ones, and refuse
+-- existing ones that could log in or do more than their part.
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['ivmfa_owner', 'ivmfa_host', 'ivmfa_admin'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format(
+                'CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
+                'NOBYPASSRLS', r);
+        END IF;
+    END LOOP;
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_roles
+        WHERE rolname IN ('ivmfa_owner', 'ivmfa_host', 'ivmfa_admin')
+          AND (rolsuper OR rolcanlogin OR rolcreatedb OR rolcreaterole OR rolreplication
+               OR rolbypassrls)
+    ) THEN
+        RAISE EXCEPTION 'ivmfa: a role ivmfa_owner, ivmfa_host or ivmfa_admin exists with '
+            'LOGIN, SUPERUSER, CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS'
+            USING HINT = 'these are group roles: ALTER ROLE ... NOLOGIN NOSUPERUSER ...';
+    END IF;
+    -- Nobody may act as the owner: it can read every secret.
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_auth_members
+        WHERE roleid = 'ivmfa_owner'::regrole
+    ) THEN
+        RAISE EXCEPTION 'ivmfa: some role is a member of ivmfa_owner'
+            USING HINT = 'REVOKE ivmfa_owner FROM that role';
+    END IF;
+    -- The owner and the groups are members of nothing, so they have nothing but what is
+    -- granted here.
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_auth_members
+        WHERE member IN ('ivmfa_owner'::regrole, 'ivmfa_host'::regrole,
+                         'ivmfa_admin'::regrole)
+    ) THEN
+        RAISE EXCEPTION 'ivmfa: ivmfa_owner, ivmfa_host or ivmfa_admin is a member of a role'
+            USING HINT = 'REVOKE that membership';
+    END IF;
+
+    -- PUBLIC may not connect or make temporary tables (a temporary table shadows a table
+    -- named without its schema); only the groups connect.
+    EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC',
+                              pg_catalog.current_database());
+    EXECUTE pg_catalog.format('GRANT CONNECT ON DATABASE %I TO ivmfa_host, ivmfa_admin',
+                              pg_catalog.current_database());
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+
+-- Large objects are readable by whoever made them and can fill the disk: nobody here needs
+-- them. (Reading server files with lo_import is already superuser-only.)
+REVOKE EXECUTE ON FUNCTION
+    pg_catalog.lo_creat(integer), pg_catalog.lo_create(oid),
+    pg_catalog.lo_from_bytea(oid, bytea), pg_catalog.lo_put(oid, bigint, bytea),
+    pg_catalog.lo_import(text), pg_catalog.lo_import(text, oid)
+FROM PUBLIC;
+
+CREATE SCHEMA ivmfa AUTHORIZATION ivmfa_owner;
+CREATE SCHEMA ivmfa_api AUTHORIZATION ivmfa_owner;
+COMMENT ON SCHEMA ivmfa IS 'ivmfa: secrets and state; only its owner may use it';
+COMMENT ON SCHEMA ivmfa_api IS 'ivmfa: the functions hosts and administrators may call';
+
+-- HMAC and digests, in the private schema: nobody but the owner may call them.
+CREATE EXTENSION pgcrypto WITH SCHEMA ivmfa;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ivmfa FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ivmfa TO ivmfa_owner;
+
+-- New functions are executable by PUBLIC unless this says otherwise.
+ALTER DEFAULT PRIVILEGES FOR ROLE ivmfa_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE ivmfa_owner REVOKE ALL ON TABLES FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE ivmfa_owner REVOKE ALL ON SEQUENCES FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA ivmfa_api TO ivmfa_host, ivmfa_admin;
+
+-- Everything from here on belongs to the owner.
+SET LOCAL ROLE ivmfa_owner;
+
+------------------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------------------
+
+CREATE TABLE ivmfa.meta (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    schema_version integer NOT NULL
+);
+INSERT INTO ivmfa.meta (schema_version) VALUES (1);
+
+-- Fleet-wide policy: one value for every host, so no host can loosen it for itself.
+CREATE TABLE ivmfa.settings (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    totp_window smallint NOT NULL DEFAULT 1 CHECK (totp_window BETWEEN 0 AND 10),
+    max_failures integer NOT NULL DEFAULT 3 CHECK (max_failures BETWEEN 1 AND 1000),
+    max_failures_per_user integer NOT NULL DEFAULT 10
+        CHECK (max_failures_per_user BETWEEN 1 AND 10000),
+    backoff_seconds integer NOT NULL DEFAULT 30 CHECK (backoff_seconds BETWEEN 1 AND 86400),
+    max_backoff_seconds integer NOT NULL DEFAULT 900
+        CHECK (max_backoff_seconds BETWEEN 1 AND 86400),
+    ticket_lifetime_seconds integer NOT NULL DEFAULT 259200
+        CHECK (ticket_lifetime_seconds BETWEEN 3600 AND 31536000),
+    -- Whether an unenrolled user may set up in a login without an approved reset.
+    inband_enroll boolean NOT NULL DEFAULT false,
+    -- How long an attempt filed by submit() may wait for verify().
+    attempt_lifetime_seconds integer NOT NULL DEFAULT 60
+        CHECK (attempt_lifetime_seconds BETWEEN 5 AND 3600),
+    -- How long a set-up begun in a login may wait for its code.
+    setup_lifetime_seconds integer NOT NULL DEFAULT 600
+        CHECK (setup_lifetime_seconds BETWEEN 60 AND 86400),
+    CHECK (max_backoff_seconds >= backoff_seconds)
+);
+INSERT INTO ivmfa.settings DEFAULT VALUES;
+
+-- One row per user name: the row every decision about the user locks, and the state that
+-- changes at every login. It outlives an enrollment, so that a removed and re-made
+-- enrollment cannot take a used code again.
+CREATE TABLE ivmfa.account (
+    name text PRIMARY KEY,
+    created bigint NOT NULL,
+    -- Highest time step accepted so far; a code must be for a later one.
+    last_step bigint NOT NULL DEFAULT 0,
+    -- Failures from every source together since the last success, and the latest's time.
+    total_count integer NOT NULL DEFAULT 0,
+    total_last bigint NOT NULL DEFAULT 0,
+    -- Future steps a wrong code matched: refused when their time comes.
+    refused bigint[] NOT NULL DEFAULT '{}',
+    -- Successes so far: an attempt filed before a success lost its counted failure to it.
+    successes bigint NOT NULL DEFAULT 0
+);
+
+-- The TOTP key. No constraint but the key of the row, and no default: a violation's
+-- message would print the row.
+CREATE TABLE ivmfa.secret (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    key bytea,
+    algorithm text,
+    digits smallint,
+    period integer,
+    -- The window for this user, if not the fleet's.
+    totp_window smallint,
+    enrolled bigint
+);
+
+-- Consecutive failures per user and source (the remote host the login came from).
+CREATE TABLE ivmfa.failure (
+    name text NOT NULL REFERENCES ivmfa.account ON DELETE CASCADE,
+    source text NOT NULL,
+    count integer NOT NULL,
+    last bigint NOT NULL,
+    PRIMARY KEY (name, source)
+);
+
+-- Recovery codes: a salt per set and a SHA-256 of salt || code per code, as the file store
+-- keeps them. A used code's row is deleted.
+CREATE TABLE ivmfa.recovery_set (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    salt bytea,
+    issued bigint
+);
+CREATE TABLE ivmfa.recovery_code (
+    name text REFERENCES ivmfa.recovery_set ON DELETE CASCADE,
+    idx integer,
+    hash bytea,
+    PRIMARY KEY (name, idx)
+);
+
+-- An answer filed by submit(), its failure already counted, waiting for verify().
+CREATE TABLE ivmfa.attempt (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL REFERENCES ivmfa.account ON DELETE CASCADE,
+    host text NOT NULL,
+    source text NOT NULL,
+    -- The digits typed, if they have the shape of a code.
+    code text,
+    -- SHA-256 of the recovery set's salt and the answer, if it has the shape of a
+    -- recovery code.
+    recovery_hash bytea,
+    at bigint NOT NULL,
+    successes bigint NOT NULL
+);
+CREATE INDEX attempt_name ON ivmfa.attempt (name);
+
+-- Flow 3: one pending request per user.
+CREATE TABLE ivmfa.reset_request (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    filed bigint NOT NULL,
+    service text NOT NULL,
+    rhost text NOT NULL,
+    tty text NOT NULL,
+    host text NOT NULL
+);
+
+-- Opened by an approved reset: the user's next login on any host sets up a new key.
+CREATE TABLE ivmfa.ticket (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    issued bigint NOT NULL,
+    expires bigint NOT NULL,
+    approved_by text NOT NULL
+);
+
+-- Left by a denied reset: its reason is shown once, at the next login that can show it.
+CREATE TABLE ivmfa.notice (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    time bigint NOT NULL,
+    reason text NOT NULL
+);
+
+-- A set-up begun in a login: the new key waits here for its first code.
+CREATE TABLE ivmfa.pending_setup (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    key bytea,
+    started bigint,
+    host text,
+    tries integer,
+    grant_kind text
+);
+
+-- Every verify, request and administrative action, with the role that authenticated.
+CREATE TABLE ivmfa.audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    role text NOT NULL,
+    action text NOT NULL,
+    user_name text,
+    source text,
+    outcome text NOT NULL
+);
+
+------------------------------------------------------------------------------------------
+-- Building blocks (private: only the owner may call them)
+------------------------------------------------------------------------------------------
+
+-- The message and parsing settings a caller can change, pinned on every function of ours
+-- (applied at the end of this file). Settings only a superuser can change (log_statement,
+-- log_min_messages, log_min_duration_statement, auto_explain.*) are out of a host's reach.
+CREATE FUNCTION ivmfa.pinned_settings() RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT ARRAY[
+        'search_path = pg_catalog, pg_temp',
+        'client_min_messages = error',
+        'debug_print_parse = off',
+        'debug_print_rewritten = off',
+        'debug_print_plan = off',
+        'debug_pretty_print = off',
+        'trace_notify = off',
+        'trace_sort = off',
+        'log_parameter_max_length_on_error = 0',
+        'exit_on_error = off',
+        'standard_conforming_strings = on',
+        'transform_null_equals = off',
+        'plpgsql.print_strict_params = off',
+        'plpgsql.extra_warnings = none',
+        'plpgsql.extra_errors = none',
+        'plpgsql.check_asserts = off'
+    ]
+$$;
+
+-- The database's clock, the only one: the start of the client's statement, in whole
+-- seconds. (now() would be the start of the transaction, which a client can hold open.)
+CREATE FUNCTION ivmfa.clock() RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.floor(
+        pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()))::bigint
+$$;
+
+-- A user name as the file store accepts it (ivmfa-core's UserName): letters, digits, '.',
+-- '_', '-', '@' and a trailing '$', not starting with '.', '-' or '@'; at most 128 bytes.
+CREATE FUNCTION ivmfa.valid_name(p_name text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p_name IS NOT NULL
+       AND pg_catalog.octet_length(p_name) BETWEEN 1 AND 128
+       AND pg_catalog.ltrim(pg_catalog.left(p_name, 1),
+               'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_') = ''
+       AND pg_catalog.ltrim(
+               CASE WHEN pg_catalog.right(p_name, 1) = '$'
+                    THEN pg_catalog.left(p_name, -1) ELSE p_name END,
+               'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@') = ''
+$$;
+
+-- The form a failure source is kept in, as the file store keeps it: printable ASCII as it
+-- is, except '"', '\' and '%', which like every other byte become %XX; at most 255
+-- characters, never cut inside an escape.
+CREATE FUNCTION ivmfa.source_key(p_source text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    WITH raw AS (
+        SELECT pg_catalog.substr(
+                   pg_catalog.convert_to(COALESCE(p_source, ''), 'UTF8'), 1, 255) AS b
+    ), piece AS (
+        SELECT i,
+               CASE WHEN v BETWEEN 33 AND 126 AND v NOT IN (34, 37, 92)
+                    THEN pg_catalog.chr(v)
+                    ELSE '%' || pg_catalog.upper(pg_catalog.lpad(pg_catalog.to_hex(v), 2, '0'))
+               END AS p
+        FROM raw, pg_catalog.generate_series(0, pg_catalog.length(raw.b) - 1) AS i,
+             LATERAL (SELECT pg_catalog.get_byte(raw.b, i) AS v) AS byte
+    ), upto AS (
+        SELECT i, p, pg_catalog.sum(pg_catalog.length(p)) OVER (ORDER BY i) AS total
+        FROM piece
+    )
+    SELECT COALESCE(pg_catalog.string_agg(p, '' ORDER BY i), '')
+    FROM upto WHERE total <= 255
+$$;
+
+-- RFC 4226 HOTP with RFC 6238's choice of hash: HMAC of the 8-byte big-endian counter,
+-- dynamic truncation, the low `digits` decimal digits. Called with the key column itself.
+CREATE FUNCTION ivmfa.hotp(p_key bytea, p_counter bigint, p_digits smallint, p_algorithm text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT pg_catalog.lpad(
+        ((((pg_catalog.get_byte(m.mac, o.at) & 127)::bigint << 24)
+          | (pg_catalog.get_byte(m.mac, o.at + 1)::bigint << 16)
+          | (pg_catalog.get_byte(m.mac, o.at + 2)::bigint << 8)
+          | pg_catalog.get_byte(m.mac, o.at + 3)::bigint)
+         % pg_catalog.power(10::numeric, p_digits)::bigint)::text,
+        p_digits, '0')
+    FROM (SELECT ivmfa.hmac(pg_catalog.int8send(p_counter), p_key,
+                            pg_catalog.lower(p_algorithm)) AS mac) AS m,
+         LATERAL (SELECT pg_catalog.get_byte(m.mac, pg_catalog.length(m.mac) - 1) & 15
+                  AS at) AS o
+$$;
+
+-- RFC 4648 base32 without padding, as authenticator apps take a key.
+CREATE FUNCTION ivmfa.base32(p bytea) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT pg_catalog.string_agg(
+               pg_catalog.substr('ABCDEFGHIJKLMNOPQRSTUVWXYZ234567', c.v + 1, 1), ''
+               ORDER BY c.i)
+    FROM (
+        SELECT i, pg_catalog.sum(
+                   CASE WHEN 5 * i + j < 8 * pg_catalog.length(p)
+                        THEN ((pg_catalog.get_byte(p, (5 * i + j) / 8)
+                               >> (7 - (5 * i + j) % 8)) & 1) << (4 - j)
+                        ELSE 0 END)::integer AS v
+        FROM pg_catalog.generate_series(0, (8 * pg_catalog.length(p) + 4) / 5 - 1) AS i,
+             pg_catalog.generate_series(0, 4) AS j
+        GROUP BY i
+    ) AS c
+$$;
+
+-- Twelve letters of the recovery alphabet (no l, o, 0 or 1) from twelve random bytes; 256
+-- is a multiple of 32, so every letter is equally likely.
+CREATE FUNCTION ivmfa.recovery_letters(p bytea) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT pg_catalog.string_agg(
+               pg_catalog.substr('abcdefghijkmnpqrstuvwxyz23456789',
+                                 (pg_catalog.get_byte(p, i) & 31) + 1, 1), '' ORDER BY i)
+    FROM pg_catalog.generate_series(0, pg_catalog.length(p) - 1) AS i
+$$;
+
+-- The canonical form of an answer shaped like a recovery code (ivmfa-core's
+-- recovery::normalize): dashes, spaces and tabs dropped, ASCII lower case; 12 letters of
+-- the alphabet or 8 digits. NULL otherwise.
+CREATE FUNCTION ivmfa.recovery_canonical(p_answer text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE
+        WHEN pg_catalog.length(c.t) = 12
+             AND pg_catalog.ltrim(c.t, 'abcdefghijkmnpqrstuvwxyz23456789') = '' THEN c.t
+        WHEN pg_catalog.length(c.t) = 8 AND pg_catalog.ltrim(c.t, '0123456789') = '' THEN c.t
+        END
+    FROM (SELECT pg_catalog.translate(
+                     pg_catalog.translate(p_answer, E'- \t', ''),
+                     'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS t) AS c
+    WHERE pg_catalog.octet_length(p_answer) <= 64
+$$;
+
+-- The digits of an answer made of ASCII digits and spaces only (ivmfa-core's input::parse),
+-- if there are `p_digits` of them. NULL otherwise.
+CREATE FUNCTION ivmfa.code_digits(p_answer text, p_digits smallint) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN pg_catalog.ltrim(t.t, '0123456789 ') = ''
+                     AND pg_catalog.length(pg_catalog.replace(t.t, ' ', '')) = p_digits
+                THEN pg_catalog.replace(t.t, ' ', '') END
+    FROM (SELECT pg_catalog.btrim(p_answer, E' \t') AS t) AS t
+    WHERE pg_catalog.octet_length(p_answer) <= 64
+$$;
+
+-- Seconds to wait after the `count`-th consecutive failure: none below the threshold, then
+-- the back-off, doubling with each further failure, at most the longest back-off.
+CREATE FUNCTION ivmfa.delay(p_count integer, p_threshold integer, p_backoff integer,
+                            p_max integer) RETURNS bigint
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN p_count < p_threshold THEN 0::bigint
+                ELSE LEAST(p_backoff::numeric
+                               * pg_catalog.power(2::numeric, LEAST(p_count - p_threshold, 63)),
+                           p_max::numeric)::bigint END
+$$;
+
+-- What is left of a wait of `delay` that began at `last`; never more than `delay`, so a
+-- clock set back cannot stretch a back-off.
+CREATE FUNCTION ivmfa.remaining(p_last bigint, p_delay bigint, p_now bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT LEAST(GREATEST(p_last + p_delay - p_now, 0), p_delay)
+$$;
+
+-- Seconds the user must still wait before a code from `source` (in kept form) is judged:
+-- the longer of the source's own back-off and the user's. 0 for none.
+CREATE FUNCTION ivmfa.wait_for(p_name text, p_source text, p_now bigint) RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT GREATEST(
+        COALESCE((
+            SELECT ivmfa.remaining(f.last, ivmfa.delay(f.count, s.max_failures,
+                                   s.backoff_seconds, s.max_backoff_seconds), p_now)
+            FROM ivmfa.failure AS f WHERE f.name = p_name AND f.source = p_source), 0),
+        COALESCE((
+            SELECT ivmfa.remaining(a.total_last, ivmfa.delay(a.total_count,
+                                   s.max_failures_per_user, s.backoff_seconds,
+                                   s.max_backoff_seconds), p_now)
+            FROM ivmfa.account AS a WHERE a.name = p_name), 0))
+    FROM ivmfa.settings AS s
+$$;
+
+-- Counts a failure from `source` (kept form) for a user whose row the caller has locked.
+-- At most 32 sources are remembered; a full table forgets one whose back-off is over, the
+-- oldest first (the per-user total still counts every failure).
+CREATE FUNCTION ivmfa.record_failure(p_name text, p_source text, p_now bigint) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE ivmfa.account AS a
+       SET total_count = LEAST(a.total_count::bigint + 1, 2147483647)::integer,
+           total_last = p_now
+     WHERE a.name = p_name;
+    UPDATE ivmfa.failure AS f
+       SET count = LEAST(f.count::bigint + 1, 2147483647)::integer, last = p_now
+     WHERE f.name = p_name AND f.source = p_source;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.failure AS f
+     WHERE (f.name, f.source) IN (
+        SELECT g.name, g.source
+          FROM ivmfa.failure AS g, ivmfa.settings AS s
+         WHERE g.name = p_name
+           AND (SELECT pg_catalog.count(*) FROM ivmfa.failure AS h WHERE h.name = p_name) >= 32
+         ORDER BY ivmfa.remaining(g.last, ivmfa.delay(g.count, s.max_failures,
+                                  s.backoff_seconds, s.max_backoff_seconds), p_now) > 0,
+                  g.last
+         LIMIT 1);
+    INSERT INTO ivmfa.failure (name, source, count, last) VALUES (p_name, p_source, 1, p_now);
+END
+$$;
+
+-- A right code or recovery code: every counter starts over.
+CREATE FUNCTION ivmfa.record_success(p_name text) RETURNS void
+LANGUAGE sql
+AS $$
+    UPDATE ivmfa.account AS a
+       SET total_count = 0, total_last = 0, successes = a.successes + 1
+     WHERE a.name = p_name;
+    DELETE FROM ivmfa.failure AS f WHERE f.name = p_name;
+$$;
+
+CREATE FUNCTION ivmfa.audit(p_action text, p_user text, p_source text, p_outcome text)
+RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO ivmfa.audit (role, action, user_name, source, outcome)
+    VALUES (SESSION_USER, p_action, pg_catalog.left(p_user, 128),
+            pg_catalog.left(p_source, 255), p_outcome)
+$$;
+
+-- Records that an API function failed, keeping only the SQLSTATE (a message could quote
+-- a row); never fails itself.
+CREATE FUNCTION ivmfa.audit_error(p_action text, p_user text, p_sqlstate text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM ivmfa.audit(p_action, p_user, NULL, 'error ' || p_sqlstate);
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END
+$$;
+
+-- A new set of `count` recovery codes for a user whose row the caller has locked, replacing
+-- the old set; returns the codes, to be shown once. Only their salted hashes are kept.
+CREATE FUNCTION ivmfa.new_recovery_codes(p_name text, p_count integer, p_now bigint)
+RETURNS SETOF text
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    DELETE FROM ivmfa.recovery_code AS c WHERE c.name = p_name;
+    INSERT INTO ivmfa.recovery_set AS r (name, salt, issued)
+    VALUES (p_name, ivmfa.gen_random_bytes(16), p_now)
+    ON CONFLICT (name) DO UPDATE SET salt = EXCLUDED.salt, issued = EXCLUDED.issued;
+    RETURN QUERY
+    WITH codes AS MATERIALIZED (
+        SELECT i, ivmfa.recovery_letters(ivmfa.gen_random_bytes(12)) AS code
+        FROM pg_catalog.generate_series(1, p_count) AS i
+    ), stored AS (
+        INSERT INTO ivmfa.recovery_code (name, idx, hash)
+        SELECT p_name, c.i - 1,
+               ivmfa.digest(r.salt || pg_catalog.convert_to(c.code, 'UTF8'), 'sha256')
+        FROM codes AS c, ivmfa.recovery_set AS r
+        WHERE r.name = p_name
+    )
+    SELECT pg_catalog.substr(c.code, 1, 4) || '-' || pg_catalog.substr(c.code, 5, 4) || '-'
+           || pg_catalog.substr(c.code, 9, 4)
+    FROM codes AS c ORDER BY c.i;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- The decisions, at a given time (the API passes the database's clock; only the test
+-- schema, installed by the test suite alone, passes another).
+------------------------------------------------------------------------------------------
+
+-- Before the prompt: what the host should do with this user.
+--   status: 'enrolled', 'not_enrolled', 'ticket' (an approved reset: set up a new key),
+--           'ticket_expired', 'invalid_user'
+--   digits: length of the user's codes; wait_seconds: back-off in force for this source;
+--   reset_pending: a lost-device request waits; notice: a denied reset's reason, taken
+--   (shown once) when take_notice; inband_enroll: set-up without a ticket is allowed.
+CREATE FUNCTION ivmfa.before_prompt(p_user text, p_source text, p_take_notice boolean,
+                                    p_now bigint)
+RETURNS TABLE (status text, digits smallint, wait_seconds bigint, reset_pending boolean,
+               notice text, inband_enroll boolean)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_status text;
+    v_digits smallint;
+    v_notice text;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::smallint, 0::bigint, false, NULL::text,
+                            false;
+        RETURN;
+    END IF;
+    SELECT s.digits INTO v_digits FROM ivmfa.secret AS s WHERE s.name = p_user;
+    IF FOUND THEN
+        v_status := 'enrolled';
+    ELSE
+        SELECT CASE WHEN t.expires > p_now THEN 'ticket' ELSE 'ticket_expired' END
+          INTO v_status FROM ivmfa.ticket AS t WHERE t.name = p_user;
+        v_status := COALESCE(v_status, 'not_enrolled');
+    END IF;
+    IF p_take_notice THEN
+        DELETE FROM ivmfa.notice AS n WHERE n.name = p_user RETURNING n.reason INTO v_notice;
+        IF v_notice IS NOT NULL THEN
+            PERFORM ivmfa.audit('notice_shown', p_user, NULL, 'shown');
+        END IF;
+    END IF;
+    RETURN QUERY
+    SELECT v_status, v_digits,
+           CASE WHEN v_status = 'enrolled'
+                THEN ivmfa.wait_for(p_user, ivmfa.source_key(p_source), p_now)
+                ELSE 0::bigint END,
+           EXISTS (SELECT FROM ivmfa.reset_request AS r WHERE r.name = p_user),
+           v_notice,
+           s.inband_enroll
+    FROM ivmfa.settings AS s;
+END
+$$;
+
+-- Files an answer typed at the code prompt and counts it as a failure at once; verify()
+-- then judges it. Two calls, because a caller that could see the verdict of an attempt
+-- inside its own transaction could roll the counted failure back and guess for free: here
+-- the failure is committed before any verdict exists.
+--   verdict: 'pending' (call verify(attempt)), 'backing_off' (wait_seconds), 'malformed'
+--            (not a code nor a recovery code; not counted), 'not_enrolled', 'invalid_user'
+CREATE FUNCTION ivmfa.submit(p_user text, p_answer text, p_source text, p_now bigint)
+RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_digits smallint;
+    v_code text;
+    v_canonical text;
+    v_source text;
+    v_wait bigint;
+    v_id bigint;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::bigint, 0::bigint;
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    SELECT s.digits INTO v_digits FROM ivmfa.secret AS s WHERE s.name = p_user;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'not_enrolled'::text, NULL::bigint, 0::bigint;
+        RETURN;
+    END IF;
+    v_code := ivmfa.code_digits(p_answer, v_digits);
+    v_canonical := ivmfa.recovery_canonical(p_answer);
+    IF v_code IS NULL AND v_canonical IS NULL THEN
+        RETURN QUERY SELECT 'malformed'::text, NULL::bigint, 0::bigint;
+        RETURN;
+    END IF;
+    -- A clock set back: failures dated in the future count from now.
+    UPDATE ivmfa.account AS a SET total_last = p_now
+     WHERE a.name = p_user AND a.total_last > p_now;
+    UPDATE ivmfa.failure AS f SET last = p_now WHERE f.name = p_user AND f.last > p_now;
+    v_source := ivmfa.source_key(p_source);
+    v_wait := ivmfa.wait_for(p_user, v_source, p_now);
+    IF v_wait > 0 THEN
+        PERFORM ivmfa.audit('submit', p_user, v_source, 'backing off');
+        RETURN QUERY SELECT 'backing_off'::text, NULL::bigint, v_wait;
+        RETURN;
+    END IF;
+    -- Attempts never judged (the host went away) are kept no longer than they could be.
+    DELETE FROM ivmfa.attempt AS t
+     WHERE t.name = p_user
+       AND t.at < p_now - (SELECT s.attempt_lifetime_seconds FROM ivmfa.settings AS s);
+    PERFORM ivmfa.record_failure(p_user, v_source, p_now);
+    INSERT INTO ivmfa.attempt (name, host, source, code, recovery_hash, at, successes)
+    SELECT p_user, SESSION_USER, v_source, v_code,
+           CASE WHEN v_canonical IS NOT NULL
+                THEN ivmfa.digest(r.salt || pg_catalog.convert_to(v_canonical, 'UTF8'),
+                                  'sha256') END,
+           p_now, a.successes
+      FROM ivmfa.account AS a
+      LEFT JOIN ivmfa.recovery_set AS r ON r.name = a.name
+     WHERE a.name = p_user
+    RETURNING id INTO v_id;
+    PERFORM ivmfa.audit('submit', p_user, v_source, 'counted');
+    RETURN QUERY SELECT 'pending'::text, v_id, 0::bigint;
+END
+$$;
+
+-- Judges an attempt filed by submit() from the same role, under the user's lock, at the
+-- time it was filed. Exactly once fleet-wide: the lowest matching step above the
+-- watermark is accepted, and the watermark moves by a conditional update.
+--   verdict: 'accepted', 'recovered' (recovery_left), 'wrong', 'replayed', 'clock_off'
+--            (clock_offset_seconds: positive when the phone is ahead), 'removed',
+--            'expired', 'unknown_attempt'
+--   failures: consecutive failures from this source; wait_seconds: the back-off this
+--   failure started, if any.
+CREATE FUNCTION ivmfa.verify(p_attempt bigint, p_now bigint)
+RETURNS TABLE (verdict text, failures integer, wait_seconds bigint, recovery_left integer,
+               clock_offset_seconds bigint)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_name text;
+    v_source text;
+    v_at bigint;
+    v_successes bigint;
+    v_code text;
+    v_has_recovery boolean;
+    v_period integer;
+    v_window integer;
+    v_current bigint;
+    v_step bigint;
+    v_matched bigint;
+    v_offset bigint;
+    v_told boolean;
+    v_verdict text;
+    v_left integer;
+BEGIN
+    SELECT t.name INTO v_name FROM ivmfa.attempt AS t
+     WHERE t.id = p_attempt AND t.host = SESSION_USER;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown_attempt'::text, 0, 0::bigint, NULL::integer,
+                            NULL::bigint;
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = v_name FOR UPDATE;
+    -- Re-read under the lock: another session of this role may have judged it meanwhile.
+    SELECT t.source, t.at, t.successes, t.code, t.recovery_hash IS NOT NULL
+      INTO v_source, v_at, v_successes, v_code, v_has_recovery
+      FROM ivmfa.attempt AS t WHERE t.id = p_attempt AND t.host = SESSION_USER;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown_attempt'::text, 0, 0::bigint, NULL::integer,
+                            NULL::bigint;
+        RETURN;
+    END IF;
+
+    IF p_now - v_at > (SELECT s.attempt_lifetime_seconds FROM ivmfa.settings AS s)
+       OR p_now < v_at - 5 THEN
+        v_verdict := 'expired';
+    ELSIF NOT EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = v_name) THEN
+        v_verdict := 'removed';
+    END IF;
+
+    IF v_verdict IS NULL AND v_code IS NOT NULL THEN
+        SELECT s.period, COALESCE(s.totp_window, g.totp_window)
+          INTO v_period, v_window
+          FROM ivmfa.secret AS s, ivmfa.settings AS g WHERE s.name = v_name;
+        v_current := v_at / GREATEST(v_period, 1);
+        -- Steps refused in advance that no window can reach any more are forgotten.
+        UPDATE ivmfa.account AS a
+           SET refused = ARRAY(SELECT x FROM pg_catalog.unnest(a.refused) AS x
+                               WHERE x >= v_current - 10 ORDER BY x)
+         WHERE a.name = v_name;
+        SELECT pg_catalog.min(st) FILTER (WHERE st > a.last_step AND st <> ALL (a.refused)),
+               pg_catalog.count(*)
+          INTO v_step, v_matched
+          FROM ivmfa.secret AS s
+          JOIN ivmfa.account AS a ON a.name = s.name,
+               pg_catalog.generate_series(GREATEST(v_current - v_window, 0),
+                                          v_current + v_window) AS st
+         WHERE s.name = v_name
+           AND ivmfa.hotp(s.key, st, s.digits, s.algorithm) = v_code;
+        IF v_step IS NOT NULL THEN
+            UPDATE ivmfa.account AS a SET last_step = v_step
+             WHERE a.name = v_name AND a.last_step < v_step;
+            IF FOUND THEN
+                PERFORM ivmfa.record_success(v_name);
+                DELETE FROM ivmfa.attempt AS t WHERE t.id = p_attempt;
+                PERFORM ivmfa.audit('verify', v_name, v_source, 'accepted');
+                RETURN QUERY SELECT 'accepted'::text, 0, 0::bigint, NULL::integer,
+                                    NULL::bigint;
+                RETURN;
+            END IF;
+            v_matched := 1;
+        END IF;
+        IF v_matched > 0 THEN
+            v_verdict := 'replayed';
+        ELSE
+            -- Not in the window: looked for up to ten minutes either way, nearest first,
+            -- only to tell the user their phone's clock is off. Never accepted.
+            SELECT st - v_current INTO v_offset
+              FROM ivmfa.secret AS s,
+                   pg_catalog.generate_series(
+                       GREATEST(v_current - GREATEST(600 / GREATEST(v_period, 1),
+                                                     v_window + 1), 0),
+                       v_current + GREATEST(600 / GREATEST(v_period, 1), v_window + 1)) AS st
+             WHERE s.name = v_name
+               AND pg_catalog.abs(st - v_current) > v_window
+               AND ivmfa.hotp(s.key, st, s.digits, s.algorithm) = v_code
+             ORDER BY pg_catalog.abs(st - v_current), st > v_current DESC
+             LIMIT 1;
+            IF v_offset IS NOT NULL THEN
+                -- A code for a step still to come must never work when it comes: it is
+                -- refused in advance, and only a refusal on record is told.
+                v_told := v_offset < 0;
+                IF NOT v_told THEN
+                    UPDATE ivmfa.account AS a
+                       SET refused = CASE WHEN v_current + v_offset = ANY (a.refused)
+                                          THEN a.refused
+                                          ELSE a.refused || (v_current + v_offset) END
+                     WHERE a.name = v_name
+                       AND (v_current + v_offset = ANY (a.refused)
+                            OR pg_catalog.cardinality(a.refused) < 16);
+                    v_told := FOUND;
+                END IF;
+                IF v_told THEN
+                    v_verdict := 'clock_off';
+                    v_offset := v_offset * v_period;
+                ELSE
+                    v_offset := NULL;
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+
+    -- A recovery code, or an 8-digit answer that may be an imported scratch code.
+    IF v_verdict IS NULL AND v_has_recovery THEN
+        DELETE FROM ivmfa.recovery_code AS c
+         WHERE (c.name, c.idx) = (
+            SELECT d.name, d.idx
+              FROM ivmfa.recovery_code AS d, ivmfa.attempt AS t
+             WHERE t.id = p_attempt AND d.name = t.name AND d.hash = t.recovery_hash
+             ORDER BY d.idx LIMIT 1);
+        IF FOUND THEN
+            PERFORM ivmfa.record_success(v_name);
+            DELETE FROM ivmfa.attempt AS t WHERE t.id = p_attempt;
+            SELECT pg_catalog.count(*)::integer INTO v_left
+              FROM ivmfa.recovery_code AS c WHERE c.name = v_name;
+            PERFORM ivmfa.audit('verify', v_name, v_source, 'recovery code accepted');
+            RETURN QUERY SELECT 'recovered'::text, 0, 0::bigint, v_left, NULL::bigint;
+            RETURN;
+        END IF;
+    END IF;
+    v_verdict := COALESCE(v_verdict, 'wrong');
+
+    DELETE FROM ivmfa.attempt AS t WHERE t.id = p_attempt;
+    -- A success since this attempt was filed wiped the failure it counted: count it again.
+    IF EXISTS (SELECT FROM ivmfa.account AS a
+                WHERE a.name = v_name AND a.successes <> v_successes) THEN
+        PERFORM ivmfa.record_failure(v_name, v_source, p_now);
+    END IF;
+    PERFORM ivmfa.audit('verify', v_name, v_source, v_verdict);
+    RETURN QUERY
+    SELECT v_verdict,
+           COALESCE((SELECT f.count FROM ivmfa.failure AS f
+                                 WHERE f.name = v_name AND f.source = v_source), 0),
+           ivmfa.wait_for(v_name, v_source, p_now),
+           NULL::integer,
+           v_offset;
+END
+$$;
+
+-- Flow 3, the lost device: one pending request per user, however often asked.
+--   verdict: 'filed', 'pending' (one was already waiting), 'not_enrolled', 'invalid_user'
+CREATE FUNCTION ivmfa.request_reset(p_user text, p_service text, p_rhost text, p_tty text,
+                                    p_now bigint)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text;
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    IF NOT EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+        RETURN QUERY SELECT 'not_enrolled'::text;
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.reset_request (name, filed, service, rhost, tty, host)
+    VALUES (p_user, p_now, pg_catalog.left(COALESCE(p_service, ''), 255),
+            pg_catalog.left(COALESCE(p_rhost, ''), 255),
+            pg_catalog.left(COALESCE(p_tty, ''), 255), SESSION_USER)
+    ON CONFLICT (name) DO NOTHING;
+    IF FOUND THEN
+        -- No payload: anyone may LISTEN, so the channel says only that there is news.
+        PERFORM pg_catalog.pg_notify('ivmfa_reset', '');
+        PERFORM ivmfa.audit('request_reset', p_user, p_rhost, 'filed');
+        RETURN QUERY SELECT 'filed'::text;
+    ELSE
+        PERFORM ivmfa.audit('request_reset', p_user, p_rhost, 'already pending');
+        RETURN QUERY SELECT 'pending'::text;
+    END IF;
+END
+$$;
+
+-- Set-up inside a login, step 1: allowed for a user with no key who has a valid ticket (an
+-- approved reset), or any unenrolled user while settings.inband_enroll is on. Makes a new
+-- key in the database and gives it to the host, which must show it; nothing is enrolled
+-- until setup_finish() sees a right code from the same role.
+--   verdict: 'ok' (secret_base32, digits, period, algorithm), 'enrolled' (has a key),
+--            'ticket_expired', 'not_allowed', 'invalid_user'
+CREATE FUNCTION ivmfa.setup_begin(p_user text, p_now bigint)
+RETURNS TABLE (verdict text, secret_base32 text, digits smallint, period integer,
+               algorithm text)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_grant text;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::text, NULL::smallint, NULL::integer,
+                            NULL::text;
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    IF EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+        v_grant := 'enrolled';
+    ELSE
+        SELECT CASE WHEN t.expires > p_now THEN 'ticket' ELSE 'ticket_expired' END
+          INTO v_grant FROM ivmfa.ticket AS t WHERE t.name = p_user;
+        IF v_grant IS NULL AND (SELECT s.inband_enroll FROM ivmfa.settings AS s) THEN
+            v_grant := 'policy';
+        END IF;
+    END IF;
+    IF v_grant IS NULL OR v_grant NOT IN ('ticket', 'policy') THEN
+        PERFORM ivmfa.audit('setup_begin', p_user, NULL,
+                            COALESCE(v_grant, 'not allowed'));
+        RETURN QUERY SELECT COALESCE(v_grant, 'not_allowed'), NULL::text,
+                            NULL::smallint, NULL::integer, NULL::text;
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.account (name, created) VALUES (p_user, p_now)
+    ON CONFLICT (name) DO NOTHING;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    PERFORM ivmfa.audit('setup_begin', p_user, NULL, 'begun (' || v_grant || ')');
+    RETURN QUERY
+    WITH made AS (
+        INSERT INTO ivmfa.pending_setup (name, key, started, host, tries, grant_kind)
+        VALUES (p_user, ivmfa.gen_random_bytes(20), p_now, SESSION_USER, 0, v_grant)
+        RETURNING key
+    )
+    SELECT 'ok'::text, ivmfa.base32(m.key), 6::smallint, 30, 'SHA1'::text FROM made AS m;
+END
+$$;
+
+-- Set-up inside a login, step 2: the first code from the new key. Three wrong codes end
+-- the set-up. A right one enrolls the user (if the grant still holds), closes the ticket
+-- and any request, and returns the new recovery codes, to be shown once.
+--   verdict: 'enrolled' (recovery_codes), 'wrong' (tries_left), 'failed', 'expired',
+--            'no_setup', 'raced' (enrolled meanwhile), 'ticket_expired', 'not_allowed'
+CREATE FUNCTION ivmfa.setup_finish(p_user text, p_answer text, p_now bigint)
+RETURNS TABLE (verdict text, tries_left integer, recovery_codes text[])
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_started bigint;
+    v_tries integer;
+    v_grant text;
+    v_code text;
+    v_window integer;
+    v_step bigint;
+    v_outcome text;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'no_setup'::text, 0, NULL::text[];
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    SELECT p.started, p.tries, p.grant_kind INTO v_started, v_tries, v_grant
+      FROM ivmfa.pending_setup AS p WHERE p.name = p_user AND p.host = SESSION_USER;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_setup'::text, 0, NULL::text[];
+        RETURN;
+    END IF;
+    IF p_now - v_started > (SELECT s.setup_lifetime_seconds FROM ivmfa.settings AS s)
+       OR p_now < v_started - 5 THEN
+        DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+        PERFORM ivmfa.audit('setup_finish', p_user, NULL, 'expired');
+        RETURN QUERY SELECT 'expired'::text, 0, NULL::text[];
+        RETURN;
+    END IF;
+    v_code := ivmfa.code_digits(p_answer, 6::smallint);
+    SELECT s.totp_window INTO v_window FROM ivmfa.settings AS s;
+    IF v_code IS NOT NULL THEN
+        SELECT pg_catalog.min(st) INTO v_step
+          FROM ivmfa.pending_setup AS p,
+               pg_catalog.generate_series(GREATEST(p_now / 30 - v_window, 0),
+                                          p_now / 30 + v_window) AS st
+         WHERE p.name = p_user AND ivmfa.hotp(p.key, st, 6::smallint, 'sha1') = v_code;
+    END IF;
+    IF v_step IS NULL THEN
+        IF v_tries + 1 >= 3 THEN
+            DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+            PERFORM ivmfa.audit('setup_finish', p_user, NULL, 'failed');
+            RETURN QUERY SELECT 'failed'::text, 0, NULL::text[];
+        ELSE
+            UPDATE ivmfa.pending_setup AS p SET tries = p.tries + 1 WHERE p.name = p_user;
+            PERFORM ivmfa.audit('setup_finish', p_user, NULL, 'wrong code');
+            RETURN QUERY SELECT 'wrong'::text, 3 - (v_tries + 1), NULL::text[];
+        END IF;
+        RETURN;
+    END IF;
+    -- The prompt may have stayed open a long time: the grant must still hold.
+    IF EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+        v_outcome := 'raced';
+    ELSIF v_grant = 'ticket'
+          AND NOT EXISTS (SELECT FROM ivmfa.ticket AS t
+                           WHERE t.name = p_user AND t.expires > p_now) THEN
+        v_outcome := 'ticket_expired';
+    ELSIF v_grant = 'policy'
+          AND NOT (SELECT s.inband_enroll FROM ivmfa.settings AS s) THEN
+        v_outcome := 'not_allowed';
+    END IF;
+    IF v_outcome IS NOT NULL THEN
+        DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+        PERFORM ivmfa.audit('setup_finish', p_user, NULL, v_outcome);
+        RETURN QUERY SELECT v_outcome, 0, NULL::text[];
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled)
+    SELECT p.name, p.key, 'SHA1', 6, 30, NULL, p_now
+      FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    UPDATE ivmfa.account AS a SET last_step = GREATEST(a.last_step, v_step)
+     WHERE a.name = p_user;
+    PERFORM ivmfa.record_success(p_user);
+    DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    PERFORM ivmfa.audit('setup_finish', p_user, NULL, 'enrolled (' || v_grant || ')');
+    RETURN QUERY
+    SELECT 'enrolled'::text, 0,
+           ARRAY(SELECT c FROM ivmfa.new_recovery_codes(p_user, 10, p_now) AS c);
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- The host API (group ivmfa_host): the decisions at the database's clock. Each catches
+-- every error and answers 'error'.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION ivmfa_api.schema_version() RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$ SELECT m.schema_version FROM ivmfa.meta AS m $$;
+
+CREATE FUNCTION ivmfa_api.before_prompt(p_user text, p_source text, p_take_notice boolean)
+RETURNS TABLE (status text, digits smallint, wait_seconds bigint, reset_pending boolean,
+               notice text, inband_enroll boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.before_prompt(p_user, p_source, p_take_notice,
+                                                   ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('before_prompt', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::smallint, NULL::bigint, NULL::boolean,
+                        NULL::text, NULL::boolean;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.submit(p_user text, p_answer text, p_source text)
+RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('submit', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::bigint, NULL::bigint;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.verify(p_attempt bigint)
+RETURNS TABLE (verdict text, failures integer, wait_seconds bigint, recovery_left integer,
+               clock_offset_seconds bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.verify(p_attempt, ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('verify', NULL, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::integer, NULL::bigint, NULL::integer,
+                        NULL::bigint;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.request_reset(p_user text, p_service text, p_rhost text,
+                                        p_tty text)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.request_reset(p_user, p_service, p_rhost, p_tty,
+                                                   ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('request_reset', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.setup_begin(p_user text)
+RETURNS TABLE (verdict text, secret_base32 text, digits smallint, period integer,
+               algorithm text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.setup_begin(p_user, ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('setup_begin', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::text, NULL::smallint, NULL::integer, NULL::text;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.setup_finish(p_user text, p_answer text)
+RETURNS TABLE (verdict text, tries_left integer, recovery_codes text[])
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.setup_finish(p_user, p_answer, ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('setup_finish', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::integer, NULL::text[];
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- The administrators' API (group ivmfa_admin). The ivmfa-enroll commands use these in a
+-- later version; each is audited with the administrator's own role.
+------------------------------------------------------------------------------------------
+
+-- Provisions a known key (migration, hardware tokens, tests). Refuses to replace a key
+-- unless p_replace. The account row, and so the replay watermark, is kept.
+--   verdict: 'enrolled', 'exists', 'invalid_user', 'invalid'
+CREATE FUNCTION ivmfa_api.admin_provision(p_user text, p_key bytea, p_digits integer,
+                                          p_algorithm text, p_replace boolean)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_now bigint := ivmfa.clock();
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text;
+        RETURN;
+    END IF;
+    IF p_key IS NULL OR pg_catalog.length(p_key) NOT BETWEEN 10 AND 64
+       OR p_digits IS NULL OR p_digits NOT IN (6, 8)
+       OR p_algorithm IS NULL OR pg_catalog.upper(p_algorithm) NOT IN ('SHA1', 'SHA256', 'SHA512')
+    THEN
+        RETURN QUERY SELECT 'invalid'::text;
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.account (name, created) VALUES (p_user, v_now)
+    ON CONFLICT (name) DO NOTHING;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    IF EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) AND NOT p_replace THEN
+        RETURN QUERY SELECT 'exists'::text;
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
+    DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
+    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled)
+    VALUES (p_user, p_key, pg_catalog.upper(p_algorithm), p_digits, 30, NULL, v_now);
+    DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
+    DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    PERFORM ivmfa.audit('admin_provision', p_user, NULL, 'enrolled');
+    RETURN QUERY SELECT 'enrolled'::text;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_provision', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text;
+END
+$$;
+
+-- A new set of recovery codes for an enrolled user, returned once; the old set stops
+-- working. No rows if the user is not enrolled.
+CREATE FUNCTION ivmfa_api.admin_recovery_codes(p_user text, p_count integer)
+RETURNS TABLE (code text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    IF p_count IS NULL OR p_count NOT BETWEEN 1 AND 100 OR NOT ivmfa.valid_name(p_user) THEN
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    IF NOT EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+        RETURN;
+    END IF;
+    PERFORM ivmfa.audit('admin_recovery_codes', p_user, NULL, 'issued ' || p_count);
+    RETURN QUERY SELECT c FROM ivmfa.new_recovery_codes(p_user, p_count, ivmfa.clock()) AS c;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_recovery_codes', p_user, SQLSTATE);
+    RETURN;
+END
+$$;
+
+-- Removes a user's key and recovery codes (and any request, ticket or set-up). The account
+-- row stays, with its watermark.
+--   verdict: 'removed', 'not_enrolled'
+CREATE FUNCTION ivmfa_api.admin_remove(p_user text)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'not_enrolled'::text;
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
+    DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    PERFORM ivmfa.audit('admin_remove', p_user, NULL, 'removed');
+    RETURN QUERY SELECT 'removed'::text;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_remove', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.admin_status(p_user text)
+RETURNS TABLE (enrolled boolean, enrolled_at bigint, recovery_left integer,
+               reset_pending boolean, ticket_expires bigint, failures integer,
+               wait_seconds bigint, last_step bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT s.name IS NOT NULL, s.enrolled,
+           (SELECT pg_catalog.count(*)::integer FROM ivmfa.recovery_code AS c
+             WHERE c.name = a.name),
+           EXISTS (SELECT FROM ivmfa.reset_request AS r WHERE r.name = a.name),
+           (SELECT t.expires FROM ivmfa.ticket AS t WHERE t.name = a.name),
+           a.total_count,
+           ivmfa.wait_for(a.name, '', ivmfa.clock()),
+           a.last_step
+      FROM ivmfa.account AS a LEFT JOIN ivmfa.secret AS s ON s.name = a.name
+     WHERE a.name = p_user;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_status', p_user, SQLSTATE);
+    RETURN;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.admin_reset_list()
+RETURNS TABLE (user_name text, filed bigint, service text, rhost text, tty text, host text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT r.name, r.filed, r.service, r.rhost, r.tty, r.host
+                   FROM ivmfa.reset_request AS r ORDER BY r.filed, r.name;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_reset_list', NULL, SQLSTATE);
+    RETURN;
+END
+$$;
+
+-- Approves a pending request: the key and recovery codes go, and a ticket lets the user's
+-- next login on any host set up a new key until it expires.
+--   verdict: 'approved' (ticket_expires), 'no_request'
+CREATE FUNCTION ivmfa_api.admin_reset_approve(p_user text)
+RETURNS TABLE (verdict text, ticket_expires bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+DECLARE
+    v_now bigint := ivmfa.clock();
+BEGIN
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_request'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
+    DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
+    DELETE FROM ivmfa.notice AS n WHERE n.name = p_user;
+    INSERT INTO ivmfa.ticket AS t (name, issued, expires, approved_by)
+    SELECT p_user, v_now, v_now + s.ticket_lifetime_seconds, SESSION_USER
+      FROM ivmfa.settings AS s
+    ON CONFLICT (name) DO UPDATE
+       SET issued = EXCLUDED.issued, expires = EXCLUDED.expires,
+           approved_by = EXCLUDED.approved_by;
+    PERFORM ivmfa.audit('admin_reset_approve', p_user, NULL, 'approved');
+    RETURN QUERY SELECT 'approved'::text, t.expires FROM ivmfa.ticket AS t
+                  WHERE t.name = p_user;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_reset_approve', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::bigint;
+END
+$$;
+
+-- Denies a pending request; the reason is shown to the user once.
+--   verdict: 'denied', 'no_request', 'invalid' (reason empty or over 500 characters)
+CREATE FUNCTION ivmfa_api.admin_reset_deny(p_user text, p_reason text)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    IF p_reason IS NULL OR pg_catalog.btrim(p_reason) = ''
+       OR pg_catalog.length(p_reason) > 500 THEN
+        RETURN QUERY SELECT 'invalid'::text;
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_request'::text;
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.notice AS n (name, time, reason) VALUES (p_user, ivmfa.clock(), p_reason)
+    ON CONFLICT (name) DO UPDATE SET time = EXCLUDED.time, reason = EXCLUDED.reason;
+    PERFORM ivmfa.audit('admin_reset_deny', p_user, NULL, 'denied');
+    RETURN QUERY SELECT 'denied'::text;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_reset_deny', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text;
+END
+$$;
+
+-- Changes one fleet-wide setting (a column of ivmfa.settings other than the key).
+--   verdict: 'set', 'unknown', 'invalid'
+CREATE FUNCTION ivmfa_api.admin_configure(p_name text, p_value text)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    IF p_name NOT IN ('totp_window', 'max_failures', 'max_failures_per_user',
+                      'backoff_seconds', 'max_backoff_seconds', 'ticket_lifetime_seconds',
+                      'inband_enroll', 'attempt_lifetime_seconds', 'setup_lifetime_seconds')
+       OR p_name IS NULL THEN
+        RETURN QUERY SELECT 'unknown'::text;
+        RETURN;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('UPDATE ivmfa.settings SET %I = $1::%s', p_name,
+                                  CASE p_name WHEN 'inband_enroll' THEN 'boolean'
+                                              ELSE 'integer' END)
+            USING p_value;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN QUERY SELECT 'invalid'::text;
+        RETURN;
+    END;
+    PERFORM ivmfa.audit('admin_configure', NULL, NULL, p_name || ' = ' || p_value);
+    RETURN QUERY SELECT 'set'::text;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_configure', NULL, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text;
+END
+$$;
+
+CREATE FUNCTION ivmfa_api.admin_audit(p_limit integer)
+RETURNS TABLE (at timestamptz, role text, action text, user_name text, source text,
+               outcome text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT a.at, a.role, a.action, a.user_name, a.source, a.outcome
+                   FROM ivmfa.audit AS a ORDER BY a.id DESC
+                  LIMIT LEAST(GREATEST(COALESCE(p_limit, 100), 1), 10000);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    RETURN;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Rights and pinned settings
+------------------------------------------------------------------------------------------
+
+-- The pinned settings on every function of ours; the test suite checks that none lacks
+-- one, and that every message setting a host can change is among them.
+CREATE FUNCTION ivmfa.pin_functions(p_schema text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    f regprocedure;
+    s text;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+              WHERE p.pronamespace = p_schema::regnamespace
+                AND p.proowner = 'ivmfa_owner'::regrole LOOP
+        FOREACH s IN ARRAY ivmfa.pinned_settings() LOOP
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s SET %s', f, s);
+        END LOOP;
+    END LOOP;
+END
+$$;
+SELECT ivmfa.pin_functions('ivmfa');
+SELECT ivmfa.pin_functions('ivmfa_api');
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ivmfa_api FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    ivmfa_api.schema_version(),
+    ivmfa_api.before_prompt(text, text, boolean),
+    ivmfa_api.submit(text, text, text),
+    ivmfa_api.verify(bigint),
+    ivmfa_api.request_reset(text, text, text, text),
+    ivmfa_api.setup_begin(text),
+    ivmfa_api.setup_finish(text, text)
+TO ivmfa_host;
+GRANT EXECUTE ON FUNCTION
+    ivmfa_api.schema_version(),
+    ivmfa_api.admin_provision(text, bytea, integer, text, boolean),
+    ivmfa_api.admin_recovery_codes(text, integer),
+    ivmfa_api.admin_remove(text),
+    ivmfa_api.admin_status(text),
+    ivmfa_api.admin_reset_list(),
+    ivmfa_api.admin_reset_approve(text),
+    ivmfa_api.admin_reset_deny(text, text),
+    ivmfa_api.admin_configure(text, text),
+    ivmfa_api.admin_audit(integer)
+TO ivmfa_admin;
+
+RESET ROLE;
+COMMIT;

@@ -1,0 +1,390 @@
+//! A real PostgreSQL server for the fleet tests, started by the test itself: Debian's
+//! `postgresql` package, `initdb` and `pg_ctl` run as the `postgres` user (the server refuses
+//! root), listening on 127.0.0.1 at a free port and on a socket in its own temporary
+//! directory. Stopped and removed on drop. Tests talk to it with `psql`, one process per
+//! script or a long-lived [`Session`].
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::sshd::free_port;
+
+/// The database the schema is installed in.
+pub const DATABASE: &str = "ivmfa";
+/// The superuser `initdb` makes.
+pub const SUPERUSER: &str = "postgres";
+
+/// The fleet schema, as `ivmfa-enroll` will install it.
+pub fn schema_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ivmfa-enroll/sql/v1.sql")
+}
+
+/// The test-only additions: the role `ivmfa_clock` and the API at a chosen time.
+pub fn test_clock_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ivmfa-enroll/sql/test-clock.sql")
+}
+
+/// The server's programs: `pg_config --bindir`, else the newest under /usr/lib/postgresql.
+pub fn bindir() -> Option<PathBuf> {
+    let from_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let newest = || {
+        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse().ok()?;
+                Some((v, e.path().join("bin")))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, p)| p)
+    };
+    from_config
+        .filter(|d| d.join("initdb").exists())
+        .or_else(newest)
+        .filter(|d| d.join("initdb").exists() && d.join("pg_ctl").exists())
+}
+
+/// For the fleet tests: root (the server runs as `postgres`, started through `runuser`) and
+/// Debian's PostgreSQL. Asked for without them, the test fails here and says what is missing.
+#[track_caller]
+pub fn require_postgres(what: &str) {
+    crate::require_root(what);
+    assert!(
+        bindir().is_some(),
+        "{what} needs PostgreSQL's server programs (initdb, pg_ctl): apt-get install \
+         postgresql (scripts/test.sh installs it)"
+    );
+    assert!(
+        Command::new("psql").arg("--version").output().is_ok(),
+        "{what} needs psql: apt-get install postgresql-client"
+    );
+    assert!(
+        Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists(),
+        "{what} needs runuser (util-linux)"
+    );
+}
+
+/// What one psql run printed.
+#[derive(Debug)]
+pub struct Psql {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Psql {
+    /// Everything the client was told, results and messages alike.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub struct Postgres {
+    pub dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    /// initdb and start a fresh server; about half a second.
+    pub fn start() -> Postgres {
+        require_postgres("the fleet tests");
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let bin = bindir().unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "ivmfa-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sock")).unwrap();
+        let uid = postgres_uid();
+        for d in [dir.as_path(), &dir.join("sock")] {
+            std::os::unix::fs::chown(d, Some(uid), None).unwrap();
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let mut server = Postgres { port: 0, dir, bin };
+        let init = server.as_postgres(
+            "initdb",
+            &[
+                "--auth=trust",
+                "--username",
+                SUPERUSER,
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                "-D",
+                &server.dir.join("data").display().to_string(),
+            ],
+        );
+        assert!(init.status.success(), "initdb failed: {}", text(&init));
+        // A port picked free may be taken before the server binds it: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
+                 -c max_connections=60 -c fsync=off",
+                server.dir.join("sock").display()
+            );
+            let started = server.as_postgres(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &server.dir.join("data").display().to_string(),
+                    "-l",
+                    &server.dir.join("server.log").display().to_string(),
+                    "-o",
+                    &options,
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                ],
+            );
+            if started.status.success() {
+                server.port = port;
+                return server;
+            }
+        }
+        panic!("PostgreSQL did not start: {}", server.log());
+    }
+
+    /// Creates the database and installs the fleet schema and the test clock.
+    pub fn install(&self) {
+        self.sql(
+            SUPERUSER,
+            "postgres",
+            &format!(
+                "CREATE DATABASE {DATABASE} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' \
+                 TEMPLATE template0"
+            ),
+        );
+        for script in [schema_path(), test_clock_path()] {
+            let run = self.psql_file(SUPERUSER, &script);
+            assert!(run.ok, "{} did not install: {run:#?}", script.display());
+        }
+    }
+
+    /// Creates a login role that is a member of `groups`.
+    pub fn login_role(&self, name: &str, groups: &[&str]) {
+        let member = if groups.is_empty() {
+            String::new()
+        } else {
+            format!(" IN ROLE {}", groups.join(", "))
+        };
+        self.sql(
+            SUPERUSER,
+            DATABASE,
+            &format!("CREATE ROLE {name} LOGIN{member}"),
+        );
+    }
+
+    fn as_postgres(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn psql_command(&self, role: &str, database: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.args(["-X", "-q", "-A", "-t", "-h"])
+            .arg(self.dir.join("sock"))
+            .args(["-p", &self.port.to_string(), "-U", role, "-d", database])
+            .env_remove("PGOPTIONS")
+            .env_remove("PGSERVICE")
+            .env("PGCONNECT_TIMEOUT", "10");
+        c
+    }
+
+    /// Runs `script` as `role`, going on after errors; unaligned, tuples only.
+    pub fn run(&self, role: &str, script: &str) -> Psql {
+        self.run_in(role, DATABASE, script)
+    }
+
+    pub fn run_in(&self, role: &str, database: &str, script: &str) -> Psql {
+        let mut child = self
+            .psql_command(role, database)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql");
+        let mut stdin = child.stdin.take().unwrap();
+        let script = script.to_owned();
+        // Written from a thread: a long script and a long answer must not block each other.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(script.as_bytes());
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        Psql {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn psql_file(&self, role: &str, path: &Path) -> Psql {
+        let out = self
+            .psql_command(role, DATABASE)
+            .args(["-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Psql {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `sql` as `role` and returns its output; any error fails the test.
+    #[track_caller]
+    pub fn sql(&self, role: &str, database: &str, sql: &str) -> String {
+        let run = self.run_in(role, database, &format!("\\set ON_ERROR_STOP 1\n{sql};\n"));
+        assert!(run.ok && run.stderr.is_empty(), "{sql}\n{run:#?}");
+        run.stdout.trim_end().to_owned()
+    }
+
+    /// One value (first column of the first row) of `sql` run as `role` in the fleet database.
+    #[track_caller]
+    pub fn value(&self, role: &str, sql: &str) -> String {
+        let out = self.sql(role, DATABASE, sql);
+        out.lines().next().unwrap_or("").to_owned()
+    }
+
+    /// A psql process kept open, as `role`, for statements sent one after another.
+    pub fn session(&self, role: &str) -> Session {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let errors = self.dir.join(format!(
+            "session-{role}-{}.err",
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut child = self
+            .psql_command(role, DATABASE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&errors).unwrap())
+            .spawn()
+            .expect("psql");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Session {
+            child,
+            stdin,
+            stdout,
+            errors,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.dir.join("data").display().to_string(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A long-lived psql: [`Session::send`] a statement now, [`Session::receive`] its rows later,
+/// so several sessions can be made to run statements at the same time.
+pub struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    errors: PathBuf,
+}
+
+const END: &str = "@@ivmfa-end@@";
+
+impl Session {
+    pub fn send(&mut self, sql: &str) {
+        writeln!(self.stdin, "{sql};\n\\echo {END}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The rows the statement sent last printed (unaligned, `|` between columns).
+    pub fn receive(&mut self) -> Vec<String> {
+        let mut rows = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(
+                n > 0,
+                "psql ended: {}",
+                fs::read_to_string(&self.errors).unwrap_or_default()
+            );
+            let line = line.trim_end_matches('\n');
+            if line == END {
+                return rows;
+            }
+            rows.push(line.to_owned());
+        }
+    }
+
+    pub fn query(&mut self, sql: &str) -> Vec<String> {
+        self.send(sql);
+        self.receive()
+    }
+
+    /// What the server said on this session's standard error so far.
+    pub fn errors(&self) -> String {
+        fs::read_to_string(&self.errors).unwrap_or_default()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "\\q");
+        let _ = self.child.wait();
+    }
+}
+
+fn postgres_uid() -> u32 {
+    let out = Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no user postgres: apt-get install postgresql"
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
