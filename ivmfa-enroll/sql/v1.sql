@@ -211,19 +211,22 @@ CREATE TABLE ivmfa.recovery_code (
     PRIMARY KEY (name, idx)
 );
 
--- An answer filed by submit(), its failure already counted, waiting for verify().
+-- An answer filed by submit(), its failure already counted, waiting for verify(). Its
+-- recovery_hash comes from a salt, so, like the tables of secrets, no constraint but its key.
 CREATE TABLE ivmfa.attempt (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name text NOT NULL REFERENCES ivmfa.account ON DELETE CASCADE,
-    host text NOT NULL,
-    source text NOT NULL,
+    name text REFERENCES ivmfa.account ON DELETE CASCADE,
+    host text,
+    source text,
     -- The digits typed, if they have the shape of a code.
     code text,
     -- SHA-256 of the recovery set's salt and the answer, if it has the shape of a
     -- recovery code.
     recovery_hash bytea,
-    at bigint NOT NULL,
-    successes bigint NOT NULL
+    at bigint,
+    successes bigint,
+    -- The transaction that filed it: judged only once that one has committed.
+    xact xid8
 );
 CREATE INDEX attempt_name ON ivmfa.attempt (name);
 
@@ -663,12 +666,12 @@ BEGIN
      WHERE t.name = p_user
        AND t.at < p_now - (SELECT s.attempt_lifetime_seconds FROM ivmfa.settings AS s);
     PERFORM ivmfa.record_failure(p_user, v_source, p_now);
-    INSERT INTO ivmfa.attempt (name, host, source, code, recovery_hash, at, successes)
+    INSERT INTO ivmfa.attempt (name, host, source, code, recovery_hash, at, successes, xact)
     SELECT p_user, SESSION_USER, v_source, v_code,
            CASE WHEN v_canonical IS NOT NULL
                 THEN ivmfa.digest(r.salt || pg_catalog.convert_to(v_canonical, 'UTF8'),
                                   'sha256') END,
-           p_now, a.successes
+           p_now, a.successes, pg_catalog.pg_current_xact_id()
       FROM ivmfa.account AS a
       LEFT JOIN ivmfa.recovery_set AS r ON r.name = a.name
      WHERE a.name = p_user
@@ -683,7 +686,8 @@ $$;
 -- watermark is accepted, and the watermark moves by a conditional update.
 --   verdict: 'accepted', 'recovered' (recovery_left), 'wrong', 'replayed', 'clock_off'
 --            (clock_offset_seconds: positive when the phone is ahead), 'removed',
---            'expired', 'unknown_attempt'
+--            'expired', 'unknown_attempt', 'uncommitted' (submit's transaction is still
+--            open: it is this one, and its counted failure could yet be rolled back)
 --   failures: consecutive failures from this source; wait_seconds: the back-off this
 --   failure started, if any.
 CREATE FUNCTION ivmfa.verify(p_attempt bigint, p_now bigint)
@@ -714,6 +718,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'unknown_attempt'::text, 0, 0::bigint, NULL::integer,
                             NULL::bigint;
+        RETURN;
+    END IF;
+    -- An attempt this session can see but that is not committed was filed in this very
+    -- transaction: judged here, its failure would be rolled back with the verdict.
+    IF pg_catalog.pg_xact_status((SELECT t.xact FROM ivmfa.attempt AS t
+                                   WHERE t.id = p_attempt)) IS DISTINCT FROM 'committed' THEN
+        RETURN QUERY SELECT 'uncommitted'::text, 0, 0::bigint, NULL::integer, NULL::bigint;
         RETURN;
     END IF;
     PERFORM FROM ivmfa.account AS a WHERE a.name = v_name FOR UPDATE;

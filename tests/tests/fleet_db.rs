@@ -535,60 +535,48 @@ fn a_rolled_back_call_still_counts() {
     let key = random_secret();
     let e = enrollment(key.expose(), 6, Algorithm::SHA1);
     provision(&pg, "hal", key.expose(), 6, "SHA1");
-    let w = wrong_code(&e);
+    let submit = format!(
+        "SELECT attempt FROM ivmfa_api.submit('hal', {}, 'x')",
+        lit(&wrong_code(&e))
+    );
+    let verify = |id: &str| format!("SELECT verdict FROM ivmfa_api.verify({id})");
     let mut h = pg.session("host_a");
+
     // An attempt rolled back never existed: there is nothing to judge.
     h.query("BEGIN");
-    let id = fields(
-        &h.query(&format!(
-            "SELECT * FROM ivmfa_api.submit('hal', {}, 'x')",
-            lit(&w)
-        ))[0],
-    )[1]
-    .clone();
+    let id = h.query(&submit).concat();
     h.query("ROLLBACK");
-    assert_eq!(
-        fields(&h.query(&format!("SELECT * FROM ivmfa_api.verify({id})"))[0])[0],
-        "unknown_attempt"
-    );
-    // Verdicts seen and rolled back: every attempt is still counted.
-    for _ in 0..2 {
-        let id = fields(
-            &h.query(&format!(
-                "SELECT * FROM ivmfa_api.submit('hal', {}, 'x')",
-                lit(&w)
-            ))[0],
-        )[1]
-        .clone();
-        h.query("BEGIN");
-        assert_eq!(
-            fields(&h.query(&format!("SELECT * FROM ivmfa_api.verify({id})"))[0])[0],
-            "wrong"
-        );
-        h.query("ROLLBACK");
-    }
-    // The same through one query string of two statements, one transaction, the second
-    // failing once the verdict is out.
-    let id = fields(
-        &h.query(&format!(
-            "SELECT * FROM ivmfa_api.submit('hal', {}, 'x')",
-            lit(&w)
-        ))[0],
-    )[1]
-    .clone();
-    let told = h.query(&format!(
-        "SELECT verdict FROM ivmfa_api.verify({id}) \\; SELECT 1/0"
-    ));
+    assert_eq!(h.query(&verify(&id)), ["unknown_attempt"]);
+    // Judged in the transaction that filed it, its failure would be rolled back with the
+    // verdict: refused, in an explicit transaction and within one statement.
+    h.query("BEGIN");
+    let id = h.query(&submit).concat();
+    assert_eq!(h.query(&verify(&id)), ["uncommitted"]);
+    h.query("ROLLBACK");
+    let both = h.query(&verify(&format!("({submit})")));
+    assert_eq!(both, ["uncommitted"], "{}", h.errors());
+
+    // A verdict seen and rolled back: the attempt stays counted (that statement's was
+    // the first).
+    let id = h.query(&submit).concat();
+    h.query("BEGIN");
+    assert_eq!(h.query(&verify(&id)), ["wrong"]);
+    h.query("ROLLBACK");
+    // The same in one query string of two statements, one transaction that fails once the
+    // verdict is out.
+    let id = h.query(&submit).concat();
+    let told = h.query(&format!("{} \\; SELECT 1/0", verify(&id)));
     assert_eq!(told, ["wrong"], "{}", h.errors());
     assert!(h.errors().contains("division by zero"), "{}", h.errors());
+
+    // Three failures from this source: it must wait, even with the right code.
     let j = attempt(&mut h, "hal", &code(&e, 0), "x", None);
     assert_eq!(j.verdict, "backing_off", "{j:?}");
-    let status = pg.sql(
+    let failures = pg.value(
         "admin",
-        DATABASE,
         "SELECT failures FROM ivmfa_api.admin_status('hal')",
     );
-    assert_eq!(status, "3");
+    assert_eq!(failures, "3");
 }
 
 /// Exactly once, fleet-wide: 8 psql processes on 8 host roles race one code (and then one
