@@ -63,6 +63,18 @@ fn fields(row: &str) -> Vec<String> {
     row.split('|').map(str::to_owned).collect()
 }
 
+/// A code right for no step within ten minutes of `at` (so never "clock_off" either), unlike
+/// `wrong_code`, which may by chance match a neighbouring step.
+fn never_right(e: &Enrollment, at: u64) -> String {
+    let near: Vec<String> = (-21i64..=21)
+        .map(|k| code_at(e, (at as i64 + k * 30) as u64))
+        .collect();
+    (0..)
+        .map(|n| format!("{:0width$}", n, width = usize::from(e.digits)))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
 /// The columns of verify's answer, or of submit's when it did not file an attempt.
 #[derive(Debug)]
 struct Judged {
@@ -256,11 +268,7 @@ fn decisions_match_the_file_store() {
 
     // Back-off: three failures from a source, then a wait that doubles up to its cap.
     let t2 = t1 + 3600;
-    let wrong = |t: u64| {
-        let mut w = code_at(&e, t).into_bytes();
-        w[5] = if w[5] == b'9' { b'0' } else { w[5] + 1 };
-        String::from_utf8(w).unwrap()
-    };
+    let wrong = |t: u64| never_right(&e, t);
     let mut now = t2;
     let mut waits = Vec::new();
     for _ in 0..9 {
@@ -425,7 +433,7 @@ fn reset_desk_and_setup_under_a_ticket() {
         pg.value(host, &format!("SELECT verdict || '|' || tries_left || '|' || COALESCE(array_to_string(recovery_codes, ' '), '') FROM ivmfa_api.setup_finish('erin', {})", lit(answer)))
     };
     assert_eq!(finish("host_a", &right), "no_setup|0|");
-    assert_eq!(finish("host_b", &wrong_code(&e)), "wrong|2|");
+    assert_eq!(finish("host_b", &never_right(&e, now())), "wrong|2|");
     let done = finish("host_b", &right);
     assert!(done.starts_with("enrolled|0|"), "{done}");
     assert_eq!(
@@ -494,7 +502,7 @@ fn hosts_share_failures_and_the_watermark() {
         "replayed"
     );
     // Three failures from one client address: two on A, one on B.
-    let w = wrong_code(&e);
+    let w = never_right(&e, now());
     assert_eq!(
         attempt(&mut a, "gail", &w, "192.0.2.9", None).verdict,
         "wrong"
@@ -537,7 +545,7 @@ fn a_rolled_back_call_still_counts() {
     provision(&pg, "hal", key.expose(), 6, "SHA1");
     let submit = format!(
         "SELECT attempt FROM ivmfa_api.submit('hal', {}, 'x')",
-        lit(&wrong_code(&e))
+        lit(&never_right(&e, now()))
     );
     let verify = |id: &str| format!("SELECT verdict FROM ivmfa_api.verify({id})");
     let mut h = pg.session("host_a");
@@ -905,7 +913,7 @@ fn no_secret_in_anything_a_host_is_told() {
     let answers: Vec<String> = vec![
         right.clone(),
         right.clone(),
-        wrong_code(&e),
+        never_right(&e, now()),
         code(&e, 5),
         codes[0].to_owned(),
         codes[0].to_owned(),
