@@ -948,6 +948,13 @@ fn no_secret_in_anything_a_host_is_told() {
          SELECT * FROM ivmfa_api.setup_finish('kim', {h});\n\
          SELECT * FROM ivmfa_api.setup_finish('kim', {w});\n\
          SELECT * FROM ivmfa_api.setup_finish('kim', '000000');\n\
+         SELECT * FROM ivmfa_api.before_prompt(NULL, NULL, NULL);\n\
+         SELECT * FROM ivmfa_api.submit('judy', NULL, NULL);\n\
+         SELECT * FROM ivmfa_api.submit(NULL, NULL, NULL);\n\
+         SELECT * FROM ivmfa_api.verify(NULL);\n\
+         SELECT * FROM ivmfa_api.request_reset('judy', NULL, NULL, NULL);\n\
+         SELECT * FROM ivmfa_api.setup_begin(NULL);\n\
+         SELECT * FROM ivmfa_api.setup_finish('kim', NULL);\n\
          SELECT ivmfa_api.schema_version();\n",
         h = lit(&huge),
         w = lit(&wide),
@@ -974,6 +981,11 @@ fn no_secret_in_anything_a_host_is_told() {
         "submit malformed",
         "enrolled|",
         "unknown_attempt|",
+        "invalid_user|",
+        "filed\n",
+        "pending\n",
+        "\nok\n",
+        "failed|",
     ] {
         assert!(
             told.contains(verdict),
@@ -999,11 +1011,12 @@ fn no_secret_in_anything_a_host_is_told() {
         "ivmfa_api.before_prompt(E'ju\\x00dy', 'x', true)",
         "ivmfa_api.request_reset('judy', chr(0), 'x', 'y')",
         "ivmfa_api.setup_finish('kim', E'\\x00')",
+        "ivmfa_api.setup_begin(E'k\\x00im')",
     ] {
         nul.push_str(&format!("SELECT * FROM {call};\n"));
     }
     let refused = pg.run("host_a", &nul);
-    assert_eq!(refused.stderr.matches("ERROR:").count(), 5, "{refused:#?}");
+    assert_eq!(refused.stderr.matches("ERROR:").count(), 6, "{refused:#?}");
     let told = format!("{told}\n{}", refused.all());
 
     // The search finds what it looks for, as psql and a plan dump would show it.
