@@ -1236,6 +1236,7 @@ BEGIN
            a.last_step
       FROM ivmfa.account AS a LEFT JOIN ivmfa.secret AS s ON s.name = a.name
      WHERE a.name = p_user;
+    PERFORM ivmfa.audit('admin_status', p_user, NULL, 'read');
 EXCEPTION WHEN OTHERS OR query_canceled THEN
     PERFORM ivmfa.audit_error('admin_status', p_user, SQLSTATE);
     RETURN;
@@ -1249,6 +1250,7 @@ AS $$
 BEGIN
     RETURN QUERY SELECT r.name, r.filed, r.service, r.rhost, r.tty, r.host
                    FROM ivmfa.reset_request AS r ORDER BY r.filed, r.name;
+    PERFORM ivmfa.audit('admin_reset_list', NULL, NULL, 'read');
 EXCEPTION WHEN OTHERS OR query_canceled THEN
     PERFORM ivmfa.audit_error('admin_reset_list', NULL, SQLSTATE);
     RETURN;

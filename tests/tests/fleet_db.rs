@@ -587,6 +587,54 @@ fn a_rolled_back_call_still_counts() {
     assert_eq!(failures, "3");
 }
 
+/// Whatever goes wrong inside a host function is a verdict, `error`, never an error message
+/// (whose text could quote a row): a read-only transaction, a lock held elsewhere past the
+/// caller's lock_timeout or statement_timeout. Only the SQLSTATE is kept, in the audit.
+#[test]
+#[ignore = "needs root"]
+fn errors_are_verdicts_not_messages() {
+    let pg = fleet();
+    pg.login_role("host_a", &["ivmfa_host"]);
+    let key = random_secret();
+    provision(&pg, "lee", key.expose(), 6, "SHA1");
+    let calls = [
+        "SELECT verdict FROM ivmfa_api.submit('lee', '123456', 'x')",
+        "SELECT verdict FROM ivmfa_api.request_reset('lee', 's', 'r', 't')",
+        "SELECT verdict FROM ivmfa_api.setup_begin('lee')",
+        "SELECT status FROM ivmfa_api.before_prompt('lee', 'x', true)",
+    ];
+    let read_only: String = calls.iter().map(|c| format!("{c};\n")).collect();
+    let run = pg.run(
+        "host_a",
+        &format!("SET default_transaction_read_only = on;\n{read_only}"),
+    );
+    assert_eq!(run.stdout, "error\nerror\nerror\nerror\n", "{run:#?}");
+    assert_eq!(run.stderr, "");
+
+    // The user's row locked by someone else: the caller's own timeouts end the wait.
+    let mut holder = pg.session(SUPERUSER);
+    holder.query("BEGIN");
+    holder.query("SELECT 1 FROM ivmfa.account WHERE name = 'lee' FOR UPDATE");
+    for timeout in ["lock_timeout", "statement_timeout"] {
+        let run = pg.run(
+            "host_a",
+            &format!("SET {timeout} = '200ms';\n{};\n{};\n", calls[0], calls[1]),
+        );
+        assert_eq!(run.stdout, "error\nerror\n", "{timeout}: {run:#?}");
+        assert_eq!(run.stderr, "", "{timeout}");
+    }
+    holder.query("ROLLBACK");
+    let kept = pg.sql(
+        SUPERUSER,
+        DATABASE,
+        "SELECT DISTINCT outcome FROM ivmfa.audit WHERE outcome LIKE 'error%' ORDER BY 1",
+    );
+    assert_eq!(
+        kept, "error 55P03\nerror 57014",
+        "lock_not_available, query_canceled"
+    );
+}
+
 /// Exactly once, fleet-wide: 8 psql processes on 8 host roles race one code (and then one
 /// recovery code) round after round; each round exactly one of them is accepted.
 #[test]
