@@ -12,12 +12,16 @@
 --   * Hosts and administrators reach them only through SECURITY DEFINER functions in
 --     ivmfa_api, each granted to one group role.
 --   * Every function pins search_path (pg_catalog first, pg_temp last) and every message
---     setting a caller can raise (ivmfa.pinned_settings() lists them; applied at the end).
+--     setting a caller can raise (ivmfa.pinned_settings() lists them; applied at the end);
+--     every name of ours is written with its schema.
 --   * A secret is never held in a PL/pgSQL variable: it goes from its column into the
 --     expression that uses it, inside one SQL statement.
---   * No CHECK constraint on a table that holds a secret (its violation prints the row).
+--   * No constraint but the key on a table that holds a secret or a hash (a CHECK or NOT
+--     NULL violation prints the row).
 --   * Every error inside an API function is caught and answered with the verdict 'error';
 --     only the SQLSTATE is kept, in the audit table.
+--   * An attempt is counted, and committed, before it is judged (submit, then verify), so
+--     a caller cannot roll a count back after seeing the verdict.
 --   * The database's clock is the only clock.
 
 BEGIN;
