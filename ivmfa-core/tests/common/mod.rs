@@ -148,7 +148,7 @@ impl Fixture {
 
     pub fn with_config(args: &str, config: &str) -> Fixture {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        let dir = scratch_root().join(format!(
             "ivmfa-core-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
@@ -281,6 +281,20 @@ impl Fixture {
             password: None,
             notify_fails: false,
         }
+    }
+}
+
+/// Where fixtures go: memory (/dev/shm) where there is one. What is judged here is the
+/// decision; every login syncs its writes to disk, which on a real disk costs more than the
+/// judging (the crash and store-safety tests of the libpam tier cover durability).
+fn scratch_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let writable = std::fs::metadata(shm)
+        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777);
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
     }
 }
 
