@@ -76,7 +76,6 @@ fn a_file_size_limit_never_leaves_a_wrong_code_uncounted() {
     let f = Fixture::new("max_failures=3 max_failures_per_user=1000 backoff_seconds=600");
     let e = f.enroll("daemon");
     put_state(&f, "daemon", &big_table(0));
-    settle();
     // -S: a soft limit, which the module can always lift; -SH: both, which it lifts only with
     // CAP_SYS_RESOURCE (a container's root may lack it).
     for flag in ["-S", "-SH"] {
@@ -126,7 +125,6 @@ fn a_file_size_limit_never_leaves_a_wrong_code_uncounted() {
 fn the_callers_limit_and_signal_disposition_are_put_back() {
     let f = Fixture::new("");
     let e = f.enroll("daemon");
-    settle();
     // The driver reports its RLIMIT_FSIZE and SIGXFSZ disposition after pam_authenticate.
     let mut args = f.auth_args("daemon", &[&code(&e, 0)]);
     args.push("--report-limits".into());
@@ -142,7 +140,12 @@ fn su_under_a_file_size_limit_counts_every_wrong_code() {
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let args = "max_failures=1 max_failures_per_user=1000 backoff_seconds=600";
-    let stack = format!("auth requisite pam_unix.so\n{}", module_line(&f, args));
+    // nodelay: pam_unix's 2 s delay after a failed stack is no part of what is shown here,
+    // and would be most of the test's time (every su below fails).
+    let stack = format!(
+        "auth requisite pam_unix.so nodelay\n{}",
+        module_line(&f, args)
+    );
     let setup = private_system(&f, "attempts-su", &[("su", &stack)]);
     let su = |kib: u64, answer: &str| {
         // The attacker's shell: an unprivileged account that ignores SIGXFSZ and sets a
@@ -172,7 +175,6 @@ fn su_under_a_file_size_limit_counts_every_wrong_code() {
     };
     for kib in 1..=STATE_KIB {
         put_state(&f, USER, &big_table(0));
-        settle();
         let screen = su(kib, &wrong_code(&e));
         let counted = seen(result(&screen), &screen) == Seen::Counted;
         assert!(
@@ -251,32 +253,9 @@ fn a_full_disk_tells_right_from_wrong_recovery_codes_only_by_letting_in() {
         .assert("PAM_AUTH_ERR")
         .assert_said("That code is not correct");
     // TOTP codes alike: a right one gets in, a wrong one is refused; neither is a fault.
-    settle();
     f.login_in_namespace(&setup(""), "daemon", &[&code(&e, 0)])
         .assert("PAM_SUCCESS");
     f.login_in_namespace(&setup(""), "daemon", &[&wrong_code(&e)])
-        .assert("PAM_AUTH_ERR")
-        .assert_said("That code is not correct");
-}
-
-#[test]
-fn a_recovery_code_recorded_only_in_the_state_stays_used() {
-    let f = Fixture::new("");
-    let (e, codes) = enroll_with_recovery(&f);
-    // As if the enrollment could not be rewritten when code 3 was used: the state alone
-    // knows.
-    let mut state = State::default();
-    state.use_recovery(&e.recovery, 3);
-    put_state(&f, "daemon", &state);
-    f.login("daemon", &[&codes[3]])
-        .assert("PAM_AUTH_ERR")
-        .assert_said("That code is not correct");
-    f.login("daemon", &[&codes[4]])
-        .assert("PAM_SUCCESS")
-        .assert_said("You have 8 recovery codes left");
-    // Normally the enrollment is rewritten too, so removing the state revives nothing.
-    std::fs::remove_file(f.user_dir("daemon").join("state")).unwrap();
-    f.login("daemon", &[&codes[4]])
         .assert("PAM_AUTH_ERR")
         .assert_said("That code is not correct");
 }
@@ -307,7 +286,6 @@ fn a_stopped_lock_holder_delays_a_login_only_until_the_deadline() {
     require_root("flock(1) on the store's lock file, and syslog capture");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
-    settle();
     // Another process holds daemon's lock and has been stopped (as a caller can stop its own
     // su with SIGSTOP while the lock is held).
     let lock = f.user_dir("daemon").join("lock");
@@ -360,7 +338,6 @@ fn the_caller_of_a_setuid_login_cannot_stop_it_while_it_works() {
     require_root("setpriv, flock(1) and a lock held by root");
     let f = Fixture::new("");
     let e = f.enroll("daemon");
-    settle();
     // Another login holds daemon's lock for a moment, so this one is seen waiting for it.
     let lock = f.user_dir("daemon").join("lock");
     let mut holder = hold(&lock);
@@ -408,32 +385,4 @@ fn the_caller_of_a_setuid_login_cannot_stop_it_while_it_works() {
     let out = Outcome::parse(&login.wait_with_output().unwrap());
     // And once done, the caller's real uid is back.
     out.assert("PAM_SUCCESS").assert_said(", ruid 65534");
-}
-
-#[test]
-fn a_declined_reset_waits_for_a_login_that_can_show_it() {
-    let f = Fixture::new("");
-    let e = f.enroll("daemon");
-    let store = f.store();
-    {
-        let lock = store.lock(&user_name("daemon")).unwrap();
-        let notice = ivmfa_core::reset::Notice {
-            version: ivmfa_core::reset::FORMAT_VERSION,
-            reason: "Come to the desk with your badge.".into(),
-            time: now(),
-        };
-        store.save_notice(&lock, &notice).unwrap();
-    }
-    settle();
-    let mut silent = f.auth_args("daemon", &[&wrong_code(&e)]);
-    silent.push("--silent".into());
-    f.run(silent).assert("PAM_AUTH_ERR");
-    assert!(f.user_dir("daemon").join("notice.toml").exists(), "kept");
-    f.login("daemon", &[&code(&e, 0)])
-        .assert("PAM_SUCCESS")
-        .assert_said("declined: Come to the desk with your badge.");
-    assert!(
-        !f.user_dir("daemon").join("notice.toml").exists(),
-        "shown once"
-    );
 }

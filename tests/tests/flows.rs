@@ -16,7 +16,6 @@ fn codes_shown(out: &Outcome) -> Vec<String> {
 #[test]
 fn first_login_enrolls_with_the_qr_code_and_goes_on() {
     let f = Fixture::new("unenrolled=enroll");
-    settle();
     let out = f.login("daemon", &["@phone"]);
     out.assert("PAM_SUCCESS")
         .assert_said("Microsoft Authenticator")
@@ -50,7 +49,6 @@ fn first_login_enrolls_with_the_qr_code_and_goes_on() {
 #[test]
 fn the_qr_text_in_the_conversation_decodes_to_the_uri() {
     let f = Fixture::with_config("unenrolled=enroll", "issuer = \"Example Corp\"\n");
-    settle();
     let out = f.login("daemon", &["@phone"]);
     out.assert("PAM_SUCCESS");
     let shown: String = out
@@ -68,7 +66,6 @@ fn the_qr_text_in_the_conversation_decodes_to_the_uri() {
 #[test]
 fn invert_redraws_the_code_for_a_light_background() {
     let f = Fixture::new("unenrolled=enroll");
-    settle();
     let out = f.login("daemon", &["invert", "@phone"]);
     out.assert("PAM_SUCCESS");
     let e = f.enrollment("daemon").unwrap();
@@ -90,17 +87,12 @@ fn invert_redraws_the_code_for_a_light_background() {
 }
 
 #[test]
-fn three_wrong_codes_save_nothing() {
+fn a_wrong_code_at_set_up_leaves_tries() {
+    // The tries, the hints and what is saved: ivmfa-core/tests/unenrolled.rs.
     let f = Fixture::new("unenrolled=enroll");
-    settle();
-    let out = f.login("daemon", &["@phone-wrong", "000000", "not a code"]);
-    out.assert("PAM_AUTH_ERR")
-        .assert_said("2 tries left")
-        .assert_said("1 try left")
-        .assert_said("nothing was set up");
-    assert!(f.enrollment("daemon").is_none());
-    // The next login starts over with a new secret and can succeed.
-    f.login("daemon", &["@phone"]).assert("PAM_SUCCESS");
+    f.login("daemon", &["@phone-wrong", "@phone"])
+        .assert("PAM_SUCCESS")
+        .assert_said("2 tries left");
 }
 
 #[test]
@@ -123,7 +115,8 @@ fn request_file(f: &Fixture, user: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn reset_keyword_files_one_request_and_denies() {
+fn reset_keyword_files_a_request_from_the_logins_items() {
+    // Asked again, other keywords, switched off, approvals and denials: ivmfa-core/tests/reset.rs.
     let f = Fixture::new("");
     f.enroll("daemon");
     let mut args = f.auth_args("daemon", &["reset"]);
@@ -133,7 +126,7 @@ fn reset_keyword_files_one_request_and_denies() {
         "--tty".into(),
         "ssh".into(),
     ]);
-    let out = f.run(args.clone());
+    let out = f.run(args);
     out.assert("PAM_AUTH_ERR")
         .assert_said("info: Your request to reset multi-factor authentication has been sent to the administrators. They will decide whether it can safely be reset; expect an answer within 24 hours on work days.");
     let first = fs::read_to_string(request_file(&f, "daemon")).unwrap();
@@ -145,35 +138,6 @@ fn reset_keyword_files_one_request_and_denies() {
     ] {
         assert!(first.contains(key), "{key} in {first}");
     }
-    // Asked again (in any case): same message, still one request, unchanged.
-    std::thread::sleep(Duration::from_millis(1100));
-    f.login("daemon", &["RESET"])
-        .assert("PAM_AUTH_ERR")
-        .assert_said("sent to the administrators");
-    assert_eq!(
-        fs::read_to_string(request_file(&f, "daemon")).unwrap(),
-        first
-    );
-    assert_eq!(fs::read_dir(f.store.join("requests")).unwrap().count(), 1);
-    // The enrollment is untouched: the current code still works.
-    let e = f.enrollment("daemon").unwrap();
-    settle();
-    f.login("daemon", &[&code(&e, 0)]).assert("PAM_SUCCESS");
-
-    // A custom keyword and message; an empty keyword disables requests.
-    let g = Fixture::with_config(
-        "",
-        "reset_keyword = \"lost\"\nreset_message = \"Call the desk.\"\n",
-    );
-    g.enroll("daemon");
-    g.login("daemon", &["lost"])
-        .assert_said("info: Call the desk.");
-    let off = Fixture::with_config("", "reset_keyword = \"\"\n");
-    off.enroll("daemon");
-    off.login("daemon", &["reset"])
-        .assert("PAM_AUTH_ERR")
-        .assert_said("6-digit code");
-    assert!(!request_file(&off, "daemon").exists());
 }
 
 #[test]
@@ -192,7 +156,6 @@ fn approve_then_enroll_then_the_new_code() {
     f.cli(&["reset", "list"], "")
         .expect(0, "No reset requests are pending");
     f.cli(&["status", "daemon"], "").expect(0, "reset approved");
-    settle();
     // The old phone no longer gets in; the next login shows a new QR code.
     let out = f.login("daemon", &["@phone"]);
     out.assert("PAM_SUCCESS").assert_said("scan this code");
@@ -231,7 +194,6 @@ fn deny_keeps_the_secret_and_shows_the_reason_once() {
     .expect(0, "Declined");
     f.cli(&["reset", "deny", "daemon", "--reason", "again"], "")
         .expect(3, "no reset request");
-    settle();
     f.login("daemon", &[&code(&e, 0)])
         .assert("PAM_SUCCESS")
         .assert_said("declined: Call the service desk first");
@@ -254,38 +216,22 @@ fn approve(f: &Fixture, user: &str, issued: u64, expires: u64) {
 }
 
 #[test]
-fn an_expired_ticket_denies_and_says_whom_to_ask() {
-    let f = Fixture::new("");
-    approve(&f, "daemon", now() - 7200, now() - 3600);
-    let out = f.login("daemon", &["@phone"]);
-    out.assert("PAM_AUTH_ERR")
-        .assert_said("has run out. Please contact your administrators");
-    assert!(!out.said("prompt"));
-    assert!(f.enrollment("daemon").is_none());
-}
-
-#[test]
 fn a_recovery_code_works_once() {
+    // Other spellings, the last codes, a wrong one counted: ivmfa-core/tests/recovery.rs.
     let f = Fixture::new("unenrolled=enroll");
-    settle();
     let codes = codes_shown(&f.login("daemon", &["@phone"]));
-    let typed = codes[0].to_uppercase().replace('-', " ");
-    f.login("daemon", &[&typed])
+    f.login("daemon", &[&codes[0]])
         .assert("PAM_SUCCESS")
         .assert_said("You have 9 recovery codes left");
     f.login("daemon", &[&codes[0]])
         .assert("PAM_AUTH_ERR")
         .assert_said("That code is not correct");
     assert_eq!(f.enrollment("daemon").unwrap().recovery.remaining(), 9);
-    // A made-up one counts as a failure like a wrong code.
-    f.login("daemon", &["abcd-efgh-jkmn"])
-        .assert("PAM_AUTH_ERR");
 }
 
 #[test]
 fn a_recovery_code_raced_by_eight_logins_gets_one_in() {
     let f = Fixture::new("unenrolled=enroll");
-    settle();
     let codes = codes_shown(&f.login("daemon", &["@phone"]));
     for (round, code) in codes.iter().take(5).enumerate() {
         let outputs = f.race("daemon", &vec![code.clone(); 8]);
@@ -386,24 +332,12 @@ fn notify_failures_are_logged() {
 fn a_ticket_withdrawn_while_the_prompt_is_open_enrolls_nobody() {
     let f = Fixture::new("");
     approve(&f, "daemon", now(), now() + 3600);
-    settle();
     let held = f.login_held("daemon", &["@phone"]);
     // The administrator takes the approval back (here: the ticket file goes away).
     fs::remove_file(f.user_dir("daemon").join("ticket.toml")).unwrap();
     let text = held.release();
     assert!(text.contains("result: PAM_AUTH_ERR"), "{text}");
     assert!(f.enrollment("daemon").is_none(), "nothing was enrolled");
-}
-
-#[test]
-fn a_made_up_recovery_code_counts_as_a_failure() {
-    let f = Fixture::new("");
-    f.enroll("daemon");
-    f.login("daemon", &["abcd-efgh-jkmn"])
-        .assert("PAM_AUTH_ERR")
-        .assert_said("not correct");
-    let state = f.state("daemon").state;
-    assert_eq!(state.total.count, 1, "{state:?}");
 }
 
 #[test]

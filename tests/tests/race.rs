@@ -39,7 +39,6 @@ fn one_code_many_logins_exactly_one_success() {
 fn parallel_wrong_codes_are_judged_one_at_a_time() {
     let f = Fixture::new("max_failures=1 backoff_seconds=60 max_backoff_seconds=60");
     let e = f.enroll("daemon");
-    settle();
     let outputs = f.race("daemon", &vec![wrong_code(&e); PROCESSES]);
     let judged = outputs
         .iter()
