@@ -2,7 +2,7 @@
 //!
 //! Every variant says what happened and where ([`std::fmt::Display`]); [`Error::hint`] says
 //! what to do about it where the error knows better than its caller. The module's syslog line
-//! carries both ([`Error::with_hint`]); the CLI prints them as `error:` and `hint:`.
+//! carries both (`Error::with_hint`); the CLI prints them as `error:` and `hint:`.
 
 use std::fmt;
 use std::io;

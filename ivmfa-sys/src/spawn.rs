@@ -86,7 +86,7 @@ const EXEC: u32 = 8;
 
 /// Runs `program` as root with only `env` (and a standard PATH) in its environment, in a
 /// known state whatever the calling process's: working directory `/`, umask 077, real and
-/// effective uid and gid 0 and no supplementary groups, the [`LIMITS`] above, every signal at
+/// effective uid and gid 0 and no supplementary groups, the `LIMITS` above, every signal at
 /// its default action and none blocked, standard input, output and error on /dev/null and no
 /// other descriptor (an sshd process has the client's socket open). It runs in a session and
 /// process group of its own; once `timeout` seconds have passed, everything still in that

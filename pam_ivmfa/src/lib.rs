@@ -1,6 +1,6 @@
 //! `pam_ivmfa.so`: the PAM face of ivmfa.
 //!
-//! sshd → libpam → [`ffi`] (entry points, PAM items, conversation, syslog; with `ivmfa-sys`
+//! sshd → libpam → `ffi` (entry points, PAM items, conversation, syslog; with `ivmfa-sys`
 //! the only code outside Rust's safety checks) → [`ivmfa_core::auth`] (every decision) → the
 //! store. This file holds the one mapping from the core's verdict to a PAM return code.
 

@@ -2,7 +2,7 @@
 //!
 //! The PAM module gathers facts (user, service, remote host), provides the conversation and
 //! the system look-ups through the [`crate::ports`], and turns the [`Verdict`] into a PAM code. Every decision is made here (and, for set-up inside the login, in
-//! [`crate::inband`]), so it can be read in one place, top to bottom.
+//! `crate::inband`), so it can be read in one place, top to bottom.
 
 use zeroize::Zeroizing;
 

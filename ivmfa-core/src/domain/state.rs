@@ -307,7 +307,7 @@ impl State {
         toml::to_string(&file).map_err(|e| Error::Invalid(format!("cannot encode state: {e}")))
     }
 
-    /// Reads the TOML of a state slot. Its sources must be in the form [`cap`] gives them, or
+    /// Reads the TOML of a state slot. Its sources must be in the form `cap` gives them, or
     /// the state might not fit its slot when it is written back.
     pub fn from_toml(text: &str, path: &Path) -> Result<State> {
         let state = Self::parse(text, path)?;

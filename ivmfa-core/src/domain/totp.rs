@@ -19,7 +19,7 @@ pub enum Check {
     /// The code is not right for any step in the window.
     Wrong,
     /// Not right in the window, but for `step`, `offset` steps from now and within
-    /// [`SKEW_SEARCH_SECONDS`]: most likely a phone whose clock is off. Refused all the same.
+    /// `SKEW_SEARCH_SECONDS`: most likely a phone whose clock is off. Refused all the same.
     Skewed { step: u64, offset: i64 },
 }
 
@@ -52,7 +52,7 @@ pub(crate) fn generator(enrollment: &Enrollment, step: u64) -> Result<totp_rs::T
 /// Checks `code` at unix time `now`, accepting `window` steps on either side, and refusing
 /// steps at or below `last_step` and the steps in `refused` (matched earlier while they were
 /// ahead of the clock). A code wrong in the window is looked for further out, up to
-/// [`SKEW_SEARCH_SECONDS`] either way, only to say so.
+/// `SKEW_SEARCH_SECONDS` either way, only to say so.
 pub fn verify(
     enrollment: &Enrollment,
     code: &Code,

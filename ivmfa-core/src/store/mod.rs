@@ -17,7 +17,7 @@
 //!
 //! Every directory on the way is checked before use, every file is read through
 //! [`Policy`], every write is atomic and durable: the state by [`slotfile`], the rest by
-//! [`safefile::write_atomic`]. State can only be touched through a
+//! `safefile::write_atomic`. State can only be touched through a
 //! [`UserLock`], so no code path can change it without holding the user's lock.
 
 pub mod safefile;
@@ -61,7 +61,7 @@ pub struct LoadedState {
 }
 
 /// A state written under the lock but not yet flushed: every later reader sees it, even if
-/// this process dies now. [`Self::commit`] makes it durable as it is; [`Self::replace`] puts a
+/// this process dies now. `Self::commit` makes it durable as it is; [`Self::replace`] puts a
 /// different state in its place and makes that durable. This is how an attempt is counted
 /// before its code is judged: the failure goes in first, and a right code replaces it.
 pub struct PendingState<'a> {

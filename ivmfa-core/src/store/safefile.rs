@@ -6,7 +6,7 @@
 //! file in the same directory, are flushed to disk, renamed over the old file and then the
 //! directory itself is flushed: after a crash at any instant the old or the new file is there,
 //! never a torn one. (The state, written at every login, is kept in a [`crate::slotfile`]
-//! instead, which is created and replaced by [`write_atomic`] but updated in place.)
+//! instead, which is created and replaced by `write_atomic` but updated in place.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

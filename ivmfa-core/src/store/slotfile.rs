@@ -21,7 +21,7 @@
 //! ```
 //!
 //! The intact slot with the higher sequence number holds the state. The file is created by
-//! [`safefile::write_atomic`] at its final size, room enough for the largest body it will
+//! `safefile::write_atomic` at its final size, room enough for the largest body it will
 //! hold, so it never has to grow: once it exists, a full disk does not stop a write (on
 //! file systems that overwrite in place; copy-on-write ones such as btrfs need free space for
 //! every write, and then deny success and failure alike).
@@ -251,7 +251,7 @@ fn too_long(path: &Path, body: &[u8]) -> Error {
     ))
 }
 
-/// A slot written by [`begin`] and not flushed yet.
+/// A slot written by `begin` and not flushed yet.
 pub struct Pending<'a> {
     file: File,
     dir: &'a Path,
@@ -262,7 +262,7 @@ pub struct Pending<'a> {
     seq: u64,
     /// The file as it was when this slot last held a body that reached the disk, or was read.
     before: Zeroizing<Vec<u8>>,
-    /// Whether [`begin`] created the file.
+    /// Whether `begin` created the file.
     pub created: bool,
 }
 
@@ -280,7 +280,7 @@ impl Pending<'_> {
         flushed
     }
 
-    /// Puts `body` into the same slot in place of what [`begin`] wrote, and flushes it. The
+    /// Puts `body` into the same slot in place of what `begin` wrote, and flushes it. The
     /// other slot is never touched, so a crash leaves it, or this slot whole.
     pub fn replace(mut self, body: &[u8]) -> Result<()> {
         self.put(body)?;
