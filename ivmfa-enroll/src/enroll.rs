@@ -277,7 +277,6 @@ fn show(c: &Ceremony, style: QrStyle) {
 /// Asks for a code until the ceremony is satisfied or gives up. Never says what the right
 /// code was; after three wrong ones, nothing has been written.
 fn confirm(c: &mut Ceremony, now: u64) -> Result<()> {
-    let stdin = io::stdin();
     let accepts = c.accepts(false);
     loop {
         print!(
@@ -285,26 +284,7 @@ fn confirm(c: &mut Ceremony, now: u64) -> Result<()> {
             c.enrollment().digits
         );
         let _ = io::stdout().flush();
-        let mut line = Zeroizing::new(String::new());
-        let n = stdin.lock().read_line(&mut line).map_err(|err| {
-            CliError::new(
-                Kind::Failed,
-                format!("cannot read the code: {err}"),
-                "run enroll again",
-            )
-        })?;
-        if n == 0 {
-            let what = if c.wrong_answers() == 0 {
-                "no code was entered; nothing was saved"
-            } else {
-                "the input ended before a correct code; nothing was saved"
-            };
-            return Err(CliError::new(
-                Kind::Refused,
-                what,
-                "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
-            ));
-        }
+        let line = read_code_line(c.wrong_answers() == 0)?;
         let answer = input::parse(line.trim_end_matches(['\n', '\r']), accepts);
         match c.judge(&answer, now_or(now))? {
             Outcome::Confirmed => {
@@ -330,6 +310,32 @@ fn confirm(c: &mut Ceremony, now: u64) -> Result<()> {
             }
         }
     }
+}
+
+/// One line typed at a confirming prompt (the app's code, or a token's). The end of input
+/// saves nothing: `first` says whether any code was typed before it.
+pub fn read_code_line(first: bool) -> Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    let n = io::stdin().lock().read_line(&mut line).map_err(|err| {
+        CliError::new(
+            Kind::Failed,
+            format!("cannot read the code: {err}"),
+            "run enroll again",
+        )
+    })?;
+    if n == 0 {
+        let what = if first {
+            "no code was entered; nothing was saved"
+        } else {
+            "the input ended before a correct code; nothing was saved"
+        };
+        return Err(CliError::new(
+            Kind::Refused,
+            what,
+            "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
+        ));
+    }
+    Ok(line)
 }
 
 /// The clock moves on while the person reads the screen; check against the time of the answer.

@@ -2,7 +2,7 @@
 //! to scan and no clock; its key comes with it, and the server follows its counter (kept in
 //! the state, under the user's lock).
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 
 use ivmfa_core::enrollment::{Enrollment, Kind as EnrollmentKind, Secret};
 use ivmfa_core::hotp::{self, Check, RESYNC_RANGE};
@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::EnrollArgs;
 use crate::context::{existing_user, Context};
-use crate::enroll::{print_recovery_codes, read_secret_file, save, shown_source};
+use crate::enroll::{print_recovery_codes, read_code_line, read_secret_file, save, shown_source};
 use crate::error::{CliError, Kind, Result};
 
 const TRIES: usize = 3;
@@ -108,18 +108,7 @@ fn confirm(e: &Enrollment, window: u8) -> Result<u64> {
             e.digits
         );
         let _ = io::stdout().flush();
-        let Some(line) = read_line()? else {
-            let what = if attempt == 1 {
-                "no code was entered; nothing was saved"
-            } else {
-                "the input ended before a correct code; nothing was saved"
-            };
-            return Err(CliError::new(
-                Kind::Refused,
-                what,
-                "run enroll again in a terminal, or use --no-confirm when provisioning a known key",
-            ));
-        };
+        let line = read_code_line(attempt == 1)?;
         if let Some(code) = parse_code(e, &line) {
             if let Check::Accepted { counter } = hotp::verify(e, &code, 0, window)? {
                 println!("Code confirmed.");
@@ -140,18 +129,6 @@ fn confirm(e: &Enrollment, window: u8) -> Result<u64> {
         "check the key (--hex for a hex key); a token used before is further on: enroll it \
          with --no-confirm, then ivmfa-enroll resync USER CODE1 CODE2",
     ))
-}
-
-fn read_line() -> Result<Option<Zeroizing<String>>> {
-    let mut line = Zeroizing::new(String::new());
-    let n = io::stdin().lock().read_line(&mut line).map_err(|err| {
-        CliError::new(
-            Kind::Failed,
-            format!("cannot read the code: {err}"),
-            "run enroll again",
-        )
-    })?;
-    Ok((n > 0).then_some(line))
 }
 
 /// A code of the enrollment's length, or `None`.

@@ -92,7 +92,6 @@ pub fn key_id(secret: &Secret) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{parse, Accepts, Answer};
 
     const KEY: &[u8] = b"12345678901234567890";
 
@@ -101,16 +100,7 @@ mod tests {
     }
 
     fn code(text: &str) -> Code {
-        let accepts = Accepts {
-            digits: 6,
-            reset: None,
-            invert: false,
-            recovery: false,
-        };
-        match parse(text, accepts) {
-            Answer::Code(c) => c,
-            other => panic!("{text} did not parse: {other:?}"),
-        }
+        crate::input::code_for_tests(text, 6)
     }
 
     /// RFC 4226 Appendix D: the RFC's key, counters 0 to 9.

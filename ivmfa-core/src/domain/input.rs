@@ -66,6 +66,22 @@ pub struct Accepts<'a> {
     pub recovery: bool,
 }
 
+/// `text` as a code of `digits` digits, for unit tests elsewhere in the crate.
+#[cfg(test)]
+#[allow(clippy::panic)]
+pub(crate) fn code_for_tests(text: &str, digits: u8) -> Code {
+    let accepts = Accepts {
+        digits,
+        reset: None,
+        invert: false,
+        recovery: false,
+    };
+    match parse(text, accepts) {
+        Answer::Code(c) => c,
+        other => panic!("{text} did not parse: {other:?}"),
+    }
+}
+
 pub fn parse(raw: &str, accepts: Accepts) -> Answer {
     if raw.len() > MAX_ANSWER_LEN {
         return Answer::Malformed;

@@ -106,26 +106,13 @@ pub fn code_at(enrollment: &Enrollment, at: u64) -> Result<Zeroizing<String>> {
 mod tests {
     use super::*;
     use crate::enrollment::Secret;
-    use crate::input::{parse, Answer};
+    use crate::input::code_for_tests as code;
 
     fn enrollment(key: &[u8], algorithm: Algorithm, digits: u8) -> Enrollment {
         Enrollment {
             algorithm,
             digits,
             ..Enrollment::standard(Secret::from_bytes(key).unwrap(), 0)
-        }
-    }
-
-    fn code(text: &str, digits: u8) -> Code {
-        let accepts = crate::input::Accepts {
-            digits,
-            reset: None,
-            invert: false,
-            recovery: false,
-        };
-        match parse(text, accepts) {
-            Answer::Code(c) => c,
-            other => panic!("{text} did not parse: {other:?}"),
         }
     }
 
