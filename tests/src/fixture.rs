@@ -285,6 +285,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The prompts the stack asked, in order, each as `style: text`.
+    pub fn prompts(&self) -> Vec<&str> {
+        self.transcript
+            .iter()
+            .filter(|l| l.starts_with("prompt-"))
+            .map(String::as_str)
+            .collect()
+    }
+
     pub fn of(cmd: &mut Command) -> Outcome {
         Outcome::parse(&cmd.output().expect("run pam-driver"))
     }

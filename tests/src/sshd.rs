@@ -15,6 +15,15 @@ use std::time::{Duration, Instant};
 
 use crate::{driver, module_path, Fixture};
 
+/// The sshd tier's prerequisites: root (a private mount namespace) and openssh-server.
+pub fn require_sshd() {
+    crate::require_root("sshd in a private mount namespace");
+    assert!(
+        std::path::Path::new("/usr/sbin/sshd").exists(),
+        "openssh-server is needed for the sshd tier (scripts/test.sh installs it)"
+    );
+}
+
 pub const USER: &str = "ivmfa-e2e";
 pub const PASSWORD: &str = "correct horse battery staple";
 /// The test user's uid and gid, to run a program as that user inside the private system.

@@ -10,15 +10,6 @@ use std::fs;
 
 use ivmfa_tests::*;
 
-/// The prompts the stack asked, in order, each as `style: text`.
-fn prompts(out: &Outcome) -> Vec<&str> {
-    out.transcript
-        .iter()
-        .filter(|l| l.starts_with("prompt-"))
-        .map(String::as_str)
-        .collect()
-}
-
 /// A fixture whose stack first collects an answer into PAM_AUTHTOK, then runs the module
 /// with `args`.
 fn collecting(args: &str) -> Fixture {
@@ -50,7 +41,7 @@ fn use_first_pass_judges_the_code_an_earlier_module_collected() {
     let out = f.login("daemon", &[&code(&e, 0)]);
     out.assert("PAM_SUCCESS");
     assert_eq!(
-        prompts(&out),
+        out.prompts(),
         ["prompt-hidden: Password: "],
         "asked only once"
     );
@@ -59,7 +50,7 @@ fn use_first_pass_judges_the_code_an_earlier_module_collected() {
     let out = f.login("daemon", &[&wrong_code(&e)]);
     out.assert("PAM_AUTH_ERR")
         .assert_said("That code is not correct");
-    assert_eq!(prompts(&out).len(), 1, "{out:?}");
+    assert_eq!(out.prompts().len(), 1, "{out:?}");
     assert_eq!(failures(&f), 1);
 
     // What is no code (the password) is refused unjudged, so not counted; the reset keyword
@@ -68,7 +59,7 @@ fn use_first_pass_judges_the_code_an_earlier_module_collected() {
         let out = f.login("daemon", &[not_a_code]);
         out.assert("PAM_AUTH_ERR")
             .assert_said("Please enter the 6-digit code");
-        assert_eq!(prompts(&out).len(), 1, "{out:?}");
+        assert_eq!(out.prompts().len(), 1, "{out:?}");
     }
     assert_eq!(failures(&f), 1);
     assert!(!f.store.join("requests/daemon.toml").exists());
@@ -87,7 +78,7 @@ fn use_first_pass_with_nothing_collected_fails_closed_without_asking() {
     let out = f.login("daemon", &[&code(&e, 0)]);
     out.assert("PAM_SERVICE_ERR")
         .assert_said("not available right now");
-    assert!(prompts(&out).is_empty(), "{out:?}");
+    assert!(out.prompts().is_empty(), "{out:?}");
     assert_eq!(failures(&f), 0);
 }
 
@@ -112,14 +103,14 @@ fn try_first_pass_takes_a_collected_code_and_asks_when_there_is_none() {
     settle();
     let out = f.login("daemon", &[&code(&e, 0)]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), ["prompt-hidden: Password: "]);
+    assert_eq!(out.prompts(), ["prompt-hidden: Password: "]);
 
     // The earlier module collected something that is no code (a password): not judged, not
     // counted, and the module asks.
     let out = f.login("daemon", &["correct horse", &code(&e, 1)]);
     out.assert("PAM_SUCCESS");
     assert_eq!(
-        prompts(&out),
+        out.prompts(),
         [
             "prompt-hidden: Password: ",
             "prompt-hidden: Verification code: "
@@ -132,7 +123,7 @@ fn try_first_pass_takes_a_collected_code_and_asks_when_there_is_none() {
     let e = alone.enroll("daemon");
     let out = alone.login("daemon", &[&code(&e, 0)]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), ["prompt-hidden: Verification code: "]);
+    assert_eq!(out.prompts(), ["prompt-hidden: Verification code: "]);
 }
 
 #[test]
@@ -143,7 +134,7 @@ fn try_first_pass_counts_each_answer_once() {
     // A wrong collected code is counted; the prompt then takes another guess, counted too.
     let out = f.login("daemon", &[&wrong_code(&e), &another_wrong_code(&e)]);
     out.assert("PAM_AUTH_ERR");
-    assert_eq!(prompts(&out).len(), 2, "{out:?}");
+    assert_eq!(out.prompts().len(), 2, "{out:?}");
     assert_eq!(failures(&f), 2);
 
     // The same wrong code typed again at the prompt was judged already: not counted twice.
@@ -166,7 +157,7 @@ fn try_first_pass_does_not_ask_once_the_collected_code_starts_a_wait() {
     let out = f.login("daemon", &[&wrong_code(&e), &code(&e, 0)]);
     out.assert("PAM_AUTH_ERR")
         .assert_said("Too many wrong codes");
-    assert_eq!(prompts(&out).len(), 1, "{out:?}");
+    assert_eq!(out.prompts().len(), 1, "{out:?}");
     assert_eq!(
         f.state("daemon").state.last_step,
         0,
@@ -196,7 +187,7 @@ fn echo_code_shows_what_is_typed_at_the_code_prompt() {
         let out = f.login("daemon", &[&code(&e, 0)]);
         out.assert("PAM_SUCCESS");
         assert_eq!(
-            prompts(&out),
+            out.prompts(),
             [format!("{style}: Verification code: ")],
             "{args} / {config}"
         );
@@ -209,5 +200,5 @@ fn echo_code_shows_the_code_typed_at_set_up_too() {
     settle();
     let out = f.login("daemon", &["@phone"]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), ["prompt-shown: Code shown in the app: "]);
+    assert_eq!(out.prompts(), ["prompt-shown: Code shown in the app: "]);
 }

@@ -8,18 +8,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use ivmfa_core::enrollment::Enrollment;
-use ivmfa_tests::sshd::{module_line, private_system, set_password, Sshd, PASSWORD, USER};
+use ivmfa_tests::sshd::{
+    module_line, private_system, require_sshd, set_password, Sshd, PASSWORD, USER,
+};
 use ivmfa_tests::*;
 
 const ONE_PROMPT: &str = "prompt-hidden: Password & verification code: ";
-
-fn prompts(out: &Outcome) -> Vec<&str> {
-    out.transcript
-        .iter()
-        .filter(|l| l.starts_with("prompt-"))
-        .map(String::as_str)
-        .collect()
-}
 
 /// The stack of a service that asks once: the module (requisite, `forward_pass` and `args`),
 /// then pam_unix taking the password it hands on.
@@ -68,7 +62,7 @@ fn one_answer_carries_the_password_and_the_code() {
     let step = settle() / 30;
     let out = f.login_in_namespace(&setup, USER, &[&format!("{PASSWORD}{}", code(&e, 0))]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), [ONE_PROMPT], "one prompt, no other");
+    assert_eq!(out.prompts(), [ONE_PROMPT], "one prompt, no other");
 
     // The right password with a wrong code: denied before the password is looked at, and
     // counted like any wrong code.
@@ -149,7 +143,7 @@ fn users_who_need_no_code_get_the_same_prompt_and_their_password_through() {
     let (f, setup) = one_prompt("unenrolled=allow", PASSWORD);
     let out = f.login_in_namespace(&setup, USER, &[PASSWORD]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), [ONE_PROMPT]);
+    assert_eq!(out.prompts(), [ONE_PROMPT]);
     f.login_in_namespace(&setup, USER, &["not the password"])
         .assert("PAM_AUTH_ERR");
 
@@ -194,11 +188,7 @@ fn neither_the_password_nor_the_code_reaches_syslog() {
 #[test]
 #[ignore = "needs root"]
 fn over_ssh_the_password_and_code_go_in_one_answer() {
-    require_root("sshd in a private mount namespace");
-    assert!(
-        std::path::Path::new("/usr/sbin/sshd").exists(),
-        "openssh-server is needed for the sshd tier (scripts/test.sh installs it)"
-    );
+    require_sshd();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let sshd = Sshd::start(
@@ -260,7 +250,7 @@ fn the_password_is_handed_on_byte_for_byte_and_only_after_a_right_code() {
     let out = f.login("daemon", &[&format!("{password}{}", code(&e, 0))]);
     out.assert("PAM_SUCCESS");
     assert_eq!(
-        prompts(&out),
+        out.prompts(),
         [ONE_PROMPT],
         "pam_exec found it and did not ask"
     );
@@ -301,7 +291,7 @@ fn only_the_one_prompt_is_offered_no_set_up_and_no_reset() {
     let out = f.login("daemon", &["reset"]);
     out.assert("PAM_AUTH_ERR")
         .assert_said("Too many wrong codes");
-    assert!(prompts(&out).is_empty(), "{out:?}");
+    assert!(out.prompts().is_empty(), "{out:?}");
     assert!(!f.store.join("requests/daemon.toml").exists());
 }
 
@@ -312,12 +302,12 @@ fn the_prompt_holds_the_password_so_echo_code_never_shows_it() {
     settle();
     let out = f.login("daemon", &[&format!("pw{}", code(&e, 0))]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), [ONE_PROMPT]);
+    assert_eq!(out.prompts(), [ONE_PROMPT]);
     // A prompt the administrator set is asked as written.
     let f = Fixture::with_config("forward_pass", "prompt = \"Password+OTP: \"\n");
     let e = f.enroll("daemon");
     let out = f.login("daemon", &[&format!("pw{}", code(&e, 0))]);
-    assert_eq!(prompts(&out), ["prompt-hidden: Password+OTP: "]);
+    assert_eq!(out.prompts(), ["prompt-hidden: Password+OTP: "]);
 }
 
 #[test]
@@ -333,7 +323,7 @@ fn use_first_pass_with_forward_pass_splits_what_an_earlier_module_collected() {
     settle();
     let out = f.login_in_namespace(&setup, USER, &[&format!("{PASSWORD}{}", code(&e, 0))]);
     out.assert("PAM_SUCCESS");
-    assert_eq!(prompts(&out), ["prompt-hidden: Password: "]);
+    assert_eq!(out.prompts(), ["prompt-hidden: Password: "]);
     f.login_in_namespace(&setup, USER, &[&format!("not it{}", code(&e, 1))])
         .assert("PAM_AUTH_ERR");
 }
@@ -476,7 +466,7 @@ fn a_name_that_is_no_user_gets_the_same_prompt_and_answer_as_a_wrong_code() {
     let unknown = f.login("no-such-user-ivmfa", &["hunter2123456"]);
     known.assert("PAM_AUTH_ERR");
     unknown.assert("PAM_USER_UNKNOWN");
-    assert_eq!(prompts(&unknown), [ONE_PROMPT]);
-    assert_eq!(prompts(&known), prompts(&unknown));
+    assert_eq!(unknown.prompts(), [ONE_PROMPT]);
+    assert_eq!(known.prompts(), unknown.prompts());
     unknown.assert_said("That code is not correct");
 }

@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use ivmfa_core::grace::{self, Address};
-use ivmfa_tests::sshd::{module_line, Sshd, PASSWORD, USER};
+use ivmfa_tests::sshd::{module_line, require_sshd, Sshd, PASSWORD, USER};
 use ivmfa_tests::*;
 
 const HERE: &str = "192.0.2.1";
@@ -310,11 +310,7 @@ fn a_new_enrollment_a_removal_or_an_approved_reset_drops_every_grace_period() {
 #[test]
 #[ignore = "needs root"]
 fn over_ssh_the_second_login_from_the_same_address_needs_no_code() {
-    require_root("sshd in a private mount namespace");
-    assert!(
-        std::path::Path::new("/usr/sbin/sshd").exists(),
-        "openssh-server is needed for the sshd tier (scripts/test.sh installs it)"
-    );
+    require_sshd();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let sshd = Sshd::start(

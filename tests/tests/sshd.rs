@@ -1,18 +1,10 @@
 //! End to end: a real sshd on 127.0.0.1 with the module in its PAM stack, and the real
 //! OpenSSH client answering keyboard-interactive prompts.
 
-use ivmfa_tests::sshd::{module_line, Sshd, PASSWORD, USER};
+use ivmfa_tests::sshd::{module_line, require_sshd, Sshd, PASSWORD, USER};
 use ivmfa_tests::*;
 
 /// The sshd tier is #[ignore]d unless asked for; asked for, what it needs must be here.
-fn available() {
-    require_root("sshd in a private mount namespace");
-    assert!(
-        std::path::Path::new("/usr/sbin/sshd").exists(),
-        "openssh-server is needed for the sshd tier (scripts/test.sh installs it)"
-    );
-}
-
 /// Password (pam_unix, requisite), then the code.
 fn password_then_code(f: &Fixture, args: &str) -> String {
     format!("auth requisite pam_unix.so\n{}", module_line(f, args))
@@ -31,7 +23,7 @@ fn password_sshd(f: &Fixture, args: &str) -> Sshd {
 #[test]
 #[ignore = "needs root"]
 fn password_and_code_log_in_and_wrong_ones_do_not() {
-    available();
+    require_sshd();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let sshd = password_sshd(&f, "");
@@ -66,7 +58,7 @@ fn password_and_code_log_in_and_wrong_ones_do_not() {
 #[test]
 #[ignore = "needs root"]
 fn two_clients_racing_with_one_code_one_gets_in() {
-    available();
+    require_sshd();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     // nodelay: every trial has a loser, and pam_unix's 2 s delay after a failed stack would
@@ -97,7 +89,7 @@ fn two_clients_racing_with_one_code_one_gets_in() {
 #[test]
 #[ignore = "needs root"]
 fn key_and_code_with_a_code_only_stack() {
-    available();
+    require_sshd();
     let f = Fixture::new("");
     let e = f.enroll(USER);
     let sshd = Sshd::start(
@@ -133,7 +125,7 @@ fn first_login(f: &Fixture) -> (Sshd, ivmfa_tests::sshd::SshLogin) {
 #[test]
 #[ignore = "needs root"]
 fn first_login_enrollment_over_ssh_with_a_qr_that_scans() {
-    available();
+    require_sshd();
     let f = Fixture::new("");
     let (sshd, first) = first_login(&f);
     assert!(first.ok, "{first:#?}\n{}", sshd.log());
@@ -159,7 +151,7 @@ fn first_login_enrollment_over_ssh_with_a_qr_that_scans() {
 #[test]
 #[ignore = "needs root"]
 fn reset_request_and_recovery_code_over_ssh() {
-    available();
+    require_sshd();
     let f = Fixture::new("");
     let (sshd, first) = first_login(&f);
     assert!(first.ok, "{first:#?}");
