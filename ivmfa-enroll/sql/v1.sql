@@ -2197,8 +2197,9 @@ BEGIN
                 <> COALESCE(pg_catalog.cardinality(p_source_failures), 0)
              OR COALESCE(pg_catalog.cardinality(p_sources), 0)
                 <> COALESCE(pg_catalog.cardinality(p_source_last), 0)
-             OR EXISTS (SELECT FROM pg_catalog.unnest(p_sources, p_source_failures,
-                                                      p_source_last) AS x(s, c, l)
+             OR EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(p_sources),
+                                               pg_catalog.unnest(p_source_failures),
+                                               pg_catalog.unnest(p_source_last)) AS x(s, c, l)
                          WHERE NOT ivmfa.is_source_key(x.s) OR x.c IS NULL OR x.c < 1
                             OR x.l IS NULL OR x.l < 0)
              OR (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(p_sources) AS x)
@@ -2251,7 +2252,8 @@ BEGIN
      WHERE a.name = p_user;
     INSERT INTO ivmfa.failure AS f (name, source, count, last)
     SELECT p_user, x.s, x.c, x.l
-      FROM pg_catalog.unnest(p_sources, p_source_failures, p_source_last) AS x(s, c, l)
+      FROM ROWS FROM (pg_catalog.unnest(p_sources), pg_catalog.unnest(p_source_failures),
+                      pg_catalog.unnest(p_source_last)) AS x(s, c, l)
     ON CONFLICT (name, source) DO UPDATE
        SET count = GREATEST(f.count, EXCLUDED.count), last = GREATEST(f.last, EXCLUDED.last);
     DELETE FROM ivmfa.failure AS f
