@@ -1002,6 +1002,20 @@ fn no_secret_in_anything_a_host_is_told() {
     let mut secrets: Vec<Vec<u8>> = vec![key.expose().to_vec(), unhex(&salt)];
     secrets.extend(hashes.lines().map(unhex));
     assert_eq!(secrets.len(), 6);
+    // A hardware token's key, and the name its counter is kept under.
+    let token_key = random_secret();
+    let token = Enrollment::hotp(token_key.clone(), 0);
+    for sql in [
+        format!(
+            "SELECT verdict FROM ivmfa_api.admin_enroll_key('tess', {}, 'hotp', 6, 'SHA1', false)",
+            bytea(token_key.expose())
+        ),
+        "SELECT verdict FROM ivmfa_api.admin_enroll_unconfirmed('tess', 1)".to_owned(),
+    ] {
+        pg.sql("admin", DATABASE, &sql);
+    }
+    secrets.push(token_key.expose().to_vec());
+    secrets.push(unhex(&ivmfa_core::hotp::key_id(&token_key)));
     // A ticket for another user, whose set-up this host sees (as it must).
     provision(&pg, "kim", random_secret().expose(), 6, "SHA1");
     pg.sql(
@@ -1052,6 +1066,30 @@ fn no_secret_in_anything_a_host_is_told() {
             src = lit(if i % 2 == 0 { "192.0.2.1" } else { &wide }),
         ));
     }
+    for (i, answer) in [
+        token_code(&token, 0),
+        token_code(&token, 0),
+        token_code(&token, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        script.push_str(&format!(
+            "SELECT COALESCE(attempt, 0) AS t{i} FROM ivmfa_api.submit_grace('tess', {a}, '192.0.2.1', 600) \\gset\n\
+             SELECT * FROM ivmfa_api.verify(:t{i});\n\
+             SELECT * FROM ivmfa_api.grace('tess', '192.0.2.1', 600);\n",
+            a = lit(answer),
+        ));
+    }
+    script.push_str(&format!(
+        "SELECT COALESCE(attempt, 0) AS g FROM ivmfa_api.submit_grace('judy', {r}, '192.0.2.1', 600) \\gset\n\
+         SELECT * FROM ivmfa_api.verify(:g);\n\
+         SELECT * FROM ivmfa_api.grace('judy', '192.0.2.1', 600);\n\
+         SELECT * FROM ivmfa_api.grace('judy', {w}, 600);\n",
+        r = lit(&code(&e, 1)),
+        w = lit(&wide),
+    ));
+    script.push_str(&every_call("ivmfa_host", &pg, &huge, &wide));
     script.push_str(&format!(
         "SELECT * FROM ivmfa_api.before_prompt({h}, {h}, true);\n\
          SELECT * FROM ivmfa_api.submit({h}, {h}, {h});\n\
@@ -1104,6 +1142,8 @@ fn no_secret_in_anything_a_host_is_told() {
         "pending\n",
         "\nok\n",
         "failed|",
+        "token_used|",
+        "grace|",
     ] {
         assert!(
             told.contains(verdict),
@@ -1157,6 +1197,71 @@ fn no_secret_in_anything_a_host_is_told() {
     if let Some(form) = leak(&pg.log(), &secrets) {
         panic!("the server log has a secret, as {form}");
     }
+
+    // Administrators are shown a key only when it is made (admin_enroll): every other
+    // function of theirs, called as loudly, tells them none of these.
+    let admin_script = format!("{loud}{}", every_call("ivmfa_admin", &pg, &huge, &wide));
+    let run = pg.run("admin", &admin_script);
+    assert!(run.all().contains("PLANNEDSTMT"), "no plan was printed");
+    assert!(!run.stderr.contains("ERROR"), "{}", run.stderr);
+    if let Some(form) = leak(&run.all(), &secrets) {
+        panic!("an administrator was told a secret, as {form}");
+    }
+    if let Some(form) = leak(&pg.log(), &secrets) {
+        panic!("the server log has a secret, as {form}");
+    }
+}
+
+/// Calls of every function `group` may execute (so a new one is covered without being
+/// listed): with every argument NULL, with every text argument huge or multibyte, and with
+/// the user `judy` and the other arguments at their extremes.
+fn every_call(group: &str, pg: &Postgres, huge: &str, wide: &str) -> String {
+    let functions = pg.sql(
+        SUPERUSER,
+        DATABASE,
+        &format!(
+            "SELECT p.oid::regproc || '|' || array_to_string(array(SELECT format_type(t, NULL) \
+                    FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i) ORDER BY i), ',') \
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = 'ivmfa_api' AND has_function_privilege('{group}', p.oid, 'EXECUTE') \
+             ORDER BY 1"
+        ),
+    );
+    let mut script = String::new();
+    let mut count = 0;
+    for line in functions.lines() {
+        count += 1;
+        let (name, types) = line.split_once('|').unwrap();
+        let types: Vec<&str> = types.split(',').filter(|t| !t.is_empty()).collect();
+        let value = |ty: &str, text: &str, first: bool| match ty {
+            "text" if first => "'judy'".to_owned(),
+            "text" => lit(text),
+            "text[]" => format!("ARRAY[{}]", lit(text)),
+            "boolean" => "true".into(),
+            "integer" => "2147483647".into(),
+            "integer[]" => "ARRAY[-1]".into(),
+            "bigint" => "9223372036854775807".into(),
+            "bigint[]" => "ARRAY[-9223372036854775808]".into(),
+            // (The loud settings turn standard_conforming_strings off.)
+            "bytea" => "decode('00', 'hex')".into(),
+            "bytea[]" => "ARRAY[decode('00', 'hex')]".into(),
+            other => panic!("{name}: no test value for {other}"),
+        };
+        let call = |args: Vec<String>| format!("SELECT * FROM {name}({});\n", args.join(", "));
+        script.push_str(&call(types.iter().map(|_| "NULL".to_owned()).collect()));
+        for text in [huge, wide] {
+            script.push_str(&call(types.iter().map(|t| value(t, text, false)).collect()));
+            script.push_str(&call(
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| value(t, text, i == 0))
+                    .collect(),
+            ));
+        }
+    }
+    assert!(count >= 9, "{functions}");
+    script
 }
 
 /// A hardware token's code for `counter`, as ivmfa-core computes it.
