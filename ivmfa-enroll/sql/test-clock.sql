@@ -30,7 +30,19 @@ AS $$ SELECT * FROM ivmfa.before_prompt(p_user, p_source, p_take_notice, p_now) 
 CREATE FUNCTION ivmfa_test.submit_at(p_user text, p_answer text, p_source text, p_now bigint)
 RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
 LANGUAGE sql SECURITY DEFINER
-AS $$ SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, p_now) $$;
+AS $$ SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, 0, p_now) $$;
+
+CREATE FUNCTION ivmfa_test.submit_grace_at(p_user text, p_answer text, p_source text,
+                                           p_grace_period integer, p_now bigint)
+RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
+LANGUAGE sql SECURITY DEFINER
+AS $$ SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, p_grace_period, p_now) $$;
+
+CREATE FUNCTION ivmfa_test.grace_at(p_user text, p_address text, p_period integer,
+                                    p_now bigint)
+RETURNS TABLE (verdict text, seconds_left bigint)
+LANGUAGE sql SECURITY DEFINER
+AS $$ SELECT * FROM ivmfa.grace(p_user, p_address, p_period, p_now) $$;
 
 CREATE FUNCTION ivmfa_test.verify_at(p_attempt bigint, p_now bigint)
 RETURNS TABLE (verdict text, failures integer, wait_seconds bigint, recovery_left integer,

@@ -158,6 +158,13 @@ CREATE TABLE ivmfa.settings (
     -- How long a set-up begun in a login may wait for its code.
     setup_lifetime_seconds integer NOT NULL DEFAULT 600
         CHECK (setup_lifetime_seconds BETWEEN 60 AND 86400),
+    -- How many presses ahead of the counter a hardware token's code is looked for (the
+    -- file store's hotp_window).
+    hotp_window smallint NOT NULL DEFAULT 10 CHECK (hotp_window BETWEEN 0 AND 50),
+    -- The longest grace period any host may ask for (hosts ask for their own grace_period);
+    -- 0 turns grace periods off on every host.
+    grace_period_max integer NOT NULL DEFAULT 86400
+        CHECK (grace_period_max BETWEEN 0 AND 86400),
     CHECK (max_backoff_seconds >= backoff_seconds)
 );
 INSERT INTO ivmfa.settings DEFAULT VALUES;
@@ -179,17 +186,63 @@ CREATE TABLE ivmfa.account (
     successes bigint NOT NULL DEFAULT 0
 );
 
--- The TOTP key. No constraint but the key of the row, and no default: a violation's
--- message would print the row.
+-- The key: an app's (TOTP) or a hardware token's (HOTP). No constraint but the key of the
+-- row, and no default: a violation's message would print the row.
 CREATE TABLE ivmfa.secret (
     name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
     key bytea,
     algorithm text,
     digits smallint,
+    -- Seconds per step (TOTP); 30 and unused for a token.
     period integer,
-    -- The window for this user, if not the fleet's.
+    -- The window for this user, if not the fleet's (TOTP only).
     totp_window smallint,
-    enrolled bigint
+    enrolled bigint,
+    -- 'totp' (an app, by the clock) or 'hotp' (a hardware token, by its counter).
+    kind text
+);
+
+-- Where a hardware token stands: the counter its next code is expected for; the codes of
+-- every counter before it are used. What last_step is to an app, kept per key (named by
+-- ivmfa.token_key_id, a hash no one can turn back into the key) and outliving the
+-- enrollment: the same token provisioned again goes on from where it was, so the codes it
+-- showed stay used. Moved only under the account row's lock. The key_id is derived from a
+-- key, so no constraint but the key.
+CREATE TABLE ivmfa.token_counter (
+    name text REFERENCES ivmfa.account ON DELETE CASCADE,
+    key_id bytea,
+    next bigint,
+    PRIMARY KEY (name, key_id)
+);
+
+-- Grace periods (a host's grace_period): a right code from a remote address, through a
+-- host, lets that user's logins from that address through that same host skip the code for
+-- a while. Kept per host role: a host that claims a right code came from an address (it
+-- sees the user's codes, and says what the source is) gains nothing on the other hosts.
+-- At most 8 addresses per user and host, as the file store keeps per user.
+CREATE TABLE ivmfa.grace (
+    name text NOT NULL REFERENCES ivmfa.account ON DELETE CASCADE,
+    host text NOT NULL,
+    -- The address in PostgreSQL's canonical spelling (ivmfa.canonical_address).
+    address text NOT NULL,
+    -- When its latest right code was filed.
+    at bigint NOT NULL,
+    PRIMARY KEY (name, host, address)
+);
+
+-- An enrollment an administrator has begun (admin_enroll, admin_enroll_key), waiting for a
+-- code that confirms the app or token holds the key. Holds a key: no constraint but its key.
+CREATE TABLE ivmfa.pending_enrollment (
+    name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
+    key bytea,
+    kind text,
+    algorithm text,
+    digits smallint,
+    period integer,
+    started bigint,
+    admin text,
+    tries integer,
+    replace_existing boolean
 );
 
 -- Consecutive failures per user and source (the remote host the login came from).
@@ -230,7 +283,10 @@ CREATE TABLE ivmfa.attempt (
     at bigint,
     successes bigint,
     -- The transaction that filed it: judged only once that one has committed.
-    xact xid8
+    xact xid8,
+    -- submit_grace: the address a right code begins a grace period for, and its length.
+    grace_address text,
+    grace_period integer
 );
 CREATE INDEX attempt_name ON ivmfa.attempt (name);
 
@@ -565,6 +621,133 @@ BEGIN
 END
 $$;
 
+-- Names a token's key without revealing it, as ivmfa-core's hotp::key_id does: the first 8
+-- bytes of SHA-256("ivmfa hotp counter" NUL key). Called with the key column itself.
+CREATE FUNCTION ivmfa.token_key_id(p_key bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT pg_catalog.substr(
+        ivmfa.digest(pg_catalog.convert_to('ivmfa hotp counter', 'UTF8') || '\x00'::bytea
+                     || p_key, 'sha256'), 1, 8)
+$$;
+
+-- The counter the user's token is expected to show next, if one is kept for its key.
+CREATE FUNCTION ivmfa.token_next(p_name text) RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.next
+      FROM ivmfa.secret AS s
+      JOIN ivmfa.token_counter AS c
+        ON c.name = s.name AND c.key_id = ivmfa.token_key_id(s.key)
+     WHERE s.name = p_name
+$$;
+
+-- The lowest counter from p_from to p_to (never the last a bigint can hold: the one after it
+-- could not be stored) whose code is p_code for the user's key. NULL if none.
+CREATE FUNCTION ivmfa.token_match(p_name text, p_code text, p_from bigint, p_to numeric)
+RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.min(c)
+      FROM ivmfa.secret AS s,
+           pg_catalog.generate_series(GREATEST(p_from, 0),
+                                      LEAST(p_to, 9223372036854775806)::bigint) AS c
+     WHERE s.name = p_name AND ivmfa.hotp(s.key, c, s.digits, s.algorithm) = p_code
+$$;
+
+-- Moves the user's token counter (for the current key) to p_next, never back; creates it if
+-- none is kept. The caller holds the account row's lock.
+CREATE FUNCTION ivmfa.token_advance(p_name text, p_next bigint) RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO ivmfa.token_counter AS c (name, key_id, next)
+    SELECT s.name, ivmfa.token_key_id(s.key), p_next
+      FROM ivmfa.secret AS s WHERE s.name = p_name
+    ON CONFLICT (name, key_id) DO UPDATE SET next = GREATEST(c.next, EXCLUDED.next)
+$$;
+
+-- A remote address in one spelling (PostgreSQL's, for IPv6 the same as ivmfa-core's), or
+-- NULL for anything but a plain IPv4 or IPv6 address: host names, zones (fe80::1%eth0),
+-- netmasks, spaces, IPv4 with leading zeros.
+CREATE FUNCTION ivmfa.canonical_address(p_address text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    v inet;
+BEGIN
+    IF p_address IS NULL OR pg_catalog.octet_length(p_address) NOT BETWEEN 2 AND 45
+       OR pg_catalog.ltrim(p_address, '0123456789abcdefABCDEF.:') <> '' THEN
+        RETURN NULL;
+    END IF;
+    v := p_address::inet;
+    IF pg_catalog.family(v) = 4 AND (pg_catalog.masklen(v) <> 32
+                                     OR pg_catalog.host(v) <> p_address)
+       OR pg_catalog.family(v) = 6 AND pg_catalog.masklen(v) <> 128 THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.host(v);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+
+-- The grace period a host asked for, as far as the fleet allows: 0 for none.
+CREATE FUNCTION ivmfa.grace_seconds(p_period integer) RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT LEAST(GREATEST(COALESCE(p_period, 0), 0), s.grace_period_max)::bigint
+      FROM ivmfa.settings AS s
+$$;
+
+-- A right code from `address` through `host` at `now` begins (or renews) its grace period.
+-- Over ones of that host are forgotten, and when 8 are kept, the one with the oldest code.
+-- The caller holds the account row's lock.
+CREATE FUNCTION ivmfa.record_grace(p_name text, p_host text, p_address text, p_period bigint,
+                                   p_now bigint) RETURNS void
+LANGUAGE sql
+AS $$
+    DELETE FROM ivmfa.grace AS g
+     WHERE g.name = p_name AND g.host = p_host
+       AND (g.address = p_address OR g.at > p_now OR p_now - g.at >= p_period);
+    DELETE FROM ivmfa.grace AS g
+     WHERE (g.name, g.host, g.address) IN (
+        SELECT h.name, h.host, h.address FROM ivmfa.grace AS h
+         WHERE h.name = p_name AND h.host = p_host
+         ORDER BY h.at DESC, h.address OFFSET 7);
+    INSERT INTO ivmfa.grace (name, host, address, at) VALUES (p_name, p_host, p_address, p_now);
+$$;
+
+-- Installs the enrollment an administrator began, under the account row's lock the caller
+-- holds: its key replaces any other, the watermark (an app) moves to `step` or the counter
+-- (a token) to `next`, never back; counters start over (a code proved the key, or an
+-- administrator vouched for it); a ticket, set-up, request or grace period left from the
+-- old device goes. Returns `count` new recovery codes, to be shown once.
+CREATE FUNCTION ivmfa.install_pending(p_name text, p_step bigint, p_next bigint,
+                                      p_count integer, p_now bigint) RETURNS text[]
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    DELETE FROM ivmfa.secret AS s WHERE s.name = p_name;
+    DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_name;
+    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled, kind)
+    SELECT p.name, p.key, p.algorithm, p.digits, p.period, NULL, p_now, p.kind
+      FROM ivmfa.pending_enrollment AS p WHERE p.name = p_name;
+    IF (SELECT s.kind FROM ivmfa.secret AS s WHERE s.name = p_name) = 'hotp' THEN
+        PERFORM ivmfa.token_advance(p_name, p_next);
+    ELSE
+        UPDATE ivmfa.account AS a SET last_step = GREATEST(a.last_step, p_step)
+         WHERE a.name = p_name;
+    END IF;
+    PERFORM ivmfa.record_success(p_name);
+    DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_name;
+    DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_name;
+    DELETE FROM ivmfa.ticket AS t WHERE t.name = p_name;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_name;
+    DELETE FROM ivmfa.grace AS g WHERE g.name = p_name;
+    RETURN ARRAY(SELECT c FROM ivmfa.new_recovery_codes(p_name, p_count, p_now) AS c);
+END
+$$;
+
 ------------------------------------------------------------------------------------------
 -- The decisions, at a given time (the API passes the database's clock; only the test
 -- schema, installed by the test suite alone, passes another).
@@ -624,8 +807,13 @@ $$;
 -- inside its own transaction could roll the counted failure back and guess for free: here
 -- the failure is committed before any verdict exists.
 --   verdict: 'pending' (call verify(attempt)), 'backing_off' (wait_seconds), 'malformed'
---            (not a code nor a recovery code; not counted), 'not_enrolled', 'invalid_user'
-CREATE FUNCTION ivmfa.submit(p_user text, p_answer text, p_source text, p_now bigint)
+--            (not a code nor a recovery code; not counted), 'no_counter' (a token's code,
+--            but no counter is kept for its key: not counted, as in the file store, until
+--            admin_resync), 'not_enrolled', 'invalid_user'
+-- p_grace_period: the grace period the host asks a right code to begin for the source
+-- (submit_grace); 0 for none.
+CREATE FUNCTION ivmfa.submit(p_user text, p_answer text, p_source text,
+                             p_grace_period integer, p_now bigint)
 RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
 LANGUAGE plpgsql
 AS $$
@@ -637,13 +825,15 @@ DECLARE
     v_source text;
     v_wait bigint;
     v_id bigint;
+    v_kind text;
+    v_grace bigint;
 BEGIN
     IF NOT ivmfa.valid_name(p_user) THEN
         RETURN QUERY SELECT 'invalid_user'::text, NULL::bigint, 0::bigint;
         RETURN;
     END IF;
     PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
-    SELECT s.digits INTO v_digits FROM ivmfa.secret AS s WHERE s.name = p_user;
+    SELECT s.digits, s.kind INTO v_digits, v_kind FROM ivmfa.secret AS s WHERE s.name = p_user;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'not_enrolled'::text, NULL::bigint, 0::bigint;
         RETURN;
@@ -653,6 +843,16 @@ BEGIN
     IF v_code IS NULL AND v_canonical IS NULL THEN
         RETURN QUERY SELECT 'malformed'::text, NULL::bigint, 0::bigint;
         RETURN;
+    END IF;
+    -- A token's code cannot be judged without its counter; an answer that may also be a
+    -- recovery code is still filed, for that reading alone.
+    IF v_kind = 'hotp' AND ivmfa.token_next(p_user) IS NULL THEN
+        IF v_canonical IS NULL THEN
+            PERFORM ivmfa.audit('submit', p_user, ivmfa.source_key(p_source), 'no counter');
+            RETURN QUERY SELECT 'no_counter'::text, NULL::bigint, 0::bigint;
+            RETURN;
+        END IF;
+        v_code := NULL;
     END IF;
     -- A clock set back: failures dated in the future count from now.
     UPDATE ivmfa.account AS a SET total_last = p_now
@@ -670,12 +870,15 @@ BEGIN
      WHERE t.name = p_user
        AND t.at < p_now - (SELECT s.attempt_lifetime_seconds FROM ivmfa.settings AS s);
     PERFORM ivmfa.record_failure(p_user, v_source, p_now);
-    INSERT INTO ivmfa.attempt (name, host, source, code, recovery_hash, at, successes, xact)
+    v_grace := ivmfa.grace_seconds(p_grace_period);
+    INSERT INTO ivmfa.attempt (name, host, source, code, recovery_hash, at, successes, xact,
+                               grace_address, grace_period)
     SELECT p_user, SESSION_USER, v_source, v_code,
            CASE WHEN v_canonical IS NOT NULL
                 THEN ivmfa.digest(r.salt || pg_catalog.convert_to(v_canonical, 'UTF8'),
                                   'sha256') END,
-           p_now, a.successes, pg_catalog.pg_current_xact_id()
+           p_now, a.successes, pg_catalog.pg_current_xact_id(),
+           CASE WHEN v_grace > 0 THEN ivmfa.canonical_address(p_source) END, v_grace
       FROM ivmfa.account AS a
       LEFT JOIN ivmfa.recovery_set AS r ON r.name = a.name
      WHERE a.name = p_user
@@ -685,15 +888,42 @@ BEGIN
 END
 $$;
 
+-- A right code for the attempt, whose watermark or counter the caller has just moved under
+-- the account row's lock: every counter starts over, and a grace period begins if the host
+-- asked for one. Returns verify's answer.
+CREATE FUNCTION ivmfa.accepted(p_attempt bigint, p_name text, p_source text,
+                               p_grace_address text, p_grace_period bigint, p_at bigint)
+RETURNS TABLE (verdict text, failures integer, wait_seconds bigint, recovery_left integer,
+               clock_offset_seconds bigint)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM ivmfa.record_success(p_name);
+    DELETE FROM ivmfa.attempt AS t WHERE t.id = p_attempt;
+    IF p_grace_address IS NOT NULL AND p_grace_period > 0 THEN
+        PERFORM ivmfa.record_grace(p_name, SESSION_USER, p_grace_address, p_grace_period,
+                                   p_at);
+        PERFORM ivmfa.audit('verify', p_name, p_source, 'accepted, grace period begun');
+    ELSE
+        PERFORM ivmfa.audit('verify', p_name, p_source, 'accepted');
+    END IF;
+    RETURN QUERY SELECT 'accepted'::text, 0, 0::bigint, NULL::integer, NULL::bigint;
+END
+$$;
+
 -- Judges an attempt filed by submit() from the same role, under the user's lock, at the
 -- time it was filed. Exactly once fleet-wide: the lowest matching step above the
 -- watermark is accepted, and the watermark moves by a conditional update.
 --   verdict: 'accepted', 'recovered' (recovery_left), 'wrong', 'replayed', 'clock_off'
---            (clock_offset_seconds: positive when the phone is ahead), 'removed',
+--            (clock_offset_seconds: positive when the phone is ahead), 'token_used' (a
+--            token's code for a counter already passed: used, or skipped), 'removed',
 --            'expired', 'unknown_attempt', 'uncommitted' (submit's transaction is still
 --            open: it is this one, and its counted failure could yet be rolled back)
 --   failures: consecutive failures from this source; wait_seconds: the back-off this
 --   failure started, if any.
+-- A right code (not a recovery code) filed by submit_grace begins a grace period for its
+-- address through this host; any other verdict on a counted attempt ends every grace period
+-- of the user, on every host (someone is typing wrong codes).
 CREATE FUNCTION ivmfa.verify(p_attempt bigint, p_now bigint)
 RETURNS TABLE (verdict text, failures integer, wait_seconds bigint, recovery_left integer,
                clock_offset_seconds bigint)
@@ -716,6 +946,10 @@ DECLARE
     v_told boolean;
     v_verdict text;
     v_left integer;
+    v_kind text;
+    v_next bigint;
+    v_grace_address text;
+    v_grace_period bigint;
 BEGIN
     SELECT t.name INTO v_name FROM ivmfa.attempt AS t
      WHERE t.id = p_attempt AND t.host = SESSION_USER;
@@ -733,8 +967,10 @@ BEGIN
     END IF;
     PERFORM FROM ivmfa.account AS a WHERE a.name = v_name FOR UPDATE;
     -- Re-read under the lock: another session of this role may have judged it meanwhile.
-    SELECT t.source, t.at, t.successes, t.code, t.recovery_hash IS NOT NULL
-      INTO v_source, v_at, v_successes, v_code, v_has_recovery
+    SELECT t.source, t.at, t.successes, t.code, t.recovery_hash IS NOT NULL,
+           t.grace_address, t.grace_period
+      INTO v_source, v_at, v_successes, v_code, v_has_recovery, v_grace_address,
+           v_grace_period
       FROM ivmfa.attempt AS t WHERE t.id = p_attempt AND t.host = SESSION_USER;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'unknown_attempt'::text, 0, 0::bigint, NULL::integer,
@@ -748,8 +984,36 @@ BEGIN
     ELSIF NOT EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = v_name) THEN
         v_verdict := 'removed';
     END IF;
+    SELECT s.kind INTO v_kind FROM ivmfa.secret AS s WHERE s.name = v_name;
 
-    IF v_verdict IS NULL AND v_code IS NOT NULL THEN
+    -- A hardware token: the lowest counter from the expected one to hotp_window presses
+    -- ahead is accepted, and the counter moves past it by a conditional update; a code for
+    -- one of the counters just passed is told as used. No clock, so no clock_off.
+    IF v_verdict IS NULL AND v_code IS NOT NULL AND v_kind = 'hotp' THEN
+        v_next := ivmfa.token_next(v_name);
+        SELECT s.hotp_window INTO v_window FROM ivmfa.settings AS s;
+        IF v_next IS NOT NULL THEN
+            v_step := ivmfa.token_match(v_name, v_code, v_next, v_next::numeric + v_window);
+            IF v_step IS NOT NULL THEN
+                UPDATE ivmfa.token_counter AS c SET next = v_step + 1
+                  FROM ivmfa.secret AS s
+                 WHERE s.name = v_name AND c.name = s.name
+                   AND c.key_id = ivmfa.token_key_id(s.key) AND c.next <= v_step;
+                IF FOUND THEN
+                    RETURN QUERY SELECT * FROM ivmfa.accepted(p_attempt, v_name, v_source,
+                                                              v_grace_address,
+                                                              v_grace_period, v_at);
+                    RETURN;
+                END IF;
+                v_verdict := 'token_used';
+            ELSIF ivmfa.token_match(v_name, v_code, v_next - GREATEST(v_window, 1),
+                                    v_next - 1) IS NOT NULL THEN
+                v_verdict := 'token_used';
+            END IF;
+        END IF;
+    END IF;
+
+    IF v_verdict IS NULL AND v_code IS NOT NULL AND v_kind IS DISTINCT FROM 'hotp' THEN
         SELECT s.period, COALESCE(s.totp_window, g.totp_window)
           INTO v_period, v_window
           FROM ivmfa.secret AS s, ivmfa.settings AS g WHERE s.name = v_name;
@@ -772,11 +1036,9 @@ BEGIN
             UPDATE ivmfa.account AS a SET last_step = v_step
              WHERE a.name = v_name AND a.last_step < v_step;
             IF FOUND THEN
-                PERFORM ivmfa.record_success(v_name);
-                DELETE FROM ivmfa.attempt AS t WHERE t.id = p_attempt;
-                PERFORM ivmfa.audit('verify', v_name, v_source, 'accepted');
-                RETURN QUERY SELECT 'accepted'::text, 0, 0::bigint, NULL::integer,
-                                    NULL::bigint;
+                RETURN QUERY SELECT * FROM ivmfa.accepted(p_attempt, v_name, v_source,
+                                                          v_grace_address, v_grace_period,
+                                                          v_at);
                 RETURN;
             END IF;
             v_matched := 1;
@@ -842,6 +1104,7 @@ BEGIN
     v_verdict := COALESCE(v_verdict, 'wrong');
 
     DELETE FROM ivmfa.attempt AS t WHERE t.id = p_attempt;
+    DELETE FROM ivmfa.grace AS g WHERE g.name = v_name;
     -- A success since this attempt was filed wiped the failure it counted: count it again.
     IF EXISTS (SELECT FROM ivmfa.account AS a
                 WHERE a.name = v_name AND a.successes <> v_successes) THEN
@@ -855,6 +1118,63 @@ BEGIN
            ivmfa.wait_for(v_name, v_source, p_now),
            NULL::integer,
            v_offset;
+END
+$$;
+
+-- The grace period: whether a login of `user` from `address` through this host role may
+-- skip the code, decided under the user's lock like a code. It changes nothing: the period
+-- runs from the right code that began it, however often it is used.
+--   verdict: 'grace' (seconds_left of the period), 'none', 'backing_off' (seconds_left of
+--            the wait: no grace while the user or this source backs off), 'reset_pending'
+--            (the user said the device is lost), 'off' (p_period 0, or the fleet's
+--            grace_period_max is), 'not_an_address' (a host name, or nothing),
+--            'not_enrolled', 'invalid_user'
+CREATE FUNCTION ivmfa.grace(p_user text, p_address text, p_period integer, p_now bigint)
+RETURNS TABLE (verdict text, seconds_left bigint)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_period bigint;
+    v_address text;
+    v_at bigint;
+    v_wait bigint;
+    v_verdict text;
+    v_left bigint := 0;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, 0::bigint;
+        RETURN;
+    END IF;
+    v_period := ivmfa.grace_seconds(p_period);
+    v_address := ivmfa.canonical_address(p_address);
+    IF v_period = 0 THEN
+        v_verdict := 'off';
+    ELSIF v_address IS NULL THEN
+        v_verdict := 'not_an_address';
+    ELSE
+        PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+        IF NOT EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+            v_verdict := 'not_enrolled';
+        ELSE
+            SELECT g.at INTO v_at FROM ivmfa.grace AS g
+             WHERE g.name = p_user AND g.host = SESSION_USER AND g.address = v_address;
+            v_wait := ivmfa.wait_for(p_user, ivmfa.source_key(p_address), p_now);
+            IF v_at IS NULL OR v_at > p_now OR p_now - v_at >= v_period THEN
+                v_verdict := 'none';
+            ELSIF v_wait > 0 THEN
+                v_verdict := 'backing_off';
+                v_left := v_wait;
+            ELSIF EXISTS (SELECT FROM ivmfa.reset_request AS r WHERE r.name = p_user) THEN
+                v_verdict := 'reset_pending';
+            ELSE
+                v_verdict := 'grace';
+                v_left := v_at + v_period - p_now;
+            END IF;
+        END IF;
+    END IF;
+    PERFORM ivmfa.audit('grace', p_user, v_address, v_verdict);
+    RETURN QUERY SELECT v_verdict, v_left;
 END
 $$;
 
@@ -1020,15 +1340,17 @@ BEGIN
         RETURN QUERY SELECT v_outcome, 0, NULL::text[];
         RETURN;
     END IF;
-    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled)
-    SELECT p.name, p.key, 'SHA1', 6, 30, NULL, p_now
+    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled, kind)
+    SELECT p.name, p.key, 'SHA1', 6, 30, NULL, p_now, 'totp'
       FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
     UPDATE ivmfa.account AS a SET last_step = GREATEST(a.last_step, v_step)
      WHERE a.name = p_user;
     PERFORM ivmfa.record_success(p_user);
     DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
     DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
     DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    DELETE FROM ivmfa.grace AS g WHERE g.name = p_user;
     PERFORM ivmfa.audit('setup_finish', p_user, NULL, 'enrolled (' || v_grant || ')');
     RETURN QUERY
     SELECT 'enrolled'::text, 0,
@@ -1065,10 +1387,41 @@ RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, ivmfa.clock());
+    RETURN QUERY SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, 0, ivmfa.clock());
 EXCEPTION WHEN OTHERS OR query_canceled THEN
     PERFORM ivmfa.audit_error('submit', p_user, SQLSTATE);
     RETURN QUERY SELECT 'error'::text, NULL::bigint, NULL::bigint;
+END
+$$;
+
+-- submit(), for a host whose grace_period is on, called by an application with real uid
+-- 0 (sshd): a right code then begins a grace period of p_grace_period seconds (at most the
+-- fleet's grace_period_max) for p_source, if it is an IP address, through this host role.
+CREATE FUNCTION ivmfa_api.submit_grace(p_user text, p_answer text, p_source text,
+                                       p_grace_period integer)
+RETURNS TABLE (verdict text, attempt bigint, wait_seconds bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.submit(p_user, p_answer, p_source, p_grace_period,
+                                            ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('submit_grace', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::bigint, NULL::bigint;
+END
+$$;
+
+-- Whether this login may skip the code: called after before_prompt, by a host whose
+-- grace_period is on, only for an application with real uid 0 and a remote address.
+CREATE FUNCTION ivmfa_api.grace(p_user text, p_address text, p_period integer)
+RETURNS TABLE (verdict text, seconds_left bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ivmfa.grace(p_user, p_address, p_period, ivmfa.clock());
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('grace', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::bigint;
 END
 $$;
 
@@ -1162,10 +1515,12 @@ BEGIN
     END IF;
     DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
     DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
-    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled)
-    VALUES (p_user, p_key, pg_catalog.upper(p_algorithm), p_digits, 30, NULL, v_now);
+    INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled, kind)
+    VALUES (p_user, p_key, pg_catalog.upper(p_algorithm), p_digits, 30, NULL, v_now, 'totp');
     DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
     DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+    DELETE FROM ivmfa.grace AS g WHERE g.name = p_user;
     PERFORM ivmfa.audit('admin_provision', p_user, NULL, 'enrolled');
     RETURN QUERY SELECT 'enrolled'::text;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -1214,6 +1569,8 @@ BEGIN
     DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
     DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
     DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+    DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+    DELETE FROM ivmfa.grace AS g WHERE g.name = p_user;
     PERFORM ivmfa.audit('admin_remove', p_user, NULL, 'removed');
     RETURN QUERY SELECT 'removed'::text;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -1222,10 +1579,12 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
 END
 $$;
 
+-- kind: 'totp' or 'hotp'; token_counter: the counter a token's next code is expected
+-- for (NULL if none is kept for its key: its codes are refused until admin_resync).
 CREATE FUNCTION ivmfa_api.admin_status(p_user text)
 RETURNS TABLE (enrolled boolean, enrolled_at bigint, recovery_left integer,
                reset_pending boolean, ticket_expires bigint, failures integer,
-               wait_seconds bigint, last_step bigint)
+               wait_seconds bigint, last_step bigint, kind text, token_counter bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 BEGIN
@@ -1237,7 +1596,9 @@ BEGIN
            (SELECT t.expires FROM ivmfa.ticket AS t WHERE t.name = a.name),
            a.total_count,
            ivmfa.wait_for(a.name, '', ivmfa.clock()),
-           a.last_step
+           a.last_step,
+           s.kind,
+           ivmfa.token_next(a.name)
       FROM ivmfa.account AS a LEFT JOIN ivmfa.secret AS s ON s.name = a.name
      WHERE a.name = p_user;
     PERFORM ivmfa.audit('admin_status', p_user, NULL, 'read');
@@ -1280,6 +1641,7 @@ BEGIN
     DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
     DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
     DELETE FROM ivmfa.notice AS n WHERE n.name = p_user;
+    DELETE FROM ivmfa.grace AS g WHERE g.name = p_user;
     INSERT INTO ivmfa.ticket AS t (name, issued, expires, approved_by)
     SELECT p_user, v_now, v_now + s.ticket_lifetime_seconds, SESSION_USER
       FROM ivmfa.settings AS s
@@ -1332,7 +1694,8 @@ AS $$
 BEGIN
     IF p_name NOT IN ('totp_window', 'max_failures', 'max_failures_per_user',
                       'backoff_seconds', 'max_backoff_seconds', 'ticket_lifetime_seconds',
-                      'inband_enroll', 'attempt_lifetime_seconds', 'setup_lifetime_seconds')
+                      'inband_enroll', 'attempt_lifetime_seconds', 'setup_lifetime_seconds',
+                      'hotp_window', 'grace_period_max')
        OR p_name IS NULL THEN
         RETURN QUERY SELECT 'unknown'::text;
         RETURN;
@@ -1365,6 +1728,554 @@ BEGIN
                   LIMIT LEAST(GREATEST(COALESCE(p_limit, 100), 1), 10000);
 EXCEPTION WHEN OTHERS OR query_canceled THEN
     RETURN;
+END
+$$;
+
+-- Enrollment with a key made in the database, step 1 (`ivmfa-enroll enroll`): a new
+-- 160-bit key waits in pending_enrollment and is returned once, for the CLI to show as a QR
+-- code (otpauth://totp/ISSUER:USER?secret=...&digits=...&period=...&algorithm=...). Nothing is
+-- enrolled until admin_enroll_confirm sees a right code (or admin_enroll_unconfirmed). A
+-- set-up begun earlier for the user is replaced.
+--   verdict: 'ok' (secret_base32, digits, period, algorithm), 'exists' (enrolled, and
+--            p_replace is not true), 'invalid' (digits not 6 to 8, or an unknown
+--            algorithm), 'invalid_user'
+CREATE FUNCTION ivmfa_api.admin_enroll(p_user text, p_digits integer, p_algorithm text,
+                                       p_replace boolean)
+RETURNS TABLE (verdict text, secret_base32 text, digits smallint, period integer,
+               algorithm text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_now bigint := ivmfa.clock();
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::text, NULL::smallint, NULL::integer,
+                            NULL::text;
+        RETURN;
+    END IF;
+    IF p_digits IS NULL OR p_digits NOT BETWEEN 6 AND 8 OR p_algorithm IS NULL
+       OR pg_catalog.upper(p_algorithm) NOT IN ('SHA1', 'SHA256', 'SHA512') THEN
+        RETURN QUERY SELECT 'invalid'::text, NULL::text, NULL::smallint, NULL::integer,
+                            NULL::text;
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.account (name, created) VALUES (p_user, v_now)
+    ON CONFLICT (name) DO NOTHING;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    IF EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user)
+       AND NOT COALESCE(p_replace, false) THEN
+        PERFORM ivmfa.audit('admin_enroll', p_user, NULL, 'exists');
+        RETURN QUERY SELECT 'exists'::text, NULL::text, NULL::smallint, NULL::integer,
+                            NULL::text;
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+    PERFORM ivmfa.audit('admin_enroll', p_user, NULL, 'begun');
+    RETURN QUERY
+    WITH made AS (
+        INSERT INTO ivmfa.pending_enrollment (name, key, kind, algorithm, digits, period,
+                                              started, admin, tries, replace_existing)
+        VALUES (p_user, ivmfa.gen_random_bytes(20), 'totp', pg_catalog.upper(p_algorithm),
+                p_digits, 30, v_now, SESSION_USER, 0, COALESCE(p_replace, false))
+        RETURNING key, digits, period, algorithm
+    )
+    SELECT 'ok'::text, ivmfa.base32(m.key), m.digits, m.period, m.algorithm FROM made AS m;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_enroll', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::text, NULL::smallint, NULL::integer, NULL::text;
+END
+$$;
+
+-- Enrollment of a key the administrator has, step 1: an app's key given with `enroll
+-- --secret`, or a hardware token's (`enroll --hotp`, kind 'hotp'). Like admin_enroll, it
+-- waits for a confirming code (or admin_enroll_unconfirmed); the key is not returned.
+--   verdict: 'ok', 'exists', 'invalid' (a key of 16 to 128 bytes, 6 to 8 digits, SHA1,
+--            SHA256 or SHA512, kind 'totp' or 'hotp'), 'invalid_user'
+CREATE FUNCTION ivmfa_api.admin_enroll_key(p_user text, p_key bytea, p_kind text,
+                                           p_digits integer, p_algorithm text,
+                                           p_replace boolean)
+RETURNS TABLE (verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+DECLARE
+    v_now bigint := ivmfa.clock();
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text;
+        RETURN;
+    END IF;
+    IF p_key IS NULL OR pg_catalog.length(p_key) NOT BETWEEN 16 AND 128
+       OR p_digits IS NULL OR p_digits NOT BETWEEN 6 AND 8 OR p_algorithm IS NULL
+       OR pg_catalog.upper(p_algorithm) NOT IN ('SHA1', 'SHA256', 'SHA512')
+       OR p_kind IS NULL OR pg_catalog.lower(p_kind) NOT IN ('totp', 'hotp') THEN
+        RETURN QUERY SELECT 'invalid'::text;
+        RETURN;
+    END IF;
+    INSERT INTO ivmfa.account (name, created) VALUES (p_user, v_now)
+    ON CONFLICT (name) DO NOTHING;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    IF EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user)
+       AND NOT COALESCE(p_replace, false) THEN
+        PERFORM ivmfa.audit('admin_enroll_key', p_user, NULL, 'exists');
+        RETURN QUERY SELECT 'exists'::text;
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+    INSERT INTO ivmfa.pending_enrollment (name, key, kind, algorithm, digits, period, started,
+                                          admin, tries, replace_existing)
+    VALUES (p_user, p_key, pg_catalog.lower(p_kind), pg_catalog.upper(p_algorithm), p_digits,
+            30, v_now, SESSION_USER, 0, COALESCE(p_replace, false));
+    PERFORM ivmfa.audit('admin_enroll_key', p_user, NULL, 'begun (' || pg_catalog.lower(p_kind)
+                                                          || ')');
+    RETURN QUERY SELECT 'ok'::text;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_enroll_key', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text;
+END
+$$;
+
+-- Enrollment, step 2: a code from the app or token, judged as a login will judge it (an
+-- app: the fleet's window around now; a token: hotp_window presses from where the same key
+-- stands, or from 0). The CLI's ceremony: three wrong answers end it, having saved
+-- nothing; a right one installs the key with its watermark at the code's step (or the
+-- counter past it), so the confirming code cannot log in as well, and returns
+-- p_recovery_count (1 to 100; NULL for 10) recovery codes, to be shown once. Only the
+-- administrator role that began it may finish it.
+--   verdict: 'enrolled' (recovery_codes), 'wrong' (tries_left; clock_offset_seconds when
+--            an app's code was right for a time that far off), 'failed', 'expired',
+--            'exists' (enrolled meanwhile, and the set-up was not to replace), 'no_enrollment',
+--            'invalid' (p_recovery_count), 'invalid_user'
+CREATE FUNCTION ivmfa_api.admin_enroll_confirm(p_user text, p_code text,
+                                               p_recovery_count integer)
+RETURNS TABLE (verdict text, tries_left integer, clock_offset_seconds bigint,
+               recovery_codes text[])
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_now bigint := ivmfa.clock();
+    v_count integer := COALESCE(p_recovery_count, 10);
+    v_kind text;
+    v_digits smallint;
+    v_period integer;
+    v_started bigint;
+    v_tries integer;
+    v_replace boolean;
+    v_code text;
+    v_window integer;
+    v_current bigint;
+    v_from bigint;
+    v_step bigint;
+    v_offset bigint;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, 0, NULL::bigint, NULL::text[];
+        RETURN;
+    END IF;
+    IF v_count NOT BETWEEN 1 AND 100 THEN
+        RETURN QUERY SELECT 'invalid'::text, 0, NULL::bigint, NULL::text[];
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    SELECT p.kind, p.digits, p.period, p.started, p.tries, p.replace_existing
+      INTO v_kind, v_digits, v_period, v_started, v_tries, v_replace
+      FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user AND p.admin = SESSION_USER;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_enrollment'::text, 0, NULL::bigint, NULL::text[];
+        RETURN;
+    END IF;
+    IF v_now - v_started > (SELECT s.setup_lifetime_seconds FROM ivmfa.settings AS s)
+       OR v_now < v_started - 5 THEN
+        DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+        PERFORM ivmfa.audit('admin_enroll_confirm', p_user, NULL, 'expired');
+        RETURN QUERY SELECT 'expired'::text, 0, NULL::bigint, NULL::text[];
+        RETURN;
+    END IF;
+    v_code := ivmfa.code_digits(p_code, v_digits);
+    IF v_code IS NOT NULL AND v_kind = 'hotp' THEN
+        SELECT s.hotp_window INTO v_window FROM ivmfa.settings AS s;
+        SELECT COALESCE((SELECT c.next FROM ivmfa.token_counter AS c
+                          WHERE c.name = p.name AND c.key_id = ivmfa.token_key_id(p.key)), 0)
+          INTO v_from FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+        SELECT pg_catalog.min(c) INTO v_step
+          FROM ivmfa.pending_enrollment AS p,
+               pg_catalog.generate_series(v_from,
+                   LEAST(v_from::numeric + v_window, 9223372036854775806)::bigint) AS c
+         WHERE p.name = p_user AND ivmfa.hotp(p.key, c, p.digits, p.algorithm) = v_code;
+    ELSIF v_code IS NOT NULL THEN
+        SELECT s.totp_window INTO v_window FROM ivmfa.settings AS s;
+        v_current := v_now / v_period;
+        SELECT pg_catalog.min(st) INTO v_step
+          FROM ivmfa.pending_enrollment AS p,
+               pg_catalog.generate_series(GREATEST(v_current - v_window, 0),
+                                          v_current + v_window) AS st
+         WHERE p.name = p_user AND ivmfa.hotp(p.key, st, p.digits, p.algorithm) = v_code;
+        IF v_step IS NULL THEN
+            -- Only to tell the administrator the phone's clock seems off.
+            SELECT (st - v_current) * v_period INTO v_offset
+              FROM ivmfa.pending_enrollment AS p,
+                   pg_catalog.generate_series(
+                       GREATEST(v_current - GREATEST(600 / v_period, v_window + 1), 0),
+                       v_current + GREATEST(600 / v_period, v_window + 1)) AS st
+             WHERE p.name = p_user AND pg_catalog.abs(st - v_current) > v_window
+               AND ivmfa.hotp(p.key, st, p.digits, p.algorithm) = v_code
+             ORDER BY pg_catalog.abs(st - v_current), st > v_current DESC
+             LIMIT 1;
+        END IF;
+    END IF;
+    IF v_step IS NULL THEN
+        IF v_tries + 1 >= 3 THEN
+            DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+            PERFORM ivmfa.audit('admin_enroll_confirm', p_user, NULL, 'failed');
+            RETURN QUERY SELECT 'failed'::text, 0, v_offset, NULL::text[];
+        ELSE
+            UPDATE ivmfa.pending_enrollment AS p SET tries = p.tries + 1
+             WHERE p.name = p_user;
+            PERFORM ivmfa.audit('admin_enroll_confirm', p_user, NULL, 'wrong code');
+            RETURN QUERY SELECT 'wrong'::text, 3 - (v_tries + 1), v_offset, NULL::text[];
+        END IF;
+        RETURN;
+    END IF;
+    IF NOT v_replace AND EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+        DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+        PERFORM ivmfa.audit('admin_enroll_confirm', p_user, NULL, 'exists');
+        RETURN QUERY SELECT 'exists'::text, 0, NULL::bigint, NULL::text[];
+        RETURN;
+    END IF;
+    PERFORM ivmfa.audit('admin_enroll_confirm', p_user, NULL, 'enrolled (' || v_kind || ')');
+    RETURN QUERY SELECT 'enrolled'::text, 0, NULL::bigint,
+                        ivmfa.install_pending(p_user, v_step, v_step + 1, v_count, v_now);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_enroll_confirm', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::integer, NULL::bigint, NULL::text[];
+END
+$$;
+
+-- Enrollment, step 2 without a code (`enroll --no-confirm`, for a known key): the
+-- administrator vouches for the key. The watermark stays where it is; a token's counter
+-- goes on from where the same key stands, or starts at 0.
+--   verdict: 'enrolled' (recovery_codes), 'exists', 'expired', 'no_enrollment', 'invalid',
+--            'invalid_user'
+CREATE FUNCTION ivmfa_api.admin_enroll_unconfirmed(p_user text, p_recovery_count integer)
+RETURNS TABLE (verdict text, recovery_codes text[])
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_now bigint := ivmfa.clock();
+    v_count integer := COALESCE(p_recovery_count, 10);
+    v_started bigint;
+    v_replace boolean;
+    v_kind text;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::text[];
+        RETURN;
+    END IF;
+    IF v_count NOT BETWEEN 1 AND 100 THEN
+        RETURN QUERY SELECT 'invalid'::text, NULL::text[];
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    SELECT p.started, p.replace_existing, p.kind INTO v_started, v_replace, v_kind
+      FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user AND p.admin = SESSION_USER;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'no_enrollment'::text, NULL::text[];
+        RETURN;
+    END IF;
+    IF v_now - v_started > (SELECT s.setup_lifetime_seconds FROM ivmfa.settings AS s)
+       OR v_now < v_started - 5 THEN
+        DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+        PERFORM ivmfa.audit('admin_enroll_unconfirmed', p_user, NULL, 'expired');
+        RETURN QUERY SELECT 'expired'::text, NULL::text[];
+        RETURN;
+    END IF;
+    IF NOT v_replace AND EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
+        DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+        PERFORM ivmfa.audit('admin_enroll_unconfirmed', p_user, NULL, 'exists');
+        RETURN QUERY SELECT 'exists'::text, NULL::text[];
+        RETURN;
+    END IF;
+    PERFORM ivmfa.audit('admin_enroll_unconfirmed', p_user, NULL,
+                        'enrolled without a code (' || v_kind || ')');
+    RETURN QUERY SELECT 'enrolled'::text, ivmfa.install_pending(p_user, 0, 0, v_count, v_now);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_enroll_unconfirmed', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::text[];
+END
+$$;
+
+-- `resync USER CODE1 CODE2`: a token that ran beyond the window (pressed more often than
+-- the window while away from logins) is found again from two consecutive codes, searched
+-- from the counter expected (or 0 if none is kept for the key) up to 1000 presses ahead,
+-- never behind: codes before the counter stay used. The counter moves past the second code.
+--   verdict: 'resynced' (counter_before, NULL if none was kept; counter_after),
+--            'not_found', 'not_token' (an app's codes have no counter), 'malformed' (not
+--            codes of the token's length), 'not_enrolled', 'invalid_user'
+CREATE FUNCTION ivmfa_api.admin_resync(p_user text, p_code1 text, p_code2 text)
+RETURNS TABLE (verdict text, counter_before bigint, counter_after bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_kind text;
+    v_digits smallint;
+    v_first text;
+    v_second text;
+    v_before bigint;
+    v_found bigint;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    SELECT s.kind, s.digits INTO v_kind, v_digits FROM ivmfa.secret AS s
+     WHERE s.name = p_user;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'not_enrolled'::text, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF v_kind IS DISTINCT FROM 'hotp' THEN
+        RETURN QUERY SELECT 'not_token'::text, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    v_first := ivmfa.code_digits(p_code1, v_digits);
+    v_second := ivmfa.code_digits(p_code2, v_digits);
+    IF v_first IS NULL OR v_second IS NULL THEN
+        RETURN QUERY SELECT 'malformed'::text, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    v_before := ivmfa.token_next(p_user);
+    SELECT pg_catalog.min(c) INTO v_found
+      FROM ivmfa.secret AS s,
+           pg_catalog.generate_series(COALESCE(v_before, 0),
+               LEAST(COALESCE(v_before, 0)::numeric + 999, 9223372036854775805)::bigint) AS c
+     WHERE s.name = p_user
+       AND ivmfa.hotp(s.key, c, s.digits, s.algorithm) = v_first
+       AND ivmfa.hotp(s.key, c + 1, s.digits, s.algorithm) = v_second;
+    IF v_found IS NULL THEN
+        PERFORM ivmfa.audit('admin_resync', p_user, NULL, 'not found');
+        RETURN QUERY SELECT 'not_found'::text, v_before, v_before;
+        RETURN;
+    END IF;
+    PERFORM ivmfa.token_advance(p_user, v_found + 2);
+    PERFORM ivmfa.audit('admin_resync', p_user, NULL,
+                        'counter ' || COALESCE(v_before::text, 'none') || ' -> '
+                        || (v_found + 2)::text);
+    RETURN QUERY SELECT 'resynced'::text, v_before, v_found + 2;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_resync', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::bigint, NULL::bigint;
+END
+$$;
+
+-- `db fence`, after a failover: a code accepted on the old primary whose commit had not
+-- reached the new one would be accepted again. Every user's watermark is raised to the step
+-- of now plus the user's window, so no app code from before now can be used again (users
+-- wait at most window + 1 steps for a fresh code). Hardware tokens' counters are left
+-- alone: a counter has no clock, so nothing tells how far a token went in the lost moments,
+-- and moving every counter ahead would leave every token behind its counter, refused as
+-- used until each one is resynchronised (see docs/SCHEMA.md).
+--   verdict: 'fenced' (accounts: how many watermarks moved)
+CREATE FUNCTION ivmfa_api.admin_fence()
+RETURNS TABLE (verdict text, accounts integer)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+DECLARE
+    v_now bigint := ivmfa.clock();
+    v_count integer;
+BEGIN
+    UPDATE ivmfa.account AS a SET last_step = f.step
+      FROM (SELECT b.name,
+                   v_now / GREATEST(COALESCE(s.period, 30), 1)
+                   + COALESCE(s.totp_window, g.totp_window) AS step
+              FROM ivmfa.account AS b
+              LEFT JOIN ivmfa.secret AS s ON s.name = b.name
+             CROSS JOIN ivmfa.settings AS g) AS f
+     WHERE f.name = a.name AND a.last_step < f.step;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM ivmfa.audit('admin_fence', NULL, NULL, 'raised ' || v_count || ' watermarks');
+    RETURN QUERY SELECT 'fenced'::text, v_count;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_fence', NULL, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::integer;
+END
+$$;
+
+-- The characters a failure source is kept in (ivmfa.source_key): printable ASCII but '"'
+-- and '\', '%' starting an escape.
+CREATE FUNCTION ivmfa.is_source_key(p text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p IS NOT NULL AND pg_catalog.octet_length(p) <= 255
+       AND pg_catalog.ltrim(p, (SELECT pg_catalog.string_agg(pg_catalog.chr(i), '')
+                                  FROM pg_catalog.generate_series(33, 126) AS i
+                                 WHERE i NOT IN (34, 92))) = ''
+$$;
+
+-- `db migrate`: one user of a file store, everything its secret.toml and state hold, so
+-- that nothing is lost and no used code works again.
+--   p_kind 'totp' or 'hotp'; p_key 16 to 128 bytes; p_digits 6 to 8; p_period 1 to 300
+--   (an app; NULL for a token); p_algorithm; p_window the enrollment's own window (NULL:
+--   the fleet's); p_enrolled its creation time.
+--   p_recovery_salt (16 bytes, NULL for none), p_recovery_hashes: SHA-256(salt ‖ code) per
+--   index, 32 bytes each, NULL where the file store blanked a used code;
+--   p_recovery_used: the indices the state records as used for this salt.
+--   p_last_step, p_refused: the watermark and steps refused in advance; p_token_next: the
+--   counter a token is expected at (NULL if the state keeps none for its key).
+--   p_total_failures, p_total_last, p_sources, p_source_failures, p_source_last: the
+--   failure counts and their times (sources in the kept form), so a user backing off
+--   still backs off.
+-- The state is merged into what the database has, never lowering anything: the higher
+-- watermark, the union of refused steps (the latest 16), the higher of each count and
+-- time, the higher counter for the same key. The enrollment (key, recovery codes) goes in
+-- if the user has none, or with p_replace.
+--   verdict: 'imported' (recovery_left), 'exists' (the user is enrolled already and
+--            p_replace is not true: only the state was merged), 'invalid' (problem says
+--            which argument), 'invalid_user'
+CREATE FUNCTION ivmfa_api.admin_import(
+    p_user text, p_kind text, p_key bytea, p_digits integer, p_period integer,
+    p_algorithm text, p_window integer, p_enrolled bigint,
+    p_recovery_salt bytea, p_recovery_hashes bytea[], p_recovery_issued bigint,
+    p_recovery_used integer[],
+    p_last_step bigint, p_refused bigint[], p_token_next bigint,
+    p_total_failures integer, p_total_last bigint,
+    p_sources text[], p_source_failures integer[], p_source_last bigint[],
+    p_replace boolean)
+RETURNS TABLE (verdict text, problem text, recovery_left integer)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_now bigint := ivmfa.clock();
+    v_kind text := pg_catalog.lower(p_kind);
+    v_problem text;
+    v_installed boolean;
+    v_left integer;
+BEGIN
+    IF NOT ivmfa.valid_name(p_user) THEN
+        RETURN QUERY SELECT 'invalid_user'::text, NULL::text, NULL::integer;
+        RETURN;
+    END IF;
+    v_problem := CASE
+        WHEN v_kind IS NULL OR v_kind NOT IN ('totp', 'hotp') THEN 'kind'
+        WHEN p_key IS NULL OR pg_catalog.length(p_key) NOT BETWEEN 16 AND 128 THEN 'key'
+        WHEN p_digits IS NULL OR p_digits NOT BETWEEN 6 AND 8 THEN 'digits'
+        WHEN p_algorithm IS NULL
+             OR pg_catalog.upper(p_algorithm) NOT IN ('SHA1', 'SHA256', 'SHA512')
+            THEN 'algorithm'
+        WHEN v_kind = 'totp' AND (p_period IS NULL OR p_period NOT BETWEEN 1 AND 300)
+            THEN 'period'
+        WHEN p_window IS NOT NULL AND (v_kind = 'hotp' OR p_window NOT BETWEEN 0 AND 10)
+            THEN 'window'
+        WHEN p_enrolled < 0 THEN 'enrolled'
+        WHEN p_recovery_salt IS NULL
+             AND (COALESCE(pg_catalog.cardinality(p_recovery_hashes), 0) > 0
+                  OR COALESCE(pg_catalog.cardinality(p_recovery_used), 0) > 0)
+            THEN 'recovery_salt'
+        WHEN pg_catalog.length(p_recovery_salt) <> 16 THEN 'recovery_salt'
+        WHEN pg_catalog.cardinality(p_recovery_hashes) > 100
+             OR EXISTS (SELECT FROM pg_catalog.unnest(p_recovery_hashes) AS h
+                         WHERE pg_catalog.length(h) <> 32)
+            THEN 'recovery_hashes'
+        WHEN p_recovery_issued < 0 THEN 'recovery_issued'
+        WHEN EXISTS (SELECT FROM pg_catalog.unnest(p_recovery_used) AS u
+                      WHERE u IS NULL OR u NOT BETWEEN 0 AND 99)
+            THEN 'recovery_used'
+        WHEN p_last_step < 0 THEN 'last_step'
+        WHEN pg_catalog.cardinality(p_refused) > 16
+             OR EXISTS (SELECT FROM pg_catalog.unnest(p_refused) AS r WHERE r IS NULL OR r < 0)
+            THEN 'refused'
+        WHEN p_token_next IS NOT NULL AND (v_kind = 'totp' OR p_token_next < 0)
+            THEN 'token_next'
+        WHEN p_total_failures < 0 THEN 'total_failures'
+        WHEN p_total_last < 0 THEN 'total_last'
+        WHEN COALESCE(pg_catalog.cardinality(p_sources), 0) > 32
+             OR COALESCE(pg_catalog.cardinality(p_sources), 0)
+                <> COALESCE(pg_catalog.cardinality(p_source_failures), 0)
+             OR COALESCE(pg_catalog.cardinality(p_sources), 0)
+                <> COALESCE(pg_catalog.cardinality(p_source_last), 0)
+             OR EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(p_sources),
+                                               pg_catalog.unnest(p_source_failures),
+                                               pg_catalog.unnest(p_source_last)) AS x(s, c, l)
+                         WHERE NOT ivmfa.is_source_key(x.s) OR x.c IS NULL OR x.c < 1
+                            OR x.l IS NULL OR x.l < 0)
+             OR (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(p_sources) AS x)
+                <> COALESCE(pg_catalog.cardinality(p_sources), 0)
+            THEN 'sources'
+        END;
+    IF v_problem IS NOT NULL THEN
+        PERFORM ivmfa.audit('admin_import', p_user, NULL, 'invalid ' || v_problem);
+        RETURN QUERY SELECT 'invalid'::text, v_problem, NULL::integer;
+        RETURN;
+    END IF;
+
+    INSERT INTO ivmfa.account (name, created) VALUES (p_user, COALESCE(p_enrolled, v_now))
+    ON CONFLICT (name) DO NOTHING;
+    PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    v_installed := COALESCE(p_replace, false)
+                   OR NOT EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user);
+    IF v_installed THEN
+        DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
+        DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
+        DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
+        DELETE FROM ivmfa.pending_enrollment AS p WHERE p.name = p_user;
+        DELETE FROM ivmfa.ticket AS t WHERE t.name = p_user;
+        DELETE FROM ivmfa.grace AS g WHERE g.name = p_user;
+        INSERT INTO ivmfa.secret (name, key, algorithm, digits, period, totp_window, enrolled,
+                                  kind)
+        VALUES (p_user, p_key, pg_catalog.upper(p_algorithm), p_digits,
+                CASE WHEN v_kind = 'totp' THEN p_period ELSE 30 END, p_window,
+                COALESCE(p_enrolled, v_now), v_kind);
+        IF p_recovery_salt IS NOT NULL THEN
+            INSERT INTO ivmfa.recovery_set (name, salt, issued)
+            VALUES (p_user, p_recovery_salt, COALESCE(p_recovery_issued, v_now));
+            INSERT INTO ivmfa.recovery_code (name, idx, hash)
+            SELECT p_user, h.i - 1, h.hash
+              FROM pg_catalog.unnest(p_recovery_hashes) WITH ORDINALITY AS h(hash, i)
+             WHERE h.hash IS NOT NULL
+               AND (h.i - 1) <> ALL (COALESCE(p_recovery_used, '{}'::integer[]));
+        END IF;
+    END IF;
+
+    -- The state: merged, never lowered.
+    UPDATE ivmfa.account AS a
+       SET last_step = GREATEST(a.last_step, COALESCE(p_last_step, 0)),
+           refused = ARRAY(SELECT x FROM (
+                              SELECT DISTINCT x FROM pg_catalog.unnest(
+                                  a.refused || COALESCE(p_refused, '{}'::bigint[])) AS x
+                               ORDER BY x DESC LIMIT 16) AS y ORDER BY x),
+           total_count = GREATEST(a.total_count, COALESCE(p_total_failures, 0)),
+           total_last = GREATEST(a.total_last, COALESCE(p_total_last, 0))
+     WHERE a.name = p_user;
+    INSERT INTO ivmfa.failure AS f (name, source, count, last)
+    SELECT p_user, x.s, x.c, x.l
+      FROM ROWS FROM (pg_catalog.unnest(p_sources), pg_catalog.unnest(p_source_failures),
+                      pg_catalog.unnest(p_source_last)) AS x(s, c, l)
+    ON CONFLICT (name, source) DO UPDATE
+       SET count = GREATEST(f.count, EXCLUDED.count), last = GREATEST(f.last, EXCLUDED.last);
+    DELETE FROM ivmfa.failure AS f
+     WHERE (f.name, f.source) IN (
+        SELECT g.name, g.source FROM ivmfa.failure AS g WHERE g.name = p_user
+         ORDER BY g.last DESC, g.source OFFSET 32);
+    IF v_kind = 'hotp' AND p_token_next IS NOT NULL THEN
+        INSERT INTO ivmfa.token_counter AS c (name, key_id, next)
+        VALUES (p_user, ivmfa.token_key_id(p_key), p_token_next)
+        ON CONFLICT (name, key_id) DO UPDATE SET next = GREATEST(c.next, EXCLUDED.next);
+    END IF;
+
+    SELECT pg_catalog.count(*)::integer INTO v_left
+      FROM ivmfa.recovery_code AS c WHERE c.name = p_user;
+    PERFORM ivmfa.audit('admin_import', p_user, NULL,
+                        CASE WHEN v_installed THEN 'imported (' || v_kind || ')'
+                             ELSE 'enrolled already: state merged' END);
+    RETURN QUERY SELECT CASE WHEN v_installed THEN 'imported' ELSE 'exists' END, NULL::text,
+                        v_left;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_import', p_user, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::text, NULL::integer;
 END
 $$;
 
@@ -1401,7 +2312,9 @@ GRANT EXECUTE ON FUNCTION
     ivmfa_api.verify(bigint),
     ivmfa_api.request_reset(text, text, text, text),
     ivmfa_api.setup_begin(text),
-    ivmfa_api.setup_finish(text, text)
+    ivmfa_api.setup_finish(text, text),
+    ivmfa_api.submit_grace(text, text, text, integer),
+    ivmfa_api.grace(text, text, integer)
 TO ivmfa_host;
 GRANT EXECUTE ON FUNCTION
     ivmfa_api.schema_version(),
@@ -1413,7 +2326,16 @@ GRANT EXECUTE ON FUNCTION
     ivmfa_api.admin_reset_approve(text),
     ivmfa_api.admin_reset_deny(text, text),
     ivmfa_api.admin_configure(text, text),
-    ivmfa_api.admin_audit(integer)
+    ivmfa_api.admin_audit(integer),
+    ivmfa_api.admin_enroll(text, integer, text, boolean),
+    ivmfa_api.admin_enroll_key(text, bytea, text, integer, text, boolean),
+    ivmfa_api.admin_enroll_confirm(text, text, integer),
+    ivmfa_api.admin_enroll_unconfirmed(text, integer),
+    ivmfa_api.admin_resync(text, text, text),
+    ivmfa_api.admin_fence(),
+    ivmfa_api.admin_import(text, text, bytea, integer, integer, text, integer, bigint, bytea,
+                           bytea[], bigint, integer[], bigint, bigint[], bigint, integer,
+                           bigint, text[], integer[], bigint[], boolean)
 TO ivmfa_admin;
 
 RESET ROLE;
