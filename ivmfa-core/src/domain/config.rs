@@ -6,6 +6,7 @@
 //! a security setting must never quietly fall back to something weaker.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -45,6 +46,58 @@ pub enum Unenrolled {
     Allow,
     /// Enroll in-band during the login.
     Enroll,
+}
+
+/// Where enrollments, watermarks, failure counts and reset requests are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The local store under `store` (the default).
+    Files,
+    /// The fleet's PostgreSQL database, asked through its host API (docs/fleet.md).
+    Postgres,
+}
+
+/// Most addresses `db_addresses` may list.
+pub const MAX_DB_ADDRESSES: usize = 16;
+/// `db_timeout_ms` bounds: below a tenth of a second even a healthy loopback server misses it.
+const DB_TIMEOUT_MS: RangeInclusive<u64> = 100..=60_000;
+
+/// How a host reaches the fleet database (`backend = "postgres"`). Nothing here is secret:
+/// the key and the password stay in their files until a connection reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetDb {
+    /// Servers to try in order; the first that is a read-write primary is used. IP literals
+    /// only: a name would be resolved on a helper thread inside sshd.
+    pub addresses: Vec<SocketAddr>,
+    /// `db_name`.
+    pub name: String,
+    /// `db_user`: this host's login role. No default: the role is named where it is made
+    /// (and, with a client certificate, is the certificate's common name).
+    pub user: Option<String>,
+    /// The pinned CA (PEM) the server's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// The host's client certificate (PEM) and its key.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// A file holding the role's password, instead of a client certificate.
+    pub password_file: Option<PathBuf>,
+    /// One deadline for a database round: connect, TLS, authentication and every statement.
+    pub timeout_ms: u64,
+}
+
+impl Default for FleetDb {
+    fn default() -> Self {
+        FleetDb {
+            addresses: Vec::new(),
+            name: "ivmfa".to_owned(),
+            user: None,
+            ca: None,
+            cert: None,
+            key: None,
+            password_file: None,
+            timeout_ms: 3000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +143,12 @@ pub struct Config {
     /// Seconds after a right code from a remote address during which the same user's logins
     /// from that address skip the code; 0 (the default) turns it off.
     pub grace_period: u64,
+    pub backend: Backend,
+    /// The fleet database, with `backend = "postgres"`.
+    pub db: FleetDb,
+    /// Members may pass at the console with the password alone while the fleet database
+    /// cannot be asked.
+    pub break_glass_group: Option<String>,
 }
 
 impl Default for Config {
@@ -117,6 +176,9 @@ impl Default for Config {
             use_first_pass: false,
             echo_code: false,
             grace_period: 0,
+            backend: Backend::Files,
+            db: FleetDb::default(),
+            break_glass_group: None,
         }
     }
 }
@@ -228,12 +290,7 @@ impl Config {
                     printable(key)
                 )))
             }
-            ("store", Some(v)) => {
-                if !v.starts_with('/') {
-                    return Err(bad("must be an absolute path"));
-                }
-                self.store = PathBuf::from(v);
-            }
+            ("store", Some(v)) => self.store = absolute(v).map_err(|m| bad(&m))?,
             ("unenrolled", Some(v)) => {
                 self.unenrolled = match v {
                     "deny" => Unenrolled::Deny,
@@ -255,10 +312,32 @@ impl Config {
                 self.prompt = v.to_owned();
             }
             ("exempt_group", Some(v)) => {
-                if v.is_empty() || v.chars().any(|c| c.is_control() || c == ':' || c == '/') {
-                    return Err(bad("must be a group name"));
+                self.exempt_group = Some(group_name(v).map_err(|m| bad(&m))?);
+            }
+            ("break_glass_group", Some(v)) => {
+                self.break_glass_group = Some(group_name(v).map_err(|m| bad(&m))?);
+            }
+            ("backend", Some(v)) => {
+                self.backend = match v {
+                    "files" => Backend::Files,
+                    "postgres" => Backend::Postgres,
+                    _ => return Err(bad("must be files or postgres")),
                 }
-                self.exempt_group = Some(v.to_owned());
+            }
+            ("db_addresses", Some(v)) => {
+                self.db.addresses = db_addresses(v).map_err(|m| bad(&m))?;
+            }
+            ("db_name", Some(v)) => self.db.name = role_name(v).map_err(|m| bad(&m))?,
+            ("db_user", Some(v)) => self.db.user = Some(role_name(v).map_err(|m| bad(&m))?),
+            ("db_ca", Some(v)) => self.db.ca = Some(absolute(v).map_err(|m| bad(&m))?),
+            ("db_cert", Some(v)) => self.db.cert = Some(absolute(v).map_err(|m| bad(&m))?),
+            ("db_key", Some(v)) => self.db.key = Some(absolute(v).map_err(|m| bad(&m))?),
+            ("db_password_file", Some(v)) => {
+                self.db.password_file = Some(absolute(v).map_err(|m| bad(&m))?)
+            }
+            ("db_timeout_ms", Some(v)) => {
+                self.db.timeout_ms =
+                    number(v, DB_TIMEOUT_MS, "of milliseconds ").map_err(|m| bad(&m))?;
             }
             ("issuer", Some(v)) => {
                 if v.trim().is_empty()
@@ -382,6 +461,47 @@ impl Config {
                 self.rate_limit.max_backoff, self.rate_limit.backoff
             )));
         }
+        if self.backend == Backend::Postgres {
+            self.check_fleet()?;
+        }
+        Ok(())
+    }
+
+    /// What `backend = "postgres"` needs, and what it cannot do yet.
+    fn check_fleet(&self) -> Result<()> {
+        let refuse = |why: &str| Err(Error::Config(format!("backend = \"postgres\": {why}")));
+        let db = &self.db;
+        if db.addresses.is_empty() {
+            return refuse("db_addresses is not set (IP:PORT of the database servers)");
+        }
+        if db.user.is_none() {
+            return refuse("db_user is not set (this host's database role)");
+        }
+        if db.ca.is_none() {
+            return refuse("db_ca is not set (the CA that signed the server's certificate)");
+        }
+        match (&db.cert, &db.key, &db.password_file) {
+            (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return refuse("db_cert and db_key go together");
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return refuse("set db_cert and db_key, or db_password_file, not both");
+            }
+            (None, None, None) => {
+                return refuse("set db_cert and db_key (a client certificate) or db_password_file");
+            }
+        }
+        // A grace period is a right to skip the code; kept on a host, a compromised host
+        // could grant it to itself for any address. Schema version 1 has no place for it.
+        if self.grace_period > 0 {
+            return refuse("grace_period is not available with the fleet database; set it to 0");
+        }
+        // One answer carrying the password and the code: the password must never reach the
+        // database, and cutting a recovery code from it could judge one answer twice.
+        if self.forward_pass {
+            return refuse("forward_pass is not available with the fleet database");
+        }
         Ok(())
     }
 
@@ -396,7 +516,8 @@ impl Config {
              notify_command={} notify_timeout_seconds={} ticket_lifetime_hours={} \
              qr_background={} services={} skip_services={} forward_pass={} \
              try_first_pass={} use_first_pass={} echo_code={} \
-             grace_period={}",
+             grace_period={} backend={} db_addresses={} db_name={} db_user={} db_ca={} \
+             db_cert={} db_key={} db_password_file={} db_timeout_ms={} break_glass_group={}",
             self.store.display(),
             format!("{:?}", self.unenrolled).to_lowercase(),
             self.window,
@@ -438,8 +559,76 @@ impl Config {
             self.use_first_pass,
             self.echo_code,
             self.grace_period,
+            match self.backend {
+                Backend::Files => "files",
+                Backend::Postgres => "postgres",
+            },
+            if self.db.addresses.is_empty() {
+                "-".to_owned()
+            } else {
+                let all: Vec<String> = self.db.addresses.iter().map(|a| a.to_string()).collect();
+                all.join(",")
+            },
+            self.db.name,
+            or_dash(self.db.user.clone()),
+            or_dash(path(&self.db.ca)),
+            or_dash(path(&self.db.cert)),
+            or_dash(path(&self.db.key)),
+            or_dash(path(&self.db.password_file)),
+            self.db.timeout_ms,
+            or_dash(self.break_glass_group.as_deref().map(printable)),
         )
     }
+}
+
+fn path(p: &Option<PathBuf>) -> Option<String> {
+    p.as_ref().map(|p| printable(&p.to_string_lossy()))
+}
+
+/// An absolute path, or why not.
+fn absolute(text: &str) -> std::result::Result<PathBuf, String> {
+    if !text.starts_with('/') || text.chars().any(char::is_control) {
+        return Err("must be an absolute path".into());
+    }
+    Ok(PathBuf::from(text))
+}
+
+fn group_name(text: &str) -> std::result::Result<String, String> {
+    if text.is_empty() || text.chars().any(|c| c.is_control() || c == ':' || c == '/') {
+        return Err("must be a group name".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// A database or role name as sent in the start-up message: never part of SQL text, but kept
+/// to a plain spelling that needs no quoting anywhere it is shown.
+fn role_name(text: &str) -> std::result::Result<String, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if text.is_empty() || text.len() > 63 || !text.chars().all(plain) {
+        return Err("must be 1 to 63 letters, digits, '_', '-' or '.'".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// `IP:PORT` literals separated by commas (`10.0.0.5:5432,[2001:db8::5]:5432`). Names are
+/// refused: resolving one inside sshd starts helper threads and depends on the resolver.
+fn db_addresses(text: &str) -> std::result::Result<Vec<SocketAddr>, String> {
+    let how = "must be IP:PORT addresses separated by commas (10.0.0.5:5432, [2001:db8::5]:5432); \
+               host names are not accepted";
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for word in text.split(',').map(str::trim) {
+        let addr: SocketAddr = word.parse().map_err(|_| how.to_owned())?;
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(how.into());
+        }
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    if out.is_empty() || out.len() > MAX_DB_ADDRESSES {
+        return Err(format!("{how}; at most {MAX_DB_ADDRESSES}"));
+    }
+    Ok(out)
 }
 
 /// An on/off value as the config file and module arguments spell it.
@@ -534,6 +723,16 @@ mod tests {
             "use_first_pass",
             "echo_code",
             "grace_period",
+            "backend",
+            "db_addresses",
+            "db_name",
+            "db_user",
+            "db_ca",
+            "db_cert",
+            "db_key",
+            "db_password_file",
+            "db_timeout_ms",
+            "break_glass_group",
         ];
         let line = Config::default().summary();
         for key in keys {
@@ -700,6 +899,89 @@ mod tests {
         assert!(resolve(&[&format!("config={}", p.display())]).is_err());
         let missing = dir.join("missing.toml");
         assert!(resolve(&[&format!("config={}", missing.display())]).is_err());
+    }
+
+    #[test]
+    fn fleet_keys_take_ip_literals_and_absolute_paths() {
+        let mut c = Config::default();
+        c.set("backend", Some("postgres")).unwrap();
+        assert_eq!(c.backend, Backend::Postgres);
+        c.set(
+            "db_addresses",
+            Some("10.0.0.5:5432, [2001:db8::5]:6432,10.0.0.5:5432"),
+        )
+        .unwrap();
+        assert_eq!(c.db.addresses.len(), 2, "a repeated address is kept once");
+        assert_eq!(c.db.addresses[1].to_string(), "[2001:db8::5]:6432");
+        c.set("db_name", Some("ivmfa_prod")).unwrap();
+        c.set("db_user", Some("host_web1")).unwrap();
+        c.set("db_ca", Some("/etc/ivmfa/db-ca.pem")).unwrap();
+        c.set("db_timeout_ms", Some("250")).unwrap();
+        c.set("break_glass_group", Some("breakglass")).unwrap();
+        assert_eq!(c.db.timeout_ms, 250);
+        for (k, v) in [
+            ("backend", "sqlite"),
+            ("db_addresses", "db.example.com:5432"),
+            ("db_addresses", "localhost:5432"),
+            ("db_addresses", "10.0.0.5"),
+            ("db_addresses", "10.0.0.5:0"),
+            ("db_addresses", "0.0.0.0:5432"),
+            ("db_addresses", "::1:5432"),
+            ("db_addresses", ""),
+            ("db_addresses", "10.0.0.5:5432,,10.0.0.6:5432"),
+            ("db_name", "ivmfa; DROP"),
+            ("db_user", ""),
+            ("db_user", &"x".repeat(64)),
+            ("db_ca", "relative/ca.pem"),
+            ("db_key", "key.pem"),
+            ("db_timeout_ms", "99"),
+            ("db_timeout_ms", "60001"),
+            ("break_glass_group", "a:b"),
+        ] {
+            assert!(c.set(k, Some(v)).is_err(), "{k}={v}");
+        }
+        let many: Vec<String> = (1..=17).map(|i| format!("10.0.0.{i}:5432")).collect();
+        assert!(c.set("db_addresses", Some(&many.join(","))).is_err());
+    }
+
+    #[test]
+    fn a_fleet_config_must_be_complete_and_refuses_what_it_cannot_do() {
+        let base = [
+            "backend=postgres",
+            "db_addresses=127.0.0.1:5432",
+            "db_user=host_a",
+            "db_ca=/etc/ivmfa/ca.pem",
+        ];
+        let with = |extra: &[&str]| {
+            let mut words: Vec<&str> = base.to_vec();
+            words.extend_from_slice(extra);
+            resolve(&words)
+        };
+        let cert = ["db_cert=/etc/ivmfa/host.crt", "db_key=/etc/ivmfa/host.key"];
+        let c = with(&cert).unwrap();
+        assert_eq!(c.db.name, "ivmfa");
+        assert_eq!(c.db.timeout_ms, 3000);
+        with(&["db_password_file=/etc/ivmfa/db-password"]).unwrap();
+        for bad in [
+            &[][..],
+            &["db_cert=/etc/ivmfa/host.crt"][..],
+            &["db_key=/etc/ivmfa/host.key"][..],
+            &[cert[0], cert[1], "db_password_file=/etc/ivmfa/p"][..],
+            &[cert[0], cert[1], "grace_period=60"][..],
+            &[cert[0], cert[1], "forward_pass"][..],
+        ] {
+            assert!(with(bad).is_err(), "{bad:?}");
+        }
+        for missing in 1..base.len() {
+            let mut words: Vec<&str> = base.to_vec();
+            words.remove(missing);
+            words.extend_from_slice(&cert);
+            assert!(resolve(&words).is_err(), "without {}", base[missing]);
+        }
+        // try_first_pass and use_first_pass work with the fleet: the answer is submitted.
+        with(&[cert[0], cert[1], "try_first_pass"]).unwrap();
+        // The file store takes none of this into account.
+        resolve(&["grace_period=60", "forward_pass"]).unwrap();
     }
 
     #[test]
