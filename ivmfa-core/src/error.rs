@@ -35,6 +35,8 @@ pub enum Error {
     System(String),
     /// Another process held the user's lock for longer than a login may wait.
     Busy { path: PathBuf, waited: u64 },
+    /// The fleet database could not be asked, or its answer cannot be used.
+    Fleet(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -111,6 +113,7 @@ impl fmt::Display for Error {
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Conversation(msg) => write!(f, "the PAM conversation failed: {msg}"),
             Error::System(msg) => write!(f, "{msg}"),
+            Error::Fleet(msg) => write!(f, "fleet database: {msg}"),
             Error::Busy { path, waited } => write!(
                 f,
                 "gave up waiting for the lock {} after {waited} s: another process holds it",

@@ -22,7 +22,7 @@ pub mod store;
 
 // The crate's public paths stay flat (`ivmfa_core::auth`, `ivmfa_core::state`, …): the layers
 // are how the source is arranged, not something callers need to spell.
-pub use decision::{auth, ceremony, messages, ports};
+pub use decision::{auth, ceremony, fleet_api, messages, ports};
 pub use domain::{
     combined, config, enrollment, google, grace, hotp, input, logtext, oath, otpauth, qr, random,
     recovery, reset, state, totp, username,

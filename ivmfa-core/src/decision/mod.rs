@@ -4,6 +4,7 @@
 pub(crate) mod attempt;
 pub mod auth;
 pub mod ceremony;
+pub mod fleet_api;
 pub(crate) mod inband;
 pub mod messages;
 pub mod ports;

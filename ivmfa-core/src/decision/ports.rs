@@ -7,6 +7,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use crate::error::Result;
+use crate::fleet_api::FleetApi;
 use crate::logtext::printable;
 
 /// How the module should answer libpam.
@@ -69,6 +70,11 @@ pub trait Host {
         Err(crate::Error::System(
             "this host cannot hand a password on to the next module".into(),
         ))
+    }
+    /// The client of the fleet database (`backend = "postgres"`). A host without one (the
+    /// core's tests, a build that leaves it out) denies every fleet login as unavailable.
+    fn fleet(&self) -> Option<&dyn FleetApi> {
+        None
     }
     /// Runs `program` with exactly `env`, waiting at most `timeout` seconds.
     fn notify(

@@ -1,0 +1,255 @@
+//! One connection to the fleet database, with one deadline.
+//!
+//! [`connect`] makes a tokio current-thread runtime (no thread is started: the runtime runs
+//! on the caller's thread, inside [`Session`]'s calls), then tries the addresses in order:
+//! TCP, TLS with the pinned CA, authentication, and a check that the server is a read-write
+//! primary with a schema version this client knows. Every step and every statement after it
+//! runs against the one deadline fixed when `connect` was called. When it passes, the
+//! runtime is dropped with the socket in it: nothing more is sent, and never a cancel
+//! request (a cancelled wait for a synchronous standby was seen to come back "accepted").
+//!
+//! Statements are sent with `query_typed`: an unnamed statement with typed parameters, one
+//! round trip, autocommitted on its own, as PgBouncer's transaction pooling needs.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio::time::timeout_at;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
+
+use crate::credentials::Loaded;
+use crate::error::{Error, Phase, Refusal};
+use crate::settings::Settings;
+use crate::tls;
+
+/// The schema versions (`ivmfa_api.schema_version()`) this client can talk to.
+pub const KNOWN_SCHEMA_VERSIONS: &[i32] = &[1];
+
+/// Asked on every connection before anything else: which schema, and whether it may write.
+const CHECK: &str = "SELECT ivmfa_api.schema_version(), \
+                     pg_catalog.current_setting('transaction_read_only')";
+
+/// An open connection. Dropping it drops the socket; [`Session::close`] says goodbye first.
+pub struct Session {
+    runtime: Runtime,
+    client: Option<Client>,
+    connection: Option<JoinHandle<()>>,
+    deadline: Instant,
+    timeout: Duration,
+    address: SocketAddr,
+    schema_version: i32,
+}
+
+/// Connects as `settings` says, within `settings.timeout` for everything.
+pub fn connect(settings: &Settings) -> Result<Session, Error> {
+    let deadline = Instant::now() + settings.timeout;
+    let loaded = Loaded::read(settings)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(Error::Runtime)?;
+    let mut tried = Vec::new();
+    for &address in &settings.addresses {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let phase = Cell::new(Phase::Connecting);
+        let attempt = runtime.block_on(within(deadline, open(address, settings, &loaded, &phase)));
+        match attempt {
+            Ok(Ok((client, connection, schema_version))) => {
+                return Ok(Session {
+                    runtime,
+                    client: Some(client),
+                    connection: Some(connection),
+                    deadline,
+                    timeout: settings.timeout,
+                    address,
+                    schema_version,
+                })
+            }
+            Ok(Err(refusal)) => tried.push((address, refusal)),
+            Err(_) => {
+                tried.push((address, Refusal::Deadline(phase.get())));
+                break;
+            }
+        }
+    }
+    // Dropping the runtime here closes every socket an attempt left open.
+    Err(Error::Unavailable {
+        timeout: settings.timeout,
+        tried,
+    })
+}
+
+/// One address: TCP, TLS and authentication, then the check.
+async fn open(
+    address: SocketAddr,
+    settings: &Settings,
+    loaded: &Loaded,
+    phase: &Cell<Phase>,
+) -> Result<(Client, JoinHandle<()>, i32), Refusal> {
+    let password = loaded.password_for(address, settings)?;
+    let tls = tls::connector(loaded, address.ip()).map_err(Refusal::Handshake)?;
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(Refusal::Connect)?;
+    // Statements are small and answered at once: no reason to hold them back.
+    let _ = tcp.set_nodelay(true);
+    phase.set(Phase::Handshake);
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(&settings.user)
+        .dbname(&settings.database)
+        .application_name(&settings.application_name)
+        .ssl_mode(SslMode::Require);
+    if let Some(password) = &password {
+        config.password(password.as_bytes());
+    }
+    let (client, connection) = config
+        .connect_raw(tcp, tls)
+        .await
+        .map_err(|e| Refusal::Handshake(describe(&e)))?;
+    drop(config);
+    // The connection's half that reads and writes the socket; it runs whenever this thread
+    // waits in the runtime, and ends with it.
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    phase.set(Phase::Checking);
+    let rows = client
+        .query_typed(CHECK, &[])
+        .await
+        .map_err(|e| Refusal::Check(describe(&e)))?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Refusal::Check("no row".into()))?;
+    let version: i32 = row.try_get(0).map_err(|e| Refusal::Check(describe(&e)))?;
+    let read_only: String = row.try_get(1).map_err(|e| Refusal::Check(describe(&e)))?;
+    if read_only != "off" {
+        return Err(Refusal::ReadOnly);
+    }
+    if !KNOWN_SCHEMA_VERSIONS.contains(&version) {
+        return Err(Refusal::SchemaVersion(version));
+    }
+    Ok((client, connection, version))
+}
+
+/// `future`, unless `deadline` passes first. The timer is made inside the runtime (it needs
+/// the runtime's clock), so this is what `block_on` is given.
+async fn within<F: std::future::Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    timeout_at(deadline.into(), future).await
+}
+
+/// A client library error in words: the server's own for a server error, else the kind and
+/// its cause (rustls's reason for a refused certificate, the socket's error).
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl Session {
+    /// Runs one statement (unnamed, typed parameters, autocommitted) and returns its rows.
+    /// A statement that misses the deadline drops the connection: later calls fail.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, Error> {
+        let Some(client) = &self.client else {
+            return Err(Error::Deadline {
+                timeout: self.timeout,
+            });
+        };
+        match self
+            .runtime
+            .block_on(within(self.deadline, client.query_typed(sql, params)))
+        {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(Error::Statement(describe(&e))),
+            Err(_) => {
+                self.abandon();
+                Err(Error::Deadline {
+                    timeout: self.timeout,
+                })
+            }
+        }
+    }
+
+    /// Runs SQL text with the simple query protocol: several statements, no parameters
+    /// (installing a schema script, `LISTEN`). Within the deadline like every statement.
+    pub fn batch(&mut self, sql: &str) -> Result<(), Error> {
+        let Some(client) = &self.client else {
+            return Err(Error::Deadline {
+                timeout: self.timeout,
+            });
+        };
+        match self
+            .runtime
+            .block_on(within(self.deadline, client.batch_execute(sql)))
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Statement(describe(&e))),
+            Err(_) => {
+                self.abandon();
+                Err(Error::Deadline {
+                    timeout: self.timeout,
+                })
+            }
+        }
+    }
+
+    /// A new deadline, `timeout` from now, for what follows (an administrator's command that
+    /// waits on purpose). A login never calls it.
+    pub fn renew_deadline(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+        self.deadline = Instant::now() + timeout;
+    }
+
+    /// The server this session is connected to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn schema_version(&self) -> i32 {
+        self.schema_version
+    }
+
+    /// Ends the session politely (a Terminate message) if the deadline allows, then drops
+    /// the socket.
+    pub fn close(mut self) {
+        self.client = None;
+        if let Some(connection) = self.connection.take() {
+            let _ = self.runtime.block_on(within(self.deadline, connection));
+        }
+    }
+
+    /// Gives up on the connection: no statement can be sent any more, and the socket goes
+    /// with the runtime.
+    fn abandon(&mut self) {
+        self.client = None;
+        if let Some(connection) = self.connection.take() {
+            connection.abort();
+        }
+    }
+}
