@@ -4,8 +4,10 @@
 
 use zeroize::Zeroizing;
 
+use crate::config::Config;
 use crate::error::Result;
 use crate::ports::{Conversation, Host, Login, Priority, Verdict};
+use crate::reset::{self, ResetRequest};
 
 pub struct Attempt<'a, 'b> {
     pub(crate) login: &'a Login<'a>,
@@ -34,5 +36,20 @@ impl Attempt<'_, '_> {
         self.log(priority, &format!("denied: {reason}"));
         let _ = self.conv.error(tell);
         Ok(Verdict::AuthErr)
+    }
+
+    /// Runs `notify_command`, if set, for a request just filed; its failure is logged and
+    /// changes nothing for the login.
+    pub(crate) fn notify(&self, config: &Config, request: &ResetRequest) {
+        if let Some(program) = &config.notify_command {
+            let env = reset::notify_env(request);
+            match self.host.notify(program, &env, config.notify_timeout) {
+                Ok(()) => self.log(Priority::Info, "notify_command ran"),
+                Err(why) => self.log(
+                    Priority::Warning,
+                    &format!("notify_command {} failed: {why}", program.display()),
+                ),
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::attempt::Attempt;
 use super::inband::{self, Grant};
 use crate::combined;
-use crate::config::{Config, Unenrolled, MAX_WINDOW};
+use crate::config::{Backend, Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::{Enrollment, Kind};
 use crate::error::{Error, Result};
 use crate::grace::Address;
@@ -121,6 +121,9 @@ impl Attempt<'_, '_> {
             }
         }
 
+        if config.backend == Backend::Postgres {
+            return super::fleet::login(self, &config, &user);
+        }
         let store = Store::new(&config.store, self.host.euid());
         match store.load_enrollment(&user)? {
             Some(enrollment) if !enrollment.belongs_to(account.uid) => {
@@ -812,16 +815,7 @@ impl Attempt<'_, '_> {
                 Priority::Notice,
                 "denied: filed a request to reset MFA (lost device)",
             );
-            if let Some(program) = &config.notify_command {
-                let env = reset::notify_env(&request);
-                match self.host.notify(program, &env, config.notify_timeout) {
-                    Ok(()) => self.log(Priority::Info, "notify_command ran"),
-                    Err(why) => self.log(
-                        Priority::Warning,
-                        &format!("notify_command {} failed: {why}", program.display()),
-                    ),
-                }
-            }
+            self.notify(config, &request);
         } else {
             self.log(
                 Priority::Info,

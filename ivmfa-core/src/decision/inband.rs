@@ -19,7 +19,7 @@ use crate::store::Store;
 use crate::username::UserName;
 
 /// Prompts in all, `invert` included, so a client cannot keep the login open forever.
-const MAX_PROMPTS: usize = 10;
+pub(crate) const MAX_PROMPTS: usize = 10;
 /// Linux-PAM's PAM_MAX_MSG_SIZE: conversation functions may cut longer messages.
 const MAX_MESSAGE: usize = 512;
 
@@ -52,18 +52,7 @@ pub(crate) fn enroll(
     let mut ceremony = Ceremony::new(enrollment, ceremony::issuer(config, None), user, config)?;
 
     let mut light = config.qr_light_background;
-    let shown = att
-        .conv
-        .info(messages::ENROLL_INTRO)
-        .and_then(|()| show(att, ceremony.qr(), light))
-        .and_then(|()| {
-            att.conv.info(&messages::enroll_key(
-                &ceremony.key(),
-                ceremony.issuer(),
-                ceremony.account(),
-            ))
-        });
-    if let Err(e) = shown {
+    if let Err(e) = introduce(att, &ceremony, light) {
         return att.deny(
             Priority::Notice,
             &format!("in-band enrollment needs a conversation that shows text: {e}"),
@@ -144,22 +133,40 @@ pub(crate) fn enroll(
         },
     );
     let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    tell_enrolled(att, &codes);
+    Ok(Verdict::Success)
+}
+
+/// What the user reads before the first prompt: what to do, the QR code, the key to type in
+/// instead.
+pub(crate) fn introduce(att: &mut Attempt, ceremony: &Ceremony, light: bool) -> Result<()> {
+    att.conv.info(messages::ENROLL_INTRO)?;
+    show(att, ceremony.qr(), light)?;
+    att.conv.info(&messages::enroll_key(
+        &ceremony.key(),
+        ceremony.issuer(),
+        ceremony.account(),
+    ))
+}
+
+/// Set up: says so and shows the recovery codes, once. The enrollment stands whether or not
+/// they get through.
+pub(crate) fn tell_enrolled(att: &mut Attempt, codes: &[&str]) {
     let told = att
         .conv
         .info(messages::ENROLLED)
-        .and_then(|()| att.conv.info(&messages::recovery_codes(&codes)));
+        .and_then(|()| att.conv.info(&messages::recovery_codes(codes)));
     if let Err(e) = told {
         att.log(
             Priority::Warning,
             &format!("the recovery codes could not be shown: {e}"),
         );
     }
-    Ok(Verdict::Success)
 }
 
 /// Sends the QR code as plain half blocks (an SSH client prints escape sequences literally),
 /// in messages no longer than libpam guarantees to pass on whole.
-fn show(att: &mut Attempt, qr: &Qr, light: bool) -> Result<()> {
+pub(crate) fn show(att: &mut Attempt, qr: &Qr, light: bool) -> Result<()> {
     let blocks = if light {
         Blocks::ForLightBackground
     } else {

@@ -54,6 +54,11 @@ pub(crate) fn enroll_wrong(left: usize) -> String {
 pub(crate) const ENROLL_FAILED: &str =
     "The code was not correct three times, so nothing was set up. Log in again to start over.";
 
+/// The fleet database ended a set-up before its code came (it waited too long, or another
+/// login began one).
+pub(crate) const SET_UP_ENDED: &str = "The set-up ended before a code from the app was \
+confirmed, so nothing was set up. Log in again to start over.";
+
 pub(crate) const ENROLL_RACED: &str =
     "Multi-factor authentication was set up for this account meanwhile. Log in again.";
 

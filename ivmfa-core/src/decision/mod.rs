@@ -4,6 +4,7 @@
 pub(crate) mod attempt;
 pub mod auth;
 pub mod ceremony;
+pub(crate) mod fleet;
 pub mod fleet_api;
 pub(crate) mod inband;
 pub mod messages;

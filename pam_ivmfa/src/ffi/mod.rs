@@ -103,6 +103,7 @@ pub unsafe extern "C" fn pam_sm_authenticate(
     let handle = Handle {
         pamh,
         caller_uid: ivmfa_sys::uid(),
+        fleet: ivmfa_fleet::Client::new(ivmfa_sys::euid()),
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: this function's contract (libpam's): argv holds argc entries, each a
@@ -193,6 +194,8 @@ unsafe fn read_args(argc: c_int, argv: *const *const c_char) -> Vec<String> {
 struct Handle {
     pamh: *mut PamHandle,
     caller_uid: u32,
+    /// Connects only when a login with `backend = "postgres"` asks it something.
+    fleet: ivmfa_fleet::Client,
 }
 
 impl Handle {
@@ -387,6 +390,10 @@ impl Host for Handle {
 
     fn hand_on_password(&self, password: &str) -> Result<(), Error> {
         self.set_authtok(password)
+    }
+
+    fn fleet(&self) -> Option<&dyn ivmfa_core::fleet_api::FleetApi> {
+        Some(&self.fleet)
     }
 
     fn log(&self, priority: Priority, message: &str) {

@@ -1,0 +1,386 @@
+//! The fleet decision (`backend = "postgres"`) with a scripted database: which rounds are
+//! made and with what, what is never sent, and the break-glass rule. The real database and
+//! libpam are in tests/tests/conformance.rs.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use ivmfa_core::auth::authenticate;
+use ivmfa_core::config::FleetDb;
+use ivmfa_core::fleet_api::{
+    FleetApi, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
+};
+use ivmfa_core::ports::{Account, Conversation, Host, Login, Priority, Verdict};
+use ivmfa_core::Error;
+use zeroize::Zeroizing;
+
+/// A database that answers from a script and records every round.
+#[derive(Default)]
+struct FakeFleet {
+    down: bool,
+    status: Option<Status>,
+    wait: u64,
+    inband: bool,
+    judgement: Option<Judgement>,
+    rounds: RefCell<Vec<String>>,
+}
+
+impl FakeFleet {
+    fn round(&self, what: String) -> Result<(), Error> {
+        self.rounds.borrow_mut().push(what);
+        if self.down {
+            return Err(Error::Fleet("no usable server within 3000 ms".into()));
+        }
+        Ok(())
+    }
+}
+
+impl FleetApi for FakeFleet {
+    fn before_prompt(
+        &self,
+        _: &FleetDb,
+        user: &str,
+        source: &str,
+        take_notice: bool,
+    ) -> Result<Standing, Error> {
+        self.round(format!("before_prompt {user} {source} {take_notice}"))?;
+        Ok(Standing {
+            status: self.status.unwrap_or(Status::Enrolled),
+            digits: 6,
+            wait: self.wait,
+            reset_pending: false,
+            notice: None,
+            inband_enroll: self.inband,
+        })
+    }
+    fn judge(
+        &self,
+        _: &FleetDb,
+        user: &str,
+        answer: &str,
+        source: &str,
+    ) -> Result<Judgement, Error> {
+        self.round(format!("judge {user} {answer} {source}"))?;
+        Ok(self.judgement.clone().unwrap_or(Judgement::Accepted))
+    }
+    fn request_reset(
+        &self,
+        _: &FleetDb,
+        user: &str,
+        service: &str,
+        rhost: &str,
+        _: &str,
+    ) -> Result<ResetFiled, Error> {
+        self.round(format!("request_reset {user} {service} {rhost}"))?;
+        Ok(ResetFiled::Filed)
+    }
+    fn setup_begin(&self, _: &FleetDb, user: &str) -> Result<SetupBegun, Error> {
+        self.round(format!("setup_begin {user}"))?;
+        Ok(SetupBegun::NotAllowed)
+    }
+    fn setup_finish(&self, _: &FleetDb, user: &str, _: &str) -> Result<SetupFinished, Error> {
+        self.round(format!("setup_finish {user}"))?;
+        Ok(SetupFinished::Failed)
+    }
+}
+
+struct FakeHost {
+    uid: u32,
+    euid: u32,
+    fleet: Option<FakeFleet>,
+    log: RefCell<Vec<String>>,
+}
+
+impl Host for FakeHost {
+    fn euid(&self) -> u32 {
+        self.euid
+    }
+    fn uid(&self) -> u32 {
+        self.uid
+    }
+    fn now(&self) -> u64 {
+        1_700_000_015
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), Error> {
+        buf.fill(7);
+        Ok(())
+    }
+    fn account(&self, user: &str) -> Result<Option<Account>, Error> {
+        Ok([("alice", 1001), ("root", 0)]
+            .into_iter()
+            .find(|(u, _)| *u == user)
+            .map(|(name, uid)| Account {
+                name: name.to_owned(),
+                uid,
+            }))
+    }
+    fn in_group(&self, user: &str, group: &str) -> Result<Option<bool>, Error> {
+        Ok((group == "breakglass").then_some(user == "root"))
+    }
+    fn log(&self, priority: Priority, message: &str) {
+        self.log
+            .borrow_mut()
+            .push(format!("{priority:?} {message}"));
+    }
+    fn fleet(&self) -> Option<&dyn FleetApi> {
+        self.fleet.as_ref().map(|f| f as &dyn FleetApi)
+    }
+    fn notify(&self, _: &Path, _: &[(&'static str, String)], _: u64) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct FakeConv {
+    answers: Vec<String>,
+    shown: Vec<String>,
+}
+
+impl Conversation for FakeConv {
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<String>, Error> {
+        self.shown.push(prompt.to_owned());
+        if self.answers.is_empty() {
+            return Err(Error::Conversation("no answer".into()));
+        }
+        Ok(Zeroizing::new(self.answers.remove(0)))
+    }
+    fn info(&mut self, text: &str) -> Result<(), Error> {
+        self.shown.push(text.to_owned());
+        Ok(())
+    }
+    fn error(&mut self, text: &str) -> Result<(), Error> {
+        self.shown.push(text.to_owned());
+        Ok(())
+    }
+    fn can_show_text(&self) -> bool {
+        true
+    }
+}
+
+/// A config file of the fleet keys (the files it names are not read: the fleet is fake).
+fn config(extra: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ivmfa-core-fleet-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ivmfa.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "backend = \"postgres\"\ndb_addresses = [\"127.0.0.1:5432\"]\ndb_user = \"host_a\"\n\
+             db_ca = \"/etc/ivmfa/ca.pem\"\ndb_cert = \"/etc/ivmfa/a.crt\"\n\
+             db_key = \"/etc/ivmfa/a.key\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Run {
+    verdict: Verdict,
+    shown: Vec<String>,
+    rounds: Vec<String>,
+    log: Vec<String>,
+}
+
+fn run(
+    fleet: Option<FakeFleet>,
+    user: &str,
+    rhost: Option<&str>,
+    uid: u32,
+    answers: &[&str],
+    extra: &str,
+) -> Run {
+    let path = config(extra);
+    use std::os::unix::fs::MetadataExt;
+    let euid = std::fs::metadata(&path).unwrap().uid();
+    let host = FakeHost {
+        uid,
+        euid,
+        fleet,
+        log: RefCell::new(Vec::new()),
+    };
+    let mut conv = FakeConv {
+        answers: answers.iter().map(|s| s.to_string()).collect(),
+        shown: Vec::new(),
+    };
+    let login = Login {
+        user,
+        service: "sshd",
+        rhost,
+        tty: None,
+        authtok: None,
+    };
+    let args = vec![format!("config={}", path.display())];
+    let verdict = authenticate(&args, &login, &host, &mut conv);
+    Run {
+        verdict,
+        shown: conv.shown,
+        rounds: host
+            .fleet
+            .as_ref()
+            .map(|f| f.rounds.borrow().clone())
+            .unwrap_or_default(),
+        log: host.log.into_inner(),
+    }
+}
+
+const UNAVAILABLE: &str = "not available right now";
+
+#[test]
+fn a_code_is_one_round_before_the_prompt_and_one_after() {
+    let r = run(
+        Some(FakeFleet::default()),
+        "alice",
+        Some("192.0.2.9"),
+        0,
+        &["123 456"],
+        "",
+    );
+    assert_eq!(r.verdict, Verdict::Success);
+    assert_eq!(
+        r.rounds,
+        [
+            "before_prompt alice 192.0.2.9 true",
+            "judge alice 123456 192.0.2.9"
+        ]
+    );
+}
+
+#[test]
+fn what_is_no_code_never_leaves_the_host() {
+    for typed in ["hunter2 is my password", "", "invert"] {
+        let r = run(Some(FakeFleet::default()), "alice", None, 0, &[typed], "");
+        assert_eq!(r.verdict, Verdict::AuthErr, "{typed:?}");
+        assert_eq!(r.rounds.len(), 1, "{typed:?}: {:?}", r.rounds);
+        assert!(
+            r.shown.iter().any(|s| s.contains("6-digit code")),
+            "{:?}",
+            r.shown
+        );
+    }
+}
+
+#[test]
+fn the_reset_keyword_files_a_request_even_while_backing_off() {
+    let fleet = FakeFleet {
+        wait: 60,
+        ..FakeFleet::default()
+    };
+    let r = run(Some(fleet), "alice", Some("192.0.2.9"), 0, &["reset"], "");
+    assert_eq!(r.verdict, Verdict::AuthErr);
+    assert_eq!(r.rounds[1], "request_reset alice sshd 192.0.2.9");
+    assert!(r
+        .shown
+        .iter()
+        .any(|s| s.contains("sent to the administrators")));
+}
+
+#[test]
+fn a_wrong_code_that_starts_a_wait_says_so() {
+    let fleet = FakeFleet {
+        judgement: Some(Judgement::Wrong {
+            failures: 3,
+            wait: 30,
+        }),
+        ..FakeFleet::default()
+    };
+    let r = run(Some(fleet), "alice", None, 0, &["000000"], "");
+    assert_eq!(r.verdict, Verdict::AuthErr);
+    assert!(r
+        .shown
+        .iter()
+        .any(|s| s == "That code is not correct. Too many wrong codes. Please wait 30 seconds before trying again."));
+}
+
+#[test]
+fn set_up_waits_for_the_database_to_allow_it() {
+    let fleet = FakeFleet {
+        status: Some(Status::NotEnrolled),
+        ..FakeFleet::default()
+    };
+    let r = run(
+        Some(fleet),
+        "alice",
+        None,
+        0,
+        &[],
+        "unenrolled = \"enroll\"\n",
+    );
+    assert_eq!(r.verdict, Verdict::AuthErr);
+    assert_eq!(r.rounds.len(), 1, "no setup_begin without inband_enroll");
+    let fleet = FakeFleet {
+        status: Some(Status::NotEnrolled),
+        inband: true,
+        ..FakeFleet::default()
+    };
+    let r = run(
+        Some(fleet),
+        "alice",
+        None,
+        0,
+        &[],
+        "unenrolled = \"enroll\"\n",
+    );
+    assert_eq!(r.rounds[1], "setup_begin alice");
+}
+
+#[test]
+fn unreachable_denies_except_break_glass_at_the_console() {
+    let down = || FakeFleet {
+        down: true,
+        ..FakeFleet::default()
+    };
+    let glass = "break_glass_group = \"breakglass\"\n";
+    // No client at all, or a database that cannot be asked: unavailable.
+    let r = run(None, "alice", None, 0, &[], glass);
+    assert_eq!(r.verdict, Verdict::ServiceErr);
+    let r = run(Some(down()), "alice", None, 0, &[], glass);
+    assert_eq!(r.verdict, Verdict::ServiceErr);
+    assert!(
+        r.shown.iter().any(|s| s.contains(UNAVAILABLE)),
+        "{:?}",
+        r.shown
+    );
+    assert!(
+        r.log
+            .iter()
+            .any(|l| l.starts_with("Error") && l.contains("3000 ms")),
+        "{:?}",
+        r.log
+    );
+    // A member at the console passes, logged at err.
+    let r = run(Some(down()), "root", None, 0, &[], glass);
+    assert_eq!(r.verdict, Verdict::Success, "{:?}", r.log);
+    assert!(r
+        .log
+        .iter()
+        .any(|l| l.starts_with("Error") && l.contains("break-glass")));
+    // Not from a remote host, not through a setuid program someone else started, not
+    // without the option.
+    assert_eq!(
+        run(Some(down()), "root", Some("192.0.2.9"), 0, &[], glass).verdict,
+        Verdict::ServiceErr
+    );
+    assert_eq!(
+        run(Some(down()), "root", None, 1001, &[], glass).verdict,
+        Verdict::ServiceErr
+    );
+    assert_eq!(
+        run(Some(down()), "root", None, 0, &[], "").verdict,
+        Verdict::ServiceErr
+    );
+    // A database that answers is never bypassed.
+    let r = run(
+        Some(FakeFleet::default()),
+        "root",
+        None,
+        0,
+        &["000000"],
+        glass,
+    );
+    assert_eq!(r.rounds.len(), 2);
+}
