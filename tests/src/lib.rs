@@ -8,6 +8,7 @@ pub mod cli;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod fixture;
+pub mod fleet;
 pub mod postgres;
 pub mod qrscan;
 pub mod sshd;

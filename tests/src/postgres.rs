@@ -131,11 +131,7 @@ impl Postgres {
         // A port picked free may be taken before the server binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
-                 -c max_connections=60 -c fsync=off",
-                server.dir.join("sock").display()
-            );
+            let options = server.options(port);
             let started = server.as_postgres(
                 "pg_ctl",
                 &[
@@ -157,6 +153,15 @@ impl Postgres {
             }
         }
         panic!("PostgreSQL did not start: {}", server.log());
+    }
+
+    /// The server's command-line settings (`pg_ctl -o`).
+    fn options(&self, port: u16) -> String {
+        format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
+             -c max_connections=60 -c fsync=off",
+            self.dir.join("sock").display()
+        )
     }
 
     /// Creates the database and installs the fleet schema and the test clock.
@@ -187,6 +192,95 @@ impl Postgres {
             DATABASE,
             &format!("CREATE ROLE {name} LOGIN{member}"),
         );
+    }
+
+    /// Turns TLS on with `server` (a certificate and key the test made, see
+    /// [`crate::fleet::Certs`]) and `ca` for client certificates, and replaces pg_hba.conf
+    /// with `hba` after a line that keeps the test's own psql on the socket trusted. Takes
+    /// effect at once (a reload); returns when new connections see it.
+    pub fn enable_tls(&self, server: (&Path, &Path), ca: &Path, hba: &str) {
+        let uid = postgres_uid();
+        for (from, name, mode) in [
+            (server.0, "server.crt", 0o644),
+            (server.1, "server.key", 0o600),
+            (ca, "client-ca.crt", 0o644),
+        ] {
+            let to = self.dir.join(name);
+            fs::copy(from, &to).unwrap();
+            std::os::unix::fs::chown(&to, Some(uid), None).unwrap();
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let data = self.dir.join("data");
+        let mut conf = fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str(&format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
+            self.dir.join("server.crt").display(),
+            self.dir.join("server.key").display(),
+            self.dir.join("client-ca.crt").display()
+        ));
+        fs::write(data.join("postgresql.conf"), conf).unwrap();
+        self.set_hba(hba);
+    }
+
+    /// Replaces pg_hba.conf (after the line trusting the socket) and reloads.
+    pub fn set_hba(&self, hba: &str) {
+        let path = self.dir.join("data/pg_hba.conf");
+        fs::write(&path, format!("local all all trust\n{hba}\n")).unwrap();
+        std::os::unix::fs::chown(&path, Some(postgres_uid()), None).unwrap();
+        self.reload();
+    }
+
+    /// Reloads the configuration and waits until a new connection sees TLS on.
+    pub fn reload(&self) {
+        self.sql(SUPERUSER, "postgres", "SELECT pg_catalog.pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.sql(SUPERUSER, "postgres", "SHOW ssl") != "on" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TLS did not come on: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // pg_hba.conf is read by the postmaster at the same reload; give it its moment.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    /// Stops the server (fast shutdown); it stays stopped until [`Postgres::restart`].
+    pub fn stop(&self) {
+        let out = self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.dir.join("data").display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(out.status.success(), "pg_ctl stop: {}", text(&out));
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart(&self) {
+        let options = self.options(self.port);
+        let out = self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.dir.join("data").display().to_string(),
+                "-l",
+                &self.dir.join("server.log").display().to_string(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        assert!(out.status.success(), "pg_ctl start: {}", text(&out));
     }
 
     fn as_postgres(&self, program: &str, args: &[&str]) -> Output {
