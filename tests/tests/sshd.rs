@@ -173,3 +173,40 @@ fn reset_request_and_recovery_code_over_ssh() {
     assert!(request.contains("service = \"sshd\""), "{request}");
     assert!(request.contains("rhost = \"127.0.0.1\""), "{request}");
 }
+
+/// The fleet backend inside sshd: the module's tokio runtime and TLS run in sshd's
+/// per-connection process, set-up and codes judged by the database.
+#[test]
+#[ignore = "needs root"]
+fn a_fleet_login_over_ssh() {
+    available();
+    let fleet = ivmfa_tests::fleet::Fleet::start();
+    fleet.configure("inband_enroll", "true");
+    let f = fleet.fixture("host_ssh", "", "");
+    let sshd = password_sshd(&f, "unenrolled=enroll");
+    settle();
+    let first = sshd.login(PASSWORD, "@phone", None);
+    assert!(first.ok, "{first:#?}\n{}", sshd.log());
+    let shown = format!("{}{}", first.prompts, first.stderr);
+    assert!(shown.contains("Recovery codes"), "{first:#?}");
+    let uri = decode_half_blocks(&first.prompts, false).expect("the QR code on screen decodes");
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap();
+    let e = ivmfa_core::enrollment::Enrollment::standard(
+        ivmfa_core::enrollment::Secret::from_base32(secret).unwrap(),
+        0,
+    );
+    let c = code(&e, 1);
+    let next = sshd.login(PASSWORD, &c, None);
+    assert!(next.ok, "{next:#?}\n{}", sshd.log());
+    let replay = sshd.login(PASSWORD, &c, None);
+    assert!(!replay.ok);
+    assert!(replay.stderr.contains("already been used"), "{replay:#?}");
+    // The database stopped: not available, and sshd lives on.
+    fleet.pg.stop();
+    let down = sshd.login(PASSWORD, &code(&e, 1), None);
+    assert!(!down.ok);
+    assert!(down.stderr.contains("not available right now"), "{down:#?}");
+}
