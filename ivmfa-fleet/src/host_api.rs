@@ -111,6 +111,14 @@ impl Session {
                 wait: seconds(get(&row, F, "wait_seconds")?),
             },
             "malformed" => Judgement::Malformed,
+            // As the file store: a store fault, not a wrong code, so not counted, and
+            // denied as unavailable until an administrator resyncs the token.
+            "no_counter" => {
+                return Err(Error::Answer(format!(
+                    "{F}: the database keeps no counter for the user's hardware token (its \
+                     codes are refused until an administrator resyncs it: admin_resync)"
+                )))
+            }
             "not_enrolled" => Judgement::Removed,
             "invalid_user" => Judgement::InvalidUser,
             other => return Err(verdict(F, other)),
@@ -142,6 +150,10 @@ impl Session {
                 wait: wait()?,
             },
             "replayed" => Judgement::Replayed {
+                failures: failures()?,
+                wait: wait()?,
+            },
+            "token_used" => Judgement::TokenUsed {
                 failures: failures()?,
                 wait: wait()?,
             },

@@ -373,3 +373,43 @@ fn fleet_logins_start_no_thread_and_leak_no_descriptor() {
     assert!(same(&threads), "{threads}");
     assert!(same(&fds), "{fds}");
 }
+
+/// A hardware token enrolled in the database: its counter is the database's, shared by the
+/// hosts; a code for a counter passed is told as the file store tells it.
+#[test]
+#[ignore = "needs root"]
+fn a_hardware_token_is_judged_by_its_counter_in_the_database() {
+    let fleet = Fleet::start();
+    let a = fleet.fixture("host_a", "", "");
+    let b = fleet.fixture("host_b", "", "");
+    let key = random_secret();
+    let token = ivmfa_core::enrollment::Enrollment::hotp(key.clone(), 0);
+    let hex: String = key.expose().iter().map(|b| format!("{b:02x}")).collect();
+    for (sql, verdict) in [
+        (
+            format!(
+                "SELECT verdict FROM ivmfa_api.admin_enroll_key('{USER}', '\\x{hex}'::bytea, \
+                 'hotp', 6, 'SHA1', true)"
+            ),
+            "ok",
+        ),
+        (
+            format!("SELECT verdict FROM ivmfa_api.admin_enroll_unconfirmed('{USER}', 1)"),
+            "enrolled",
+        ),
+    ] {
+        assert_eq!(fleet.admin(&sql), verdict, "{sql}");
+    }
+    let press = |n: u64| ivmfa_core::hotp::code_at(&token, n).unwrap().to_string();
+    a.login(USER, &[&press(0)]).assert("PAM_SUCCESS");
+    b.login(USER, &[&press(0)])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("Press the button on your token for a new code");
+    // Presses that never reached a login: within the window, accepted, and the ones before
+    // are used with it.
+    b.login(USER, &[&press(4)]).assert("PAM_SUCCESS");
+    a.login(USER, &[&press(3)])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("Press the button");
+    a.login(USER, &[&press(5)]).assert("PAM_SUCCESS");
+}

@@ -179,7 +179,7 @@ fn reset_request_and_recovery_code_over_ssh() {
 #[test]
 #[ignore = "needs root"]
 fn a_fleet_login_over_ssh() {
-    available();
+    require_sshd();
     let fleet = ivmfa_tests::fleet::Fleet::start();
     fleet.configure("inband_enroll", "true");
     let f = fleet.fixture("host_ssh", "", "");

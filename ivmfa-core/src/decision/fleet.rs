@@ -14,10 +14,14 @@
 //! [`messages::UNAVAILABLE`] and the reason in syslog. The one exception is
 //! `break_glass_group`, at the console only: see [`Fleet::unavailable`].
 //!
-//! Not here, on purpose: `grace_period` and `forward_pass` (refused by the config with this
-//! backend), hardware tokens (the database has no counter to keep: schema version 1 cannot
-//! hold one, so a fleet user has none), and the host's rate-limit, window and ticket keys
-//! (the fleet's own settings rule, so no host can loosen them for itself).
+//! A hardware token (HOTP) needs nothing of its own here: the database finds its code from
+//! the counter it keeps and moves the counter under the user's lock; the module only tells
+//! a used one apart (as the file store does).
+//!
+//! Not here, on purpose: `forward_pass` (refused by the config with this backend: its answer
+//! carries the password), `grace_period` (refused too, for now: the schema keeps grace
+//! periods per host role, which this module does not use yet), and the host's rate-limit,
+//! window and ticket keys (the fleet's own settings rule, so no host can loosen them).
 
 use super::attempt::Attempt;
 use super::ceremony::{self, Ceremony};
@@ -195,6 +199,7 @@ impl Fleet<'_, '_, '_> {
         match judgement {
             Judgement::Wrong { wait, .. }
             | Judgement::Replayed { wait, .. }
+            | Judgement::TokenUsed { wait, .. }
             | Judgement::ClockOff { wait, .. }
                 if self.config.try_first_pass =>
             {
@@ -308,6 +313,12 @@ impl Fleet<'_, '_, '_> {
             Judgement::Replayed { failures, wait } => self.failed(
                 "code already used (replay)",
                 messages::REPLAYED,
+                failures,
+                wait,
+            ),
+            Judgement::TokenUsed { failures, wait } => self.failed(
+                "token code already used or passed over (replay)",
+                messages::TOKEN_CODE_USED,
                 failures,
                 wait,
             ),

@@ -92,6 +92,11 @@ pub enum Judgement {
         failures: u32,
         wait: u64,
     },
+    /// A hardware token's code for a counter already passed.
+    TokenUsed {
+        failures: u32,
+        wait: u64,
+    },
     /// Right for a time `offset` seconds away (positive: the phone is ahead).
     ClockOff {
         offset: i64,

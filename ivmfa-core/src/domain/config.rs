@@ -493,7 +493,8 @@ impl Config {
             }
         }
         // A grace period is a right to skip the code; kept on a host, a compromised host
-        // could grant it to itself for any address. Schema version 1 has no place for it.
+        // could grant it to itself for any address. The database keeps them (per host
+        // role), but this module does not ask it yet.
         if self.grace_period > 0 {
             return refuse("grace_period is not available with the fleet database; set it to 0");
         }
