@@ -172,7 +172,7 @@ impl Fleet<'_, '_, '_> {
             );
             return Ok(FirstPass::Ask { judged: false });
         };
-        let Some(answer) = submittable(given, digits, None) else {
+        let Some(answer) = submittable(given, digits) else {
             if self.config.use_first_pass {
                 let verdict = self.att.deny(
                     Priority::Notice,
@@ -638,14 +638,10 @@ impl Fleet<'_, '_, '_> {
 
 /// The canonical form of an answer to send to the database, if it is a code (or, with the
 /// enrollment's digits, a recovery code). Anything else is never sent: it may be a password.
-fn submittable(
-    answer: &str,
-    digits: u8,
-    reset: Option<&str>,
-) -> Option<zeroize::Zeroizing<String>> {
+fn submittable(answer: &str, digits: u8) -> Option<zeroize::Zeroizing<String>> {
     let accepts = Accepts {
         digits,
-        reset,
+        reset: None,
         invert: false,
         recovery: true,
     };
