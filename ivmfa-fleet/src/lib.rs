@@ -2,7 +2,7 @@
 //!
 //! - [`connect`] opens a [`Session`]: TCP to the first address that answers as a read-write
 //!   primary, TLS verified against the pinned CA with the address as the certificate's IP
-//!   SAN ([`tls`]), a client certificate or a password, the schema version checked; one
+//!   SAN (`tls.rs`), a client certificate or a password, the schema version checked; one
 //!   deadline for all of it and for every statement after. It serves a host (its files named
 //!   in ivmfa.toml: [`Settings::for_host`]) and an administrator (their own certificate, or
 //!   a password from their `~/.pgpass`: [`Credentials`], [`Owner::User`]).
