@@ -26,7 +26,7 @@ pub enum Submitted {
 
 impl Session {
     /// The one row a host function answers.
-    fn one_row(
+    pub(crate) fn one_row(
         &mut self,
         function: &str,
         sql: &str,
@@ -206,36 +206,7 @@ impl Session {
         )?;
         let v: String = get(&row, F, "verdict")?;
         Ok(match v.as_str() {
-            "ok" => {
-                let key: Option<&str> = get(&row, F, "secret_base32")?;
-                let key = Zeroizing::new(key.unwrap_or("").to_owned());
-                let secret = Secret::from_base32(&key)
-                    .map_err(|_| Error::Answer(format!("{F}: the new key is not usable")))?;
-                let digits: Option<i16> = get(&row, F, "digits")?;
-                let period: Option<i32> = get(&row, F, "period")?;
-                let algorithm: Option<String> = get(&row, F, "algorithm")?;
-                let algorithm = match algorithm.as_deref() {
-                    Some("SHA1") => Algorithm::SHA1,
-                    Some("SHA256") => Algorithm::SHA256,
-                    Some("SHA512") => Algorithm::SHA512,
-                    other => {
-                        return Err(Error::Answer(format!("{F}: unknown algorithm {other:?}")))
-                    }
-                };
-                match (digits, period) {
-                    (Some(d @ (6 | 8)), Some(p @ 1..=300)) => SetupBegun::Ready(NewKey {
-                        secret,
-                        digits: d as u8,
-                        period: p as u64,
-                        algorithm,
-                    }),
-                    _ => {
-                        return Err(Error::Answer(format!(
-                            "{F}: a key of {digits:?} digits and period {period:?}"
-                        )))
-                    }
-                }
-            }
+            "ok" => SetupBegun::Ready(new_key(&row, F)?),
             "enrolled" => SetupBegun::Enrolled,
             "ticket_expired" => SetupBegun::TicketExpired,
             "not_allowed" => SetupBegun::NotAllowed,
@@ -279,17 +250,54 @@ impl Session {
     }
 }
 
+/// A key made in the database and returned once (`setup_begin`, `admin_enroll`): its
+/// base32, digits, period and algorithm.
+pub(crate) fn new_key(row: &Row, function: &str) -> Result<NewKey, Error> {
+    let key: Option<&str> = get(row, function, "secret_base32")?;
+    let key = Zeroizing::new(key.unwrap_or("").to_owned());
+    let secret = Secret::from_base32(&key)
+        .map_err(|_| Error::Answer(format!("{function}: the new key is not usable")))?;
+    let digits: Option<i16> = get(row, function, "digits")?;
+    let period: Option<i32> = get(row, function, "period")?;
+    let algorithm: Option<String> = get(row, function, "algorithm")?;
+    let algorithm = match algorithm.as_deref() {
+        Some("SHA1") => Algorithm::SHA1,
+        Some("SHA256") => Algorithm::SHA256,
+        Some("SHA512") => Algorithm::SHA512,
+        other => {
+            return Err(Error::Answer(format!(
+                "{function}: unknown algorithm {other:?}"
+            )))
+        }
+    };
+    match (digits, period) {
+        (Some(d @ (6 | 8)), Some(p @ 1..=300)) => Ok(NewKey {
+            secret,
+            digits: d as u8,
+            period: p as u64,
+            algorithm,
+        }),
+        _ => Err(Error::Answer(format!(
+            "{function}: a key of {digits:?} digits and period {period:?}"
+        ))),
+    }
+}
+
 /// A column by name, as type `T`, or why not.
-fn get<'a, T: FromSql<'a>>(row: &'a Row, function: &str, column: &str) -> Result<T, Error> {
+pub(crate) fn get<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    function: &str,
+    column: &str,
+) -> Result<T, Error> {
     row.try_get(column)
         .map_err(|e| Error::Answer(format!("{function}: column {column}: {}", describe(&e))))
 }
 
-fn seconds(value: Option<i64>) -> u64 {
+pub(crate) fn seconds(value: Option<i64>) -> u64 {
     value.unwrap_or(0).max(0) as u64
 }
 
-fn verdict(function: &str, verdict: &str) -> Error {
+pub(crate) fn verdict(function: &str, verdict: &str) -> Error {
     let shown: String = verdict.chars().take(40).collect();
     if verdict == "error" {
         Error::Answer(format!(

@@ -6,7 +6,8 @@
 //!   deadline for all of it and for every statement after. It serves a host (its files named
 //!   in ivmfa.toml: [`Settings::for_host`]) and an administrator (their own certificate, or
 //!   a password from their `~/.pgpass`: [`Credentials`], [`Owner::User`]).
-//! - [`Session`]'s typed calls of the host API ([`host_api`]).
+//! - [`Session`]'s typed calls of the host API ([`host_api`]) and of the administrators'
+//!   API ([`admin_api`], for `ivmfa-enroll`).
 //! - [`Client`]: ivmfa-core's [`ivmfa_core::fleet_api::FleetApi`] port for the PAM module,
 //!   a fresh connection per database round.
 //!
@@ -16,6 +17,7 @@
 // Code loaded into every login fails closed with an error, never by a panic.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod admin_api;
 mod client;
 mod credentials;
 mod error;
@@ -27,7 +29,7 @@ mod tls;
 pub use client::Client;
 pub use error::{Error, Phase, Refusal};
 pub use host_api::Submitted;
-pub use session::{connect, Session, KNOWN_SCHEMA_VERSIONS};
+pub use session::{connect, connect_any_schema, Session, KNOWN_SCHEMA_VERSIONS};
 pub use settings::{pgpass_path, Credentials, Owner, Settings};
 /// What [`Session::query`] takes and gives, for callers beyond the host API (the CLI).
 pub use tokio_postgres::types::{ToSql, Type};

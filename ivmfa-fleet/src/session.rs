@@ -10,6 +10,10 @@
 //!
 //! Statements are sent with `query_typed`: an unnamed statement with typed parameters, one
 //! round trip, autocommitted on its own, as PgBouncer's transaction pooling needs.
+//!
+//! An administrator's tool may also connect to a database whose schema is missing or of
+//! another version ([`connect_any_schema`], to install or upgrade it), and wait for
+//! notifications on a channel it `LISTEN`s on ([`Session::wait_notification`]).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -17,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::task::JoinHandle;
 use tokio::time::timeout_at;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{AsyncMessage, Client, Row};
 
 use crate::credentials::Loaded;
 use crate::error::{Error, Phase, Refusal};
@@ -35,6 +40,21 @@ pub const KNOWN_SCHEMA_VERSIONS: &[i32] = &[1];
 const CHECK: &str = "SELECT ivmfa_api.schema_version(), \
                      pg_catalog.current_setting('transaction_read_only')";
 
+/// The same, where the schema may be missing: whether its version function exists, then
+/// (if it does) [`VERSION`].
+const CHECK_ANY: &str = "SELECT pg_catalog.to_regprocedure('ivmfa_api.schema_version()') \
+                         IS NOT NULL, pg_catalog.current_setting('transaction_read_only')";
+const VERSION: &str = "SELECT ivmfa_api.schema_version()";
+
+/// What a connection must find before it is handed out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A schema version this client knows: every connection that asks for verdicts.
+    KnownSchema,
+    /// Whatever is there, if anything: installing or upgrading the schema.
+    AnySchema,
+}
+
 /// An open connection. Dropping it drops the socket; [`Session::close`] says goodbye first.
 pub struct Session {
     runtime: Runtime,
@@ -43,11 +63,25 @@ pub struct Session {
     deadline: Instant,
     timeout: Duration,
     address: SocketAddr,
-    schema_version: i32,
+    schema_version: Option<i32>,
+    /// The channels of notifications that arrived, in order.
+    notifications: UnboundedReceiver<String>,
 }
 
 /// Connects as `settings` says, within `settings.timeout` for everything.
 pub fn connect(settings: &Settings) -> Result<Session, Error> {
+    connect_expecting(settings, Expect::KnownSchema)
+}
+
+/// Connects as [`connect`] does, to a read-write primary, but takes a database without the
+/// schema, or with a version this client does not know: for installing and upgrading it
+/// (`ivmfa-enroll db install`, `db upgrade`). [`Session::installed_schema`] says what is
+/// there. Never for verdicts.
+pub fn connect_any_schema(settings: &Settings) -> Result<Session, Error> {
+    connect_expecting(settings, Expect::AnySchema)
+}
+
+fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Error> {
     let deadline = Instant::now() + settings.timeout;
     let loaded = Loaded::read(settings)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -61,17 +95,21 @@ pub fn connect(settings: &Settings) -> Result<Session, Error> {
             break;
         }
         let phase = Cell::new(Phase::Connecting);
-        let attempt = runtime.block_on(within(deadline, open(address, settings, &loaded, &phase)));
+        let attempt = runtime.block_on(within(
+            deadline,
+            open(address, settings, &loaded, &phase, expect),
+        ));
         match attempt {
-            Ok(Ok((client, connection, schema_version))) => {
+            Ok(Ok(opened)) => {
                 return Ok(Session {
                     runtime,
-                    client: Some(client),
-                    connection: Some(connection),
+                    client: Some(opened.client),
+                    connection: Some(opened.connection),
                     deadline,
                     timeout: settings.timeout,
                     address,
-                    schema_version,
+                    schema_version: opened.schema_version,
+                    notifications: opened.notifications,
                 })
             }
             Ok(Err(refusal)) => tried.push((address, refusal)),
@@ -88,13 +126,22 @@ pub fn connect(settings: &Settings) -> Result<Session, Error> {
     })
 }
 
+/// A connection that passed its check.
+struct Opened {
+    client: Client,
+    connection: JoinHandle<()>,
+    schema_version: Option<i32>,
+    notifications: UnboundedReceiver<String>,
+}
+
 /// One address: TCP, TLS and authentication, then the check.
 async fn open(
     address: SocketAddr,
     settings: &Settings,
     loaded: &Loaded,
     phase: &Cell<Phase>,
-) -> Result<(Client, JoinHandle<()>, i32), Refusal> {
+    expect: Expect,
+) -> Result<Opened, Refusal> {
     let password = loaded.password_for(address, settings)?;
     let tls = tls::connector(loaded, address.ip()).map_err(Refusal::Handshake)?;
     let tcp = TcpStream::connect(address)
@@ -118,27 +165,65 @@ async fn open(
         .map_err(|e| Refusal::Handshake(describe(&e)))?;
     drop(config);
     // The connection's half that reads and writes the socket; it runs whenever this thread
-    // waits in the runtime, and ends with it.
+    // waits in the runtime, and ends with it. Notifications go to the session (only an
+    // administrator's watch ever LISTENs); notices are dropped (every function of ours
+    // raises none to its caller).
+    let (notified, notifications) = unbounded_channel();
+    let mut connection = connection;
     let connection = tokio::spawn(async move {
-        let _ = connection.await;
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = notified.send(n.channel().to_owned());
+            }
+        }
     });
     phase.set(Phase::Checking);
+    let check = |e: tokio_postgres::Error| Refusal::Check(describe(&e));
     let rows = client
-        .query_typed(CHECK, &[])
+        .query_typed(
+            if expect == Expect::KnownSchema {
+                CHECK
+            } else {
+                CHECK_ANY
+            },
+            &[],
+        )
         .await
-        .map_err(|e| Refusal::Check(describe(&e)))?;
+        .map_err(check)?;
     let row = rows
         .first()
         .ok_or_else(|| Refusal::Check("no row".into()))?;
-    let version: i32 = row.try_get(0).map_err(|e| Refusal::Check(describe(&e)))?;
-    let read_only: String = row.try_get(1).map_err(|e| Refusal::Check(describe(&e)))?;
+    let read_only: String = row.try_get(1).map_err(check)?;
     if read_only != "off" {
         return Err(Refusal::ReadOnly);
     }
-    if !KNOWN_SCHEMA_VERSIONS.contains(&version) {
-        return Err(Refusal::SchemaVersion(version));
-    }
-    Ok((client, connection, version))
+    let schema_version = match expect {
+        Expect::KnownSchema => {
+            let version: i32 = row.try_get(0).map_err(check)?;
+            if !KNOWN_SCHEMA_VERSIONS.contains(&version) {
+                return Err(Refusal::SchemaVersion(version));
+            }
+            Some(version)
+        }
+        Expect::AnySchema => {
+            let installed: bool = row.try_get(0).map_err(check)?;
+            if installed {
+                let rows = client.query_typed(VERSION, &[]).await.map_err(check)?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| Refusal::Check("no row".into()))?;
+                Some(row.try_get(0).map_err(check)?)
+            } else {
+                None
+            }
+        }
+    };
+    Ok(Opened {
+        client,
+        connection,
+        schema_version,
+        notifications,
+    })
 }
 
 /// `future`, unless `deadline` passes first. The timer is made inside the runtime (it needs
@@ -231,8 +316,40 @@ impl Session {
         self.address
     }
 
+    /// The schema version (0 only from [`connect_any_schema`] where there is no schema).
     pub fn schema_version(&self) -> i32 {
+        self.schema_version.unwrap_or(0)
+    }
+
+    /// The schema version installed, `None` if there is no schema (a session from
+    /// [`connect_any_schema`]).
+    pub fn installed_schema(&self) -> Option<i32> {
         self.schema_version
+    }
+
+    /// Waits up to `wait` for a notification on a channel this session `LISTEN`s on; whether
+    /// one (or more: all that arrived are taken) came. No deadline of the session applies:
+    /// waiting is the point. An error when the connection has ended.
+    pub fn wait_notification(&mut self, wait: Duration) -> Result<bool, Error> {
+        let closed = || Error::Statement("the server closed the connection".into());
+        if self.client.is_none() {
+            return Err(closed());
+        }
+        let until = Instant::now() + wait;
+        match self
+            .runtime
+            .block_on(within(until, self.notifications.recv()))
+        {
+            Ok(Some(_)) => {
+                while self.notifications.try_recv().is_ok() {}
+                Ok(true)
+            }
+            Ok(None) => {
+                self.abandon();
+                Err(closed())
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Ends the session politely (a Terminate message) if the deadline allows, then drops

@@ -80,7 +80,7 @@ impl Record for Notice {
 /// remote host, service and tty come from the client's side of the login, so they are passed
 /// escaped (no control characters, at most 64 characters); scripts must still treat them as
 /// untrusted text.
-pub(crate) fn notify_env(r: &ResetRequest) -> Vec<(&'static str, String)> {
+pub fn notify_env(r: &ResetRequest) -> Vec<(&'static str, String)> {
     use crate::logtext::printable;
     vec![
         ("IVMFA_USER", r.user.clone()),
