@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ivmfa_core::ceremony::{self, Ceremony, Installed, Outcome, Rules};
+use ivmfa_core::config::Config;
 use ivmfa_core::enrollment::{Enrollment, Secret};
 use ivmfa_core::input;
 use ivmfa_core::qr::Blocks;
@@ -54,42 +55,25 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
         (None, None) => ceremony::new_secret(random::fill)?,
     };
     let enrollment = ceremony::new_enrollment(secret, account.uid, ctx.now);
-    let issuer = issuer(ctx, args.issuer.as_deref())?;
+    let issuer = issuer(&ctx.config, args.issuer.as_deref())?;
     let mut ceremony = Ceremony::new(enrollment, issuer, &user, &ctx.config)?;
-    let qr = ceremony.qr();
-    // Removed again unless the enrollment is saved: a picture of an unused secret is a leak.
-    let mut images = Images(Vec::new());
-    for (path, bytes) in [
-        (
-            &args.qr_png,
-            args.qr_png.as_ref().map(|_| picture::png(qr, 8)),
-        ),
-        (
-            &args.qr_svg,
-            args.qr_svg.as_ref().map(|_| picture::svg(qr).into_bytes()),
-        ),
-    ] {
-        if let (Some(path), Some(bytes)) = (path, bytes) {
-            write_private_file(path, &bytes)?;
-            images.0.push(path.clone());
-            println!("QR code written to {}", path.display());
-        }
-    }
     // A key the caller supplied is theirs already; echoing it would only leak it into logs.
-    if !provided {
-        show(&ceremony, args.qr);
-    }
+    let mut images = present(&ceremony, args, !provided)?;
 
     if args.no_confirm {
         ceremony.skip_confirmation();
     } else {
-        confirm(&mut ceremony, ctx.now)?;
+        let accepts = ceremony.accepts(false);
+        let digits = ceremony.enrollment().digits;
+        confirm(Device::App, digits, |typed| {
+            Ok(ceremony.judge(&input::parse(typed, accepts), now_or(ctx.now))?)
+        })?;
     }
 
     let (codes, set) = recovery::issue(args.recovery_codes, ctx.now, random::fill)?;
     let installed = ceremony.install(&ctx.store, &user, set, &rules(ctx, args.force))?;
     let archived = saved(&user, installed)?;
-    images.0.clear();
+    images.keep();
     ctx.audit(
         Level::Notice,
         &format!(
@@ -106,8 +90,16 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     Ok(())
 }
 
-/// Image files of the QR code, removed on drop unless emptied.
-struct Images(Vec<std::path::PathBuf>);
+/// Image files of the QR code, removed on drop unless kept: a picture of a key that was
+/// never enrolled is a leak.
+pub struct Images(Vec<std::path::PathBuf>);
+
+impl Images {
+    /// The enrollment is saved: the pictures stay.
+    pub fn keep(&mut self) {
+        self.0.clear();
+    }
+}
 
 impl Drop for Images {
     fn drop(&mut self) {
@@ -118,7 +110,7 @@ impl Drop for Images {
 }
 
 /// The user who ran sudo, else the current user.
-fn invoking_user() -> Result<String> {
+pub fn invoking_user() -> Result<String> {
     if let Ok(name) = std::env::var("SUDO_USER") {
         if !name.is_empty() && name != "root" {
             return Ok(name);
@@ -200,8 +192,8 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
     ))
 }
 
-fn issuer(ctx: &Context, given: Option<&str>) -> Result<String> {
-    let issuer = ceremony::issuer(&ctx.config, given);
+pub fn issuer(config: &Config, given: Option<&str>) -> Result<String> {
+    let issuer = ceremony::issuer(config, given);
     otpauth::check_name("issuer", &issuer)
         .map_err(|e| CliError::new(Kind::Usage, e.to_string(), "give one with --issuer NAME"))?;
     Ok(issuer)
@@ -228,6 +220,33 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
                 hint,
             )
         })
+}
+
+/// Writes the QR code files `args` asks for, then (`show`) draws the QR code and prints the
+/// URI and the key. The files are removed again unless [`Images::keep`] is called.
+pub fn present(c: &Ceremony, args: &EnrollArgs, show_key: bool) -> Result<Images> {
+    let qr = c.qr();
+    let mut images = Images(Vec::new());
+    for (path, bytes) in [
+        (
+            &args.qr_png,
+            args.qr_png.as_ref().map(|_| picture::png(qr, 8)),
+        ),
+        (
+            &args.qr_svg,
+            args.qr_svg.as_ref().map(|_| picture::svg(qr).into_bytes()),
+        ),
+    ] {
+        if let (Some(path), Some(bytes)) = (path, bytes) {
+            write_private_file(path, &bytes)?;
+            images.0.push(path.clone());
+            println!("QR code written to {}", path.display());
+        }
+    }
+    if show_key {
+        show(c, args.qr);
+    }
+    Ok(images)
 }
 
 /// Prints the QR code (if the terminal can show it), the URI and the key.
@@ -274,39 +293,66 @@ fn show(c: &Ceremony, style: QrStyle) {
     let _ = io::stdout().flush();
 }
 
-/// Asks for a code until the ceremony is satisfied or gives up. Never says what the right
-/// code was; after three wrong ones, nothing has been written.
-fn confirm(c: &mut Ceremony, now: u64) -> Result<()> {
-    let accepts = c.accepts(false);
+/// What a confirming code comes from: the wording of the prompt and of a wrong answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// An authenticator app (time-based codes).
+    App,
+    /// A hardware token (one code per press of its button).
+    Token,
+}
+
+/// Asks for a code until `judge` (given the line typed, without its line end) is satisfied
+/// or gives up. Never says what the right code was; after three wrong ones, nothing has
+/// been saved (it is for `judge` to save nothing before [`Outcome::Confirmed`]).
+pub fn confirm(
+    device: Device,
+    digits: u8,
+    mut judge: impl FnMut(&str) -> Result<Outcome>,
+) -> Result<()> {
+    let mut first = true;
     loop {
-        print!(
-            "\nEnter the {}-digit code the app shows now: ",
-            c.enrollment().digits
-        );
+        match device {
+            Device::App => print!("\nEnter the {digits}-digit code the app shows now: "),
+            Device::Token => {
+                print!("\nPress the token's button and enter the {digits}-digit code it shows: ")
+            }
+        }
         let _ = io::stdout().flush();
-        let line = read_code_line(c.wrong_answers() == 0)?;
-        let answer = input::parse(line.trim_end_matches(['\n', '\r']), accepts);
-        match c.judge(&answer, now_or(now))? {
+        let line = read_code_line(first)?;
+        first = false;
+        match judge(line.trim_end_matches(['\n', '\r']))? {
             Outcome::Confirmed => {
                 println!("Code confirmed.");
                 return Ok(());
             }
-            Outcome::Wrong {
-                left,
-                clock_off: Some(seconds),
-            } => println!(
-                "That code is not correct. {} Then try again ({left} left).",
-                ivmfa_core::messages::clock_hint(seconds),
-            ),
-            Outcome::Wrong { left, .. } => println!(
-                "That code is not correct. Check the app shows this account, then try again ({left} left)."
-            ),
+            Outcome::Wrong { left, clock_off } => match (device, clock_off) {
+                (Device::App, Some(seconds)) => println!(
+                    "That code is not correct. {} Then try again ({left} left).",
+                    ivmfa_core::messages::clock_hint(seconds),
+                ),
+                (Device::App, None) => println!(
+                    "That code is not correct. Check the app shows this account, then try again ({left} left)."
+                ),
+                (Device::Token, _) => println!(
+                    "That code is not correct. Check the key is this token's, then press the button \
+                     again ({left} left)."
+                ),
+            },
             Outcome::Failed => {
-                return Err(CliError::new(
-                    Kind::Refused,
-                    "the code was wrong three times; nothing was saved",
-                    "check that the phone sets its clock automatically, then run enroll again",
-                ))
+                return Err(match device {
+                    Device::App => CliError::new(
+                        Kind::Refused,
+                        "the code was wrong three times; nothing was saved",
+                        "check that the phone sets its clock automatically, then run enroll again",
+                    ),
+                    Device::Token => CliError::new(
+                        Kind::Refused,
+                        "the code was wrong three times; nothing was saved",
+                        "check the key (--hex for a hex key); a token used before is further on: \
+                         enroll it with --no-confirm, then ivmfa-enroll resync USER CODE1 CODE2",
+                    ),
+                })
             }
         }
     }

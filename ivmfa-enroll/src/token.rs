@@ -2,8 +2,7 @@
 //! to scan and no clock; its key comes with it, and the server follows its counter (kept in
 //! the state, under the user's lock).
 
-use std::io::{self, Write};
-
+use ivmfa_core::ceremony::{Outcome, TRIES};
 use ivmfa_core::enrollment::{Enrollment, Kind as EnrollmentKind, Secret};
 use ivmfa_core::hotp::{self, Check, RESYNC_RANGE};
 use ivmfa_core::input::{self, Answer, Code};
@@ -14,10 +13,8 @@ use zeroize::Zeroizing;
 
 use crate::cli::EnrollArgs;
 use crate::context::{existing_user, Context};
-use crate::enroll::{print_recovery_codes, read_code_line, read_secret_file, save, shown_source};
+use crate::enroll::{print_recovery_codes, read_secret_file, save, shown_source, Device};
 use crate::error::{CliError, Kind, Result};
-
-const TRIES: usize = 3;
 
 /// `enroll --hotp`: the token's key, one code from it unless `--no-confirm`, recovery codes.
 pub fn enroll(ctx: &Context, args: &EnrollArgs, user: &UserName, uid: u32) -> Result<()> {
@@ -56,7 +53,7 @@ pub fn enroll(ctx: &Context, args: &EnrollArgs, user: &UserName, uid: u32) -> Re
 }
 
 /// The token's key, from `--secret-file` or `--secret`, in base32 or (`--hex`) hex.
-fn key(args: &EnrollArgs) -> Result<Secret> {
+pub fn key(args: &EnrollArgs) -> Result<Secret> {
     let (text, from) =
         match (&args.secret, &args.secret_file) {
             (Some(text), _) => (Zeroizing::new(text.clone()), "--secret".to_owned()),
@@ -102,37 +99,29 @@ fn key(args: &EnrollArgs) -> Result<Secret> {
 /// first; returns the counter it expects next. Gives up after three tries, having written
 /// nothing, and never says what the right code was.
 fn confirm(e: &Enrollment, window: u8) -> Result<u64> {
-    for attempt in 1..=TRIES {
-        print!(
-            "\nPress the token's button and enter the {}-digit code it shows: ",
-            e.digits
-        );
-        let _ = io::stdout().flush();
-        let line = read_code_line(attempt == 1)?;
-        if let Some(code) = parse_code(e, &line) {
+    let mut wrong = 0;
+    let mut next = 0;
+    crate::enroll::confirm(Device::Token, e.digits, |typed| {
+        if let Some(code) = parse_code(e, typed) {
             if let Check::Accepted { counter } = hotp::verify(e, &code, 0, window)? {
-                println!("Code confirmed.");
-                return Ok(counter.saturating_add(1));
+                next = counter.saturating_add(1);
+                return Ok(Outcome::Confirmed);
             }
         }
-        if attempt < TRIES {
-            println!(
-                "That code is not correct. Check the key is this token's, then press the button \
-                 again ({} left).",
-                TRIES - attempt
-            );
-        }
-    }
-    Err(CliError::new(
-        Kind::Refused,
-        "the code was wrong three times; nothing was saved",
-        "check the key (--hex for a hex key); a token used before is further on: enroll it \
-         with --no-confirm, then ivmfa-enroll resync USER CODE1 CODE2",
-    ))
+        wrong += 1;
+        Ok(match TRIES - wrong {
+            0 => Outcome::Failed,
+            left => Outcome::Wrong {
+                left,
+                clock_off: None,
+            },
+        })
+    })?;
+    Ok(next)
 }
 
 /// A code of the enrollment's length, or `None`.
-fn parse_code(e: &Enrollment, text: &str) -> Option<Code> {
+pub fn parse_code(e: &Enrollment, text: &str) -> Option<Code> {
     let accepts = input::Accepts {
         digits: e.digits,
         reset: None,
