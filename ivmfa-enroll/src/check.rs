@@ -9,23 +9,23 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ivmfa_core::config::{Config, Unenrolled};
+use ivmfa_core::config::{Backend, Config, Unenrolled};
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 
 #[derive(Default)]
-struct Report {
+pub struct Report {
     problems: usize,
 }
 
 impl Report {
-    fn ok(&self, what: &str) {
+    pub fn ok(&self, what: &str) {
         println!("ok:      {what}");
     }
-    fn note(&self, what: &str) {
+    pub fn note(&self, what: &str) {
         println!("note:    {what}");
     }
-    fn problem(&mut self, what: &str, fix: &str) {
+    pub fn problem(&mut self, what: &str, fix: &str) {
         self.problems += 1;
         println!("problem: {what}\n  fix:   {fix}");
     }
@@ -68,8 +68,13 @@ pub fn run(
             r.problem(&e.to_string(), "give --store as an absolute path");
         }
     }
-    let store = Store::new(&resolved.store, euid);
-    let in_store = check_store(&mut r, &store);
+    // A fleet host keeps nothing in its store: what matters is the database, as it sees it.
+    let in_store = if resolved.backend == Backend::Postgres {
+        crate::check_fleet::check(&mut r, &resolved);
+        Vec::new()
+    } else {
+        check_store(&mut r, &Store::new(&resolved.store, euid))
+    };
     let sshd_stack = check_pam(&mut r, pam_dir, &config_args, euid);
     let users = logins.users.as_deref().unwrap_or(&in_store);
     check_sshd(&mut r, sshd, sshd_stack, users, logins);

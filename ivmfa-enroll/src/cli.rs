@@ -12,11 +12,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "Set up and manage multi-factor authentication for Linux logins.\n\n\
         pam_ivmfa.so asks for the six-digit code from an authenticator app after the password; \
         this tool creates each user's secret, shows it as a QR code to scan, and handles the \
-        administrators' side. Run it as root (or through sudo).",
+        administrators' side. Run it as root (or through sudo).\n\n\
+        With backend = \"postgres\" in ivmfa.toml the commands act on the fleet database \
+        instead of the local store, as your own database role (--db-user, default your login \
+        name; under sudo, the name of the user who ran sudo), authenticated by your client \
+        certificate (--db-cert, --db-key) or by a password from PGPASSFILE or ~/.pgpass. Root \
+        is then not needed, except where a command says so. The db commands set the database \
+        up.",
     after_help = "Examples:\n  \
         sudo ivmfa-enroll enroll alice          set up alice (QR code, confirm, recovery codes)\n  \
         sudo ivmfa-enroll status                list enrolled users\n  \
-        sudo ivmfa-enroll check                 find problems in config, store, PAM and sshd\n\n\
+        sudo ivmfa-enroll check                 find problems in config, store, PAM and sshd\n  \
+        ivmfa-enroll --db-user alice status bob   the fleet database, as the role alice\n\n\
         Exit status: 0 done, 1 failed or problems found, 2 usage error, 3 refused."
 )]
 pub struct Cli {
@@ -26,6 +33,17 @@ pub struct Cli {
     /// Root of the store, overriding the config file
     #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Fleet database role to act as [default: your login name; under sudo, the name of the
+    /// user who ran sudo]
+    #[arg(long, global = true, value_name = "ROLE")]
+    pub db_user: Option<String>,
+    /// Your client certificate (PEM) for the fleet database, owned by you; without it, the
+    /// password for the role comes from PGPASSFILE or ~/.pgpass
+    #[arg(long, global = true, value_name = "FILE", requires = "db_key")]
+    pub db_cert: Option<PathBuf>,
+    /// The private key of --db-cert (PEM), owned by you, mode 0600
+    #[arg(long, global = true, value_name = "FILE", requires = "db_cert")]
+    pub db_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -132,9 +150,28 @@ pub enum Command {
         after_help = "Examples:\n  \
         sudo ivmfa-enroll reset list\n  \
         sudo ivmfa-enroll reset approve alice\n  \
-        sudo ivmfa-enroll reset deny alice --reason \"Call the service desk first\""
+        sudo ivmfa-enroll reset deny alice --reason \"Call the service desk first\"\n  \
+        sudo ivmfa-enroll reset watch --exec /usr/local/sbin/mfa-ticket\n      \
+            fleet database: run a program for every new request"
     )]
     Reset(ResetAction),
+    /// Set up the fleet database (backend = "postgres"): its schema, hosts, a file store's
+    /// users, the fence after a failover
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        ivmfa-enroll --db-user postgres db install\n      \
+            create the database and the schema, as a role that may (a superuser)\n  \
+        ivmfa-enroll --db-user postgres db add-host host_web1 --address 10.0.1.21\n      \
+            the host's role; prints its pg_hba line, certificate and ivmfa.toml\n  \
+        sudo ivmfa-enroll db migrate --from /var/lib/ivmfa\n      \
+            this machine's store into the fleet\n  \
+        ivmfa-enroll db fence\n      \
+            after a failover: no code used before it works again\n\n\
+        These act on the database the config's db_addresses and db_name name, over TLS \
+        verified against db_ca, as --db-user (see ivmfa-enroll --help)."
+    )]
+    Db(DbAction),
     /// Check config, store permissions, PAM stacks and sshd settings; say what to fix
     #[command(after_help = "Examples:\n  \
         sudo ivmfa-enroll check\n  \
@@ -156,6 +193,10 @@ pub enum Command {
         127.0.0.1), and reports a Match block that lets that login in without the code. \
         Blocks on other addresses (a LAN, a VPN) are evaluated only when --from names one of \
         them.\n\n\
+        With backend = \"postgres\", check connects as this host does (its db_user, \
+        db_cert and db_key or db_password_file, over TLS verified against db_ca), reads the \
+        schema version, and tries to read every table of the schema as the host: each must \
+        be refused.\n\n\
         Exit status 0 when nothing is wrong, 1 when something is.")]
     Check {
         /// Directory of PAM service files
@@ -193,6 +234,113 @@ pub enum ResetAction {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Fleet database only: wait for new requests and run PROGRAM once for each, as root,
+    /// with the environment of notify_command; runs until interrupted
+    #[command(after_help = "Example:\n  \
+        sudo ivmfa-enroll reset watch --exec /usr/local/sbin/mfa-ticket\n\n\
+        PROGRAM gets IVMFA_USER, IVMFA_TIME, IVMFA_SERVICE, IVMFA_RHOST and IVMFA_TTY as the \
+        module's notify_command does, and IVMFA_HOST, the role of the host the request came \
+        through; it runs as root with nothing else of the caller's, and is killed after \
+        notify_timeout_seconds. It must be an absolute path that only root can have written. \
+        Requests pending when the watch starts are handled too, so a watch that restarts tells \
+        of them again.\n\n\
+        The watch LISTENs on the channel ivmfa_reset and reads the pending requests whenever \
+        it is told, and every --poll seconds besides (a notification carries nothing; any \
+        role that may connect can send one). A lost connection is made again, waiting 1, 2, \
+        4 ... up to 60 seconds between tries.")]
+    Watch {
+        /// The program to run for each new request (absolute path, no arguments)
+        #[arg(long, value_name = "PROGRAM")]
+        exec: PathBuf,
+        /// Also read the pending requests every N seconds without a notification
+        #[arg(long, default_value_t = 60, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        poll: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbAction {
+    /// Create the database (if missing) and install the schema; refused where it is installed
+    #[command(after_help = "Example:\n  \
+        ivmfa-enroll --db-user postgres db install\n\n\
+        Needs a role that may create roles, databases and extensions (a superuser), \
+        connecting like any other over TLS to db_addresses: give it a line in ~/.pgpass or a \
+        client certificate. The database db_name is created (UTF8) when missing, by \
+        connecting to the database postgres. The schema is the one built into this version \
+        of ivmfa-enroll, in one transaction: all or nothing. It makes the group roles \
+        ivmfa_owner, ivmfa_host and ivmfa_admin (no login), the schemas ivmfa and \
+        ivmfa_api, and pgcrypto inside ivmfa; PUBLIC loses CONNECT and TEMP on the \
+        database. Refused on a database that has the schema already: see db upgrade.")]
+    Install,
+    /// Bring the schema to the version this ivmfa-enroll knows, one upgrade after another
+    #[command(after_help = "Example:\n  \
+        ivmfa-enroll --db-user postgres db upgrade\n\n\
+        Reads the installed version (ivmfa_api.schema_version()): the same as this tool's, \
+        nothing to do; older, the upgrades to each following version are applied in order, \
+        each in one transaction; newer, refused (install the newer ivmfa-enroll). Upgrade the \
+        database before the hosts' ivmfa: a host refuses a schema version it does not know.")]
+    Upgrade,
+    /// Create a host's login role (in group ivmfa_host); print its pg_hba line, how to issue
+    /// its certificate and its ivmfa.toml lines
+    #[command(
+        name = "add-host",
+        after_help = "Examples:\n  \
+        ivmfa-enroll --db-user postgres db add-host host_web1 --address 10.0.1.21\n  \
+        sudo ivmfa-enroll --db-user postgres db add-host host_web2 \\\n      \
+            --password-file /root/host_web2.password\n      \
+            a password instead of a certificate: written to the file (root, 0600), to be \
+            copied to the host's /etc/ivmfa\n\n\
+        Needs a role that may create roles (CREATEROLE, or a superuser). NAME is the role, \
+        and the common name of the host's client certificate: lower-case letters, digits \
+        and _, starting with a letter. Nothing is written on the database server: add the \
+        pg_hba.conf line printed there yourself, and reload it."
+    )]
+    AddHost {
+        /// The host's role: lower-case letters, digits and _, starting with a letter
+        name: String,
+        /// The host's IP address, for its pg_hba.conf line [default: a placeholder]
+        #[arg(long, value_name = "IP")]
+        address: Option<String>,
+        /// Authenticate the host by a random password, written to FILE (root, 0600; the
+        /// file must not exist), instead of a client certificate; needs root
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Copy every user of a file store into the fleet database: keys, recovery codes, used
+    /// codes, watermarks, token counters, failure counts
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll db migrate --from /var/lib/ivmfa\n  \
+        sudo ivmfa-enroll db migrate --from /srv/old-host-store --replace\n\n\
+        Needs root (the store is root's). Each user is imported under the store's lock, so no \
+        login on this host changes the user meanwhile. What the database has already is \
+        never lowered: the higher watermark, every refused step, the higher failure counts \
+        and token counter, so migrating the stores of several hosts one after another keeps \
+        every code any of them saw used, and a user backing off on any of them still backs \
+        off. A user enrolled in the database already keeps that key (only the state is \
+        merged) unless --replace. An enrollment made for another uid than the account's now \
+        (a reused name) is skipped, as logins here skip it. Switch the host to backend = \
+        \"postgres\" right after; running db migrate again then picks up what was used \
+        meanwhile.\n\n\
+        Exit status 1 if any user could not be imported.")]
+    Migrate {
+        /// The file store to read (its root, as the store key names it)
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Replace the key and recovery codes of users the database has already
+        #[arg(long)]
+        replace: bool,
+    },
+    /// After a failover: raise every user's watermark to now plus the window, so no code
+    /// accepted before it (and perhaps lost with the old primary) works again
+    #[command(after_help = "Example:\n  \
+        ivmfa-enroll db fence\n\n\
+        With asynchronous replication a code accepted on the old primary whose commit had not \
+        reached the standby would be accepted again after promotion. Users wait at most \
+        window + 1 steps for a fresh code. Hardware tokens' counters are left as they are \
+        (see SCHEMA.md). Run it from the promotion hook (Patroni's on_role_change), or use \
+        synchronous replication (synchronous_mode_strict), which needs no fence.")]
+    Fence,
 }
 
 #[derive(Args, Debug)]

@@ -2,13 +2,70 @@
 
 use std::path::Path;
 
-use ivmfa_core::config::Config;
+use ivmfa_core::config::{Backend, Config};
 use ivmfa_core::logtext::printable;
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 use ivmfa_sys::{Level, Passwd};
 
 use crate::error::{CliError, Kind, Result};
+use crate::fleet::{Admin, Login};
+
+/// Where a command acts: the local store (as root), or the fleet database (as the
+/// administrator's own role).
+pub enum Target {
+    Files(Context),
+    Fleet(Admin),
+}
+
+impl Target {
+    /// The config decides. Without root only the fleet is open: there the database, not
+    /// this machine, decides what the administrator's role may do.
+    pub fn resolve(config: Option<&Path>, store: Option<&Path>, login: &Login) -> Result<Target> {
+        let euid = ivmfa_sys::euid();
+        let resolved = resolve_config(config, euid);
+        if euid != 0 {
+            return match resolved {
+                Ok(c) if c.backend == Backend::Postgres => {
+                    Ok(Target::Fleet(Admin::new(c, login, actor())?))
+                }
+                _ => Err(not_root()),
+            };
+        }
+        let config = resolved?;
+        if config.backend == Backend::Postgres {
+            return Ok(Target::Fleet(Admin::new(config, login, actor())?));
+        }
+        Ok(Target::Files(Context::with_config(config, store)?))
+    }
+
+    /// For the commands that exist only for the fleet database.
+    pub fn fleet(
+        config: Option<&Path>,
+        store: Option<&Path>,
+        login: &Login,
+        command: &str,
+    ) -> Result<Admin> {
+        match Target::resolve(config, store, login)? {
+            Target::Fleet(admin) => Ok(admin),
+            Target::Files(_) => Err(CliError::new(
+                Kind::Usage,
+                format!(
+                    "{command} acts on the fleet database, and the config says backend = \"files\""
+                ),
+                "set backend = \"postgres\" and the db_* keys (ivmfa.toml(5)), or name such a \
+                 file with --config",
+            )),
+        }
+    }
+}
+
+fn resolve_config(config: Option<&Path>, euid: u32) -> Result<Config> {
+    let args: Vec<String> = config
+        .map(|p| vec![format!("config={}", p.display())])
+        .unwrap_or_default();
+    Ok(Config::resolve(&args, euid)?)
+}
 
 pub struct Context {
     pub config: Config,
@@ -19,13 +76,10 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: Option<&Path>, store: Option<&Path>) -> Result<Context> {
+    /// The store the resolved `config` names (or `store`), as root.
+    fn with_config(mut config: Config, store: Option<&Path>) -> Result<Context> {
         require_root()?;
         let euid = ivmfa_sys::euid();
-        let args: Vec<String> = config
-            .map(|p| vec![format!("config={}", p.display())])
-            .unwrap_or_default();
-        let mut config = Config::resolve(&args, euid)?;
         if let Some(store) = store {
             config.set("store", Some(&store.display().to_string()))?;
         }
@@ -55,17 +109,21 @@ pub fn require_root() -> Result<()> {
     if ivmfa_sys::euid() == 0 {
         return Ok(());
     }
-    Err(CliError::new(
+    Err(not_root())
+}
+
+fn not_root() -> CliError {
+    CliError::new(
         Kind::Refused,
         "ivmfa-enroll must be run as root: the store is readable by root only",
         "run it with sudo",
-    ))
+    )
 }
 
 /// The kernel's "nobody logged in" value of /proc/self/loginuid: (uid_t)-1.
 const LOGINUID_UNSET: &str = "4294967295";
 
-fn actor() -> String {
+pub fn actor() -> String {
     let uid = ivmfa_sys::uid();
     let name = ivmfa_sys::passwd_by_uid(uid).ok().flatten().map(|p| p.name);
     let loginuid = std::fs::read_to_string("/proc/self/loginuid").ok();

@@ -33,26 +33,10 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     }
 
     let provided = args.secret.is_some() || args.secret_file.is_some();
-    let secret = match (&args.secret, &args.secret_file) {
-        (Some(text), _) => Secret::from_base32(text)?,
-        (None, Some(path)) => {
-            let key = read_secret_file(path)?;
-            if key.is_empty() {
-                return Err(CliError::new(
-                    Kind::Usage,
-                    format!("no key in {}", shown_source(path)),
-                    "give the key as its first line, in base32",
-                ));
-            }
-            Secret::from_base32(&key).map_err(|e| {
-                CliError::new(
-                    Kind::Usage,
-                    format!("the key in {} is not usable: {e}", shown_source(path)),
-                    "give the key as its first line, in base32 (at least 128 bits)",
-                )
-            })?
-        }
-        (None, None) => ceremony::new_secret(random::fill)?,
+    let secret = if provided {
+        provided_secret(args)?
+    } else {
+        ceremony::new_secret(random::fill)?
     };
     let enrollment = ceremony::new_enrollment(secret, account.uid, ctx.now);
     let issuer = issuer(&ctx.config, args.issuer.as_deref())?;
@@ -88,6 +72,35 @@ pub fn run(ctx: &Context, args: &EnrollArgs) -> Result<()> {
     println!("\n{user} is enrolled. From now on, logins ask for the code from the app.");
     print_recovery_codes(&codes);
     Ok(())
+}
+
+/// The key given with `--secret` or `--secret-file` (base32).
+pub fn provided_secret(args: &EnrollArgs) -> Result<Secret> {
+    match (&args.secret, &args.secret_file) {
+        (Some(text), _) => Ok(Secret::from_base32(text)?),
+        (None, Some(path)) => {
+            let key = read_secret_file(path)?;
+            if key.is_empty() {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    format!("no key in {}", shown_source(path)),
+                    "give the key as its first line, in base32",
+                ));
+            }
+            Secret::from_base32(&key).map_err(|e| {
+                CliError::new(
+                    Kind::Usage,
+                    format!("the key in {} is not usable: {e}", shown_source(path)),
+                    "give the key as its first line, in base32 (at least 128 bits)",
+                )
+            })
+        }
+        (None, None) => Err(CliError::new(
+            Kind::Usage,
+            "no key given",
+            "give it with --secret-file FILE (- for standard input)",
+        )),
+    }
 }
 
 /// Image files of the QR code, removed on drop unless kept: a picture of a key that was
@@ -200,7 +213,7 @@ pub fn issuer(config: &Config, given: Option<&str>) -> Result<String> {
 }
 
 /// Writes a file that did not exist, readable by root only.
-fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     OpenOptions::new()
         .write(true)
         .create_new(true)

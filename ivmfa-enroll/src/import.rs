@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use ivmfa_core::enrollment::{Enrollment, Kind as EnrollmentKind};
 use ivmfa_core::safefile::Policy;
+use ivmfa_core::username::UserName;
 use ivmfa_core::{google, oath, random, recovery};
-use ivmfa_sys::Level;
+use ivmfa_sys::{Level, Passwd};
 
 use crate::context::{existing_user, Context};
 use crate::enroll::{refuse_if_enrolled, save};
@@ -15,6 +16,38 @@ use crate::error::{CliError, Kind, Result};
 pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Result<()> {
     let (user, pw) = existing_user(name)?;
     refuse_if_enrolled(ctx, &user, pw.uid, force)?;
+    let (imported, shown) = read_google(&pw, file)?;
+    let window = imported.window;
+    let enrollment = google_enrollment(imported, pw.uid, ctx.now)?;
+    let archived = save(ctx, &user, &enrollment, 0, force)?;
+    ctx.audit(
+        Level::Notice,
+        &format!(
+            "imported the google-authenticator enrollment of user={user} from {shown}{}",
+            if archived {
+                ", replacing the previous enrollment"
+            } else {
+                ""
+            }
+        ),
+    );
+    google_imported(&user, window, enrollment.recovery.remaining(), &shown);
+    Ok(())
+}
+
+/// What an import of a google-authenticator file says when done.
+pub fn google_imported(user: &UserName, window: u8, scratch: usize, shown: &str) {
+    println!(
+        "Imported {user}'s google-authenticator account: the app keeps working as it is.\n\
+         Window: {window} step(s) either side; {scratch} scratch code(s) kept as recovery codes.\n\
+         {shown} was left in place; remove it, and pam_google_authenticator from the PAM\n\
+         stack, once logins through pam_ivmfa work."
+    );
+}
+
+/// The user's google-authenticator file (`file`, else `~/.google_authenticator`), read and
+/// parsed; and how to name it.
+pub fn read_google(pw: &Passwd, file: Option<&PathBuf>) -> Result<(google::Imported, String)> {
     // In the user's home the file must be the user's own; a file named with --file is the
     // administrator's choice and may also be root's. Private either way, as
     // google-authenticator itself demands.
@@ -43,46 +76,27 @@ pub fn run(ctx: &Context, name: &str, file: Option<&PathBuf>, force: bool) -> Re
             "fix the file, or enroll the user afresh: ivmfa-enroll enroll USER",
         )
     })?;
+    Ok((imported, shown))
+}
 
+/// The enrollment a google-authenticator file makes: its key, period and window, its
+/// scratch codes as recovery codes (hashed with a new salt).
+pub fn google_enrollment(imported: google::Imported, uid: u32, now: u64) -> Result<Enrollment> {
     let mut salt = [0u8; 16];
     random::fill(&mut salt)?;
-    let codes = recovery::from_plain(&salt, imported.scratch.iter().map(|c| c.as_str()), ctx.now);
-    let enrollment = Enrollment {
+    let codes = recovery::from_plain(&salt, imported.scratch.iter().map(|c| c.as_str()), now);
+    Ok(Enrollment {
         period: imported.period,
         window: Some(imported.window),
         recovery: codes,
-        uid: Some(pw.uid),
-        ..Enrollment::standard(imported.secret, ctx.now)
-    };
-    let archived = save(ctx, &user, &enrollment, 0, force)?;
-    ctx.audit(
-        Level::Notice,
-        &format!(
-            "imported the google-authenticator enrollment of user={user} from {shown}{}",
-            if archived {
-                ", replacing the previous enrollment"
-            } else {
-                ""
-            }
-        ),
-    );
-    println!(
-        "Imported {user}'s google-authenticator account: the app keeps working as it is.\n\
-         Window: {} step(s) either side; {} scratch code(s) kept as recovery codes.\n\
-         {shown} was left in place; remove it, and pam_google_authenticator from the PAM\n\
-         stack, once logins through pam_ivmfa work.",
-        imported.window,
-        enrollment.recovery.remaining()
-    );
-    Ok(())
+        uid: Some(uid),
+        ..Enrollment::standard(imported.secret, now)
+    })
 }
 
-/// Usersfiles hold every user's line; a large site's is still far below this.
-const MAX_USERSFILE_LEN: u64 = 1024 * 1024;
-
-pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
-    let (user, pw) = existing_user(name)?;
-    refuse_if_enrolled(ctx, &user, pw.uid, force)?;
+/// `user`'s line of a pam_oath usersfile, as an enrollment and where its watermark (an app)
+/// or counter (a token) starts; and how to name the file.
+pub fn read_oath(user: &UserName, file: &Path, now: u64) -> Result<(Enrollment, u64, String)> {
     // Whoever can write the file chooses the keys: root only, as for the module's own files.
     // Others may have been allowed to read it (pam_oath does not insist); that is for the
     // administrator to fix, and no reason to refuse.
@@ -110,10 +124,17 @@ pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
         )
     };
     let entry = oath::parse(&text, &shown, user.as_str()).map_err(in_file)?;
-    let (period, digits) = (entry.period, entry.digits);
-    let (enrollment, start) = entry
-        .enrollment(&shown, ctx.now, ctx.now)
-        .map_err(in_file)?;
+    let (enrollment, start) = entry.enrollment(&shown, now, now).map_err(in_file)?;
+    Ok((enrollment, start, shown))
+}
+
+/// Usersfiles hold every user's line; a large site's is still far below this.
+const MAX_USERSFILE_LEN: u64 = 1024 * 1024;
+
+pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
+    let (user, pw) = existing_user(name)?;
+    refuse_if_enrolled(ctx, &user, pw.uid, force)?;
+    let (enrollment, start, shown) = read_oath(&user, file, ctx.now)?;
     let enrollment = Enrollment {
         uid: Some(pw.uid),
         ..enrollment
@@ -136,7 +157,14 @@ pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
             }
         ),
     );
-    if token {
+    oath_imported(&user, &enrollment, start, &shown);
+    Ok(())
+}
+
+/// What an import of a pam_oath line says when done.
+pub fn oath_imported(user: &UserName, e: &Enrollment, start: u64, shown: &str) {
+    let (period, digits) = (e.period, e.digits);
+    if e.kind == EnrollmentKind::Hotp {
         println!(
             "Imported {user}'s hardware token from {shown}: it keeps working as it is.\n\
              The next code expected is the one for counter {start} ({digits} digits)."
@@ -152,5 +180,4 @@ pub fn oath(ctx: &Context, name: &str, file: &Path, force: bool) -> Result<()> {
          {shown} was left in place; remove {user}'s line, and pam_oath from the PAM stack,\n\
          once logins through pam_ivmfa work."
     );
-    Ok(())
 }

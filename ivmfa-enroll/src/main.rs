@@ -2,23 +2,31 @@
 //! man page ivmfa-enroll(1).
 #![forbid(unsafe_code)]
 
+mod add_host;
 mod admin;
 mod check;
+mod check_fleet;
 mod cli;
 mod context;
 mod enroll;
 mod error;
+mod fleet;
+mod fleet_admin;
+mod fleet_enroll;
 mod import;
+mod migrate;
 mod picture;
 mod reset;
+mod schema;
 mod token;
+mod watch;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ResetAction};
-use context::Context;
+use cli::{Cli, Command, DbAction, ResetAction};
+use context::Target;
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -49,26 +57,81 @@ fn address(text: &str) -> Result<std::net::IpAddr, CliError> {
 fn run(cli: &Cli) -> Result<bool, CliError> {
     let config = cli.config.as_deref();
     let store = cli.store.as_deref();
-    let context = || Context::new(config, store);
+    let login = fleet::Login {
+        user: cli.db_user.as_deref(),
+        cert: cli.db_cert.as_deref(),
+        key: cli.db_key.as_deref(),
+    };
+    let target = || Target::resolve(config, store, &login);
+    let fleet_only = |command: &str| Target::fleet(config, store, &login, command);
     match &cli.command {
-        Command::Enroll(args) => enroll::run(&context()?, args)?,
-        Command::Status { user } => admin::status(&context()?, user.as_deref())?,
-        Command::Remove { user } => admin::remove(&context()?, user)?,
-        Command::RecoveryCodes { user, count } => admin::recovery_codes(&context()?, user, *count)?,
-        Command::ImportGoogleAuthenticator { user, file, force } => {
-            import::run(&context()?, user, file.as_ref(), *force)?
-        }
+        Command::Enroll(args) => match target()? {
+            Target::Files(ctx) => enroll::run(&ctx, args)?,
+            Target::Fleet(admin) => fleet_enroll::enroll(&admin, args)?,
+        },
+        Command::Status { user } => match target()? {
+            Target::Files(ctx) => admin::status(&ctx, user.as_deref())?,
+            Target::Fleet(admin) => fleet_admin::status(&admin, user.as_deref())?,
+        },
+        Command::Remove { user } => match target()? {
+            Target::Files(ctx) => admin::remove(&ctx, user)?,
+            Target::Fleet(admin) => fleet_admin::remove(&admin, user)?,
+        },
+        Command::RecoveryCodes { user, count } => match target()? {
+            Target::Files(ctx) => admin::recovery_codes(&ctx, user, *count)?,
+            Target::Fleet(admin) => fleet_admin::recovery_codes(&admin, user, *count)?,
+        },
+        Command::ImportGoogleAuthenticator { user, file, force } => match target()? {
+            Target::Files(ctx) => import::run(&ctx, user, file.as_ref(), *force)?,
+            Target::Fleet(admin) => {
+                fleet_enroll::import_google(&admin, user, file.as_ref(), *force)?
+            }
+        },
         Command::Resync {
             user,
             first,
             second,
-        } => token::resync(&context()?, user, first, second)?,
-        Command::ImportOath { user, file, force } => import::oath(&context()?, user, file, *force)?,
-        Command::Reset(ResetAction::List) => reset::list(&context()?)?,
-        Command::Reset(ResetAction::Approve { user }) => reset::approve(&context()?, user)?,
-        Command::Reset(ResetAction::Deny { user, reason }) => {
-            reset::deny(&context()?, user, reason)?
+        } => match target()? {
+            Target::Files(ctx) => token::resync(&ctx, user, first, second)?,
+            Target::Fleet(admin) => fleet_admin::resync(&admin, user, first, second)?,
+        },
+        Command::ImportOath { user, file, force } => match target()? {
+            Target::Files(ctx) => import::oath(&ctx, user, file, *force)?,
+            Target::Fleet(admin) => fleet_enroll::import_oath(&admin, user, file, *force)?,
+        },
+        Command::Reset(ResetAction::List) => match target()? {
+            Target::Files(ctx) => reset::list(&ctx)?,
+            Target::Fleet(admin) => fleet_admin::reset_list(&admin)?,
+        },
+        Command::Reset(ResetAction::Approve { user }) => match target()? {
+            Target::Files(ctx) => reset::approve(&ctx, user)?,
+            Target::Fleet(admin) => fleet_admin::reset_approve(&admin, user)?,
+        },
+        Command::Reset(ResetAction::Deny { user, reason }) => match target()? {
+            Target::Files(ctx) => reset::deny(&ctx, user, reason)?,
+            Target::Fleet(admin) => fleet_admin::reset_deny(&admin, user, reason)?,
+        },
+        Command::Reset(ResetAction::Watch { exec, poll }) => {
+            watch::run(&fleet_only("reset watch")?, exec, *poll)?
         }
+        Command::Db(action) => match action {
+            DbAction::Install => schema::install(&fleet_only("db install")?)?,
+            DbAction::Upgrade => schema::upgrade(&fleet_only("db upgrade")?)?,
+            DbAction::AddHost {
+                name,
+                address,
+                password_file,
+            } => add_host::run(
+                &fleet_only("db add-host")?,
+                name,
+                address.as_deref(),
+                password_file.as_deref(),
+            )?,
+            DbAction::Migrate { from, replace } => {
+                migrate::run(&fleet_only("db migrate")?, from, *replace)?
+            }
+            DbAction::Fence => fence(&fleet_only("db fence")?)?,
+        },
         // The doctor reports a broken config as a finding instead of stopping at it.
         Command::Check {
             pam_dir,
@@ -94,4 +157,18 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
         }
     }
     Ok(true)
+}
+
+/// `db fence`: every watermark raised past now, after a failover.
+fn fence(admin: &fleet::Admin) -> Result<(), CliError> {
+    let raised = admin.round(|db| db.admin_fence())?;
+    admin.audit(
+        ivmfa_sys::Level::Notice,
+        &format!("fenced: raised {raised} watermarks"),
+    );
+    println!(
+        "Fenced: raised the watermark of {raised} user(s) to now plus their window; no code \
+         used before now works again. Users wait at most a step or two for a fresh code."
+    );
+    Ok(())
 }

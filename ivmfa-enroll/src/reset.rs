@@ -16,24 +16,28 @@ pub fn list(ctx: &Context) -> Result<()> {
     }
     println!("{:<20} {:<22} {:<10} FROM", "USER", "REQUESTED", "AGE");
     for r in requests {
-        let from = match (r.rhost.as_str(), r.tty.as_str()) {
-            ("", "") => r.service.clone(),
-            ("", tty) => format!("{} on {tty}", r.service),
-            (host, _) => format!("{} from {host}", r.service),
-        };
         println!(
             "{:<20} {:<22} {:<10} {}",
             printable(&r.user),
             format_time(r.time),
             age(ctx.now.saturating_sub(r.time)),
-            printable(&from)
+            printable(&from(&r.service, &r.rhost, &r.tty))
         );
     }
     Ok(())
 }
 
+/// Where a request came from: `sshd from 10.1.2.3`, `login on tty1`.
+pub fn from(service: &str, rhost: &str, tty: &str) -> String {
+    match (rhost, tty) {
+        ("", "") => service.to_owned(),
+        ("", tty) => format!("{service} on {tty}"),
+        (host, _) => format!("{service} from {host}"),
+    }
+}
+
 /// "3 h", "2 d": how long a request has waited.
-fn age(seconds: u64) -> String {
+pub fn age(seconds: u64) -> String {
     match seconds {
         s if s < 3600 => format!("{} min", s / 60),
         s if s < 2 * 86_400 => format!("{} h", s / 3600),
@@ -41,7 +45,7 @@ fn age(seconds: u64) -> String {
     }
 }
 
-fn no_request(user: &UserName) -> CliError {
+pub fn no_request(user: &UserName) -> CliError {
     CliError::new(
         Kind::Refused,
         format!("no reset request from {user} is pending"),
@@ -86,8 +90,8 @@ pub fn approve(ctx: &Context, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn deny(ctx: &Context, name: &str, reason: &str) -> Result<()> {
-    let user = user_name(name)?;
+/// The reason of a denial, trimmed: one line the user will read at the next login.
+pub fn check_reason(reason: &str) -> Result<&str> {
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON_LEN || reason.chars().any(char::is_control) {
         return Err(CliError::new(
@@ -96,6 +100,12 @@ pub fn deny(ctx: &Context, name: &str, reason: &str) -> Result<()> {
             "say briefly why, e.g. --reason \"Call the service desk to confirm who you are\"",
         ));
     }
+    Ok(reason)
+}
+
+pub fn deny(ctx: &Context, name: &str, reason: &str) -> Result<()> {
+    let user = user_name(name)?;
+    let reason = check_reason(reason)?;
     if ctx.store.reset_request(&user)?.is_none() {
         return Err(no_request(&user));
     }
