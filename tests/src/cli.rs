@@ -105,3 +105,112 @@ pub fn enrollment_from_uri(screen: &str) -> (String, Enrollment) {
     let e = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
     (uri, e)
 }
+
+/// Golden files of ivmfa-enroll's standard error, `tests/golden/cli/<name>.stderr`: compared,
+/// or written instead with `IVMFA_BLESS=1` (review the diff before committing it).
+pub mod golden {
+    use std::collections::BTreeSet;
+    use std::fs;
+    use std::path::PathBuf;
+
+    use super::CliOutput;
+
+    pub fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/cli")
+    }
+
+    pub fn blessing() -> bool {
+        std::env::var("IVMFA_BLESS").is_ok_and(|v| v == "1")
+    }
+
+    /// Compares `actual` (the run's stderr with what differs between runs already replaced)
+    /// and the exit status with golden `name`; returns what is wrong, if anything. Every error
+    /// of ivmfa-enroll itself is the `error:`/`hint:` pair; clap's (`clap_*`) are its own.
+    pub fn check(name: &str, code: i32, actual: &str, out: &CliOutput) -> Option<String> {
+        let path = dir().join(format!("{name}.stderr"));
+        let mut wrong = Vec::new();
+        if out.code != code {
+            wrong.push(format!("exit status {} instead of {code}", out.code));
+        }
+        if !name.starts_with("clap_") {
+            let lines: Vec<&str> = actual.lines().collect();
+            if !(lines.len() == 2
+                && lines[0].starts_with("error: ")
+                && lines[1].starts_with("hint: "))
+            {
+                wrong.push("stderr is not exactly an error:/hint: pair".into());
+            }
+        }
+        if blessing() {
+            fs::create_dir_all(dir()).unwrap();
+            fs::write(&path, actual).unwrap();
+        } else {
+            match fs::read_to_string(&path) {
+                Ok(expected) if expected == actual => {}
+                Ok(expected) => wrong.push(format!(
+                    "stderr differs from {}:\n--- expected\n{expected}--- actual\n{actual}",
+                    path.display()
+                )),
+                Err(e) => wrong.push(format!(
+                    "{}: {e} (IVMFA_BLESS=1 writes it)\n--- actual\n{actual}",
+                    path.display()
+                )),
+            }
+        }
+        (!wrong.is_empty())
+            .then(|| format!("{name}: {}\nstdout: {:?}", wrong.join("\n"), out.stdout))
+    }
+
+    /// A golden file without a case would go stale unnoticed: every file whose name `mine`
+    /// claims must be among `names`.
+    pub fn every_file_has_a_case(names: &BTreeSet<String>, mine: impl Fn(&str) -> bool) {
+        if blessing() {
+            return;
+        }
+        for entry in fs::read_dir(dir()).unwrap() {
+            let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let name = file.strip_suffix(".stderr").unwrap_or(&file);
+            if mine(name) {
+                assert!(names.contains(name), "{file} belongs to no case");
+            }
+        }
+    }
+}
+
+/// A password step that only a right password gets past, for PAM directories made for
+/// `check`.
+pub const COMMON_AUTH: &str = "auth [success=1 default=ignore] pam_unix.so nullok\n\
+                               auth requisite pam_deny.so\nauth required pam_permit.so\n";
+
+impl Fixture {
+    /// A PAM directory for `check --pam-dir` holding `files` (name, text), where
+    /// ` pam_ivmfa.so` names the module under test by absolute path under its installed
+    /// name, as it is not installed on this machine.
+    pub fn pam_dir(&self, files: &[(&str, &str)]) -> String {
+        use std::fs;
+        let dir = self.dir.join("pam-check");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let installed = self.dir.join("pam_ivmfa.so");
+        if !installed.exists() {
+            std::os::unix::fs::symlink(crate::module_path(), &installed).unwrap();
+        }
+        let module = format!(" {}", installed.display());
+        for (name, text) in files {
+            fs::write(dir.join(name), text.replace(" pam_ivmfa.so", &module)).unwrap();
+        }
+        dir.display().to_string()
+    }
+
+    /// Stands in for `sshd -T`: prints the given effective settings.
+    pub fn sshd_printing(&self, settings: &str) -> String {
+        use std::fs;
+        use std::os::unix::fs::PermissionsExt;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!("sshd-T-{n}"));
+        fs::write(&path, format!("#!/bin/sh\ncat <<'END'\n{settings}\nEND\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+}

@@ -14,7 +14,9 @@ pub mod qrscan;
 pub mod sshd;
 pub mod terminal;
 
-pub use cli::{enroll_bin, enrollment_from_uri, CliOutput, TEST_KEY, TEST_KEY_BYTES};
+pub use cli::{
+    enroll_bin, enrollment_from_uri, golden, CliOutput, COMMON_AUTH, TEST_KEY, TEST_KEY_BYTES,
+};
 pub use fixture::{logged_line, tear_older_slot, user_name, Fixture, HeldLogin, Outcome};
 pub use qrscan::{decode_half_blocks, decode_matrix, decode_png};
 

@@ -199,63 +199,28 @@ fn import_refuses_hotp_unsafe_and_missing_files() {
     assert!(f.enrollment("daemon").is_none());
 }
 
-fn pam_dir(f: &Fixture, files: &[(&str, &str)]) -> String {
-    let dir = f.dir.join("pam-check");
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    // The module under test by absolute path, under its installed name, as it is not
-    // installed on this machine.
-    let installed = f.dir.join("pam_ivmfa.so");
-    if !installed.exists() {
-        std::os::unix::fs::symlink(module_path(), &installed).unwrap();
-    }
-    let module = format!(" {}", installed.display());
-    for (name, text) in files {
-        fs::write(dir.join(name), text.replace(" pam_ivmfa.so", &module)).unwrap();
-    }
-    dir.display().to_string()
-}
-
-/// Stands in for `sshd -T`: prints the given effective settings.
-fn sshd_printing(f: &Fixture, settings: &str) -> String {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = f.dir.join(format!("sshd-T-{n}"));
-    fs::write(&path, format!("#!/bin/sh\ncat <<'END'\n{settings}\nEND\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path.display().to_string()
-}
-
-const COMMON_AUTH: &str = "auth [success=1 default=ignore] pam_unix.so nullok\n\
-                           auth requisite pam_deny.so\nauth required pam_permit.so\n";
-
 #[test]
 #[ignore = "needs root"]
 fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
     root();
     let f = provisioned();
-    let bad_pam = pam_dir(
-        &f,
-        &[
-            ("common-auth", COMMON_AUTH),
-            ("sshd", "@include common-auth\nauth required pam_ivmfa.so\n"),
-            (
-                "login",
-                "@include common-auth\nauth optional pam_ivmfa.so\n",
-            ),
-            (
-                "su",
-                "auth required pam_unix.so\nauth required pam_ivmfa.so unenrolled=enroll\n",
-            ),
-            (
-                "sudo",
-                "@include common-auth\nauth required pam_ivmfa.so windwo=1\n",
-            ),
-        ],
-    );
-    let bad_sshd = sshd_printing(
-        &f,
-        "usepam yes\nkbdinteractiveauthentication no\npubkeyauthentication yes\nauthenticationmethods any",
+    let bad_pam = f.pam_dir(&[
+        ("common-auth", COMMON_AUTH),
+        ("sshd", "@include common-auth\nauth required pam_ivmfa.so\n"),
+        (
+            "login",
+            "@include common-auth\nauth optional pam_ivmfa.so\n",
+        ),
+        (
+            "su",
+            "auth required pam_unix.so\nauth required pam_ivmfa.so unenrolled=enroll\n",
+        ),
+        (
+            "sudo",
+            "@include common-auth\nauth required pam_ivmfa.so windwo=1\n",
+        ),
+    ]);
+    let bad_sshd = f.sshd_printing("usepam yes\nkbdinteractiveauthentication no\npubkeyauthentication yes\nauthenticationmethods any",
     );
     let out = f.cli(&["check", "--pam-dir", &bad_pam, "--sshd", &bad_sshd], "");
     assert_eq!(out.code, 1, "{out:#?}");
@@ -274,22 +239,18 @@ fn check_finds_what_is_wrong_and_passes_when_it_is_fixed() {
     }
     assert!(out.stdout.contains("5 problems found"), "{}", out.stdout);
 
-    let good_pam = pam_dir(
-        &f,
-        &[
-            ("common-auth", COMMON_AUTH),
-            (
-                "sshd",
-                "@include common-auth\nauth required pam_ivmfa.so unenrolled=enroll\n",
-            ),
-            (
-                "su",
-                "auth requisite pam_unix.so\nauth required pam_ivmfa.so\n",
-            ),
-        ],
-    );
-    let good_sshd = sshd_printing(
-        &f,
+    let good_pam = f.pam_dir(&[
+        ("common-auth", COMMON_AUTH),
+        (
+            "sshd",
+            "@include common-auth\nauth required pam_ivmfa.so unenrolled=enroll\n",
+        ),
+        (
+            "su",
+            "auth requisite pam_unix.so\nauth required pam_ivmfa.so\n",
+        ),
+    ]);
+    let good_sshd = f.sshd_printing(
         "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
          authenticationmethods publickey,keyboard-interactive keyboard-interactive",
     );
@@ -367,19 +328,16 @@ fn every_command_has_help_with_examples() {
 fn check_sees_through_includes_jumps_and_sshd_bypasses() {
     root();
     let f = provisioned();
-    let good_sshd = sshd_printing(
-        &f,
+    let good_sshd = f.sshd_printing(
         "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
          authenticationmethods publickey,keyboard-interactive keyboard-interactive",
     );
     let run = |files: &[(&str, &str)], sshd: &str| {
-        let dir = pam_dir(&f, files);
+        let dir = f.pam_dir(files);
         f.cli(&["check", "--pam-dir", &dir, "--sshd", sshd], "")
     };
     // The module in an included file still counts for sshd, and a key alone is a bypass.
-    let key_alone = sshd_printing(
-        &f,
-        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication host-bound\nauthenticationmethods any",
+    let key_alone = f.sshd_printing("usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication host-bound\nauthenticationmethods any",
     );
     let out = run(
         &[
@@ -435,9 +393,7 @@ fn check_sees_through_includes_jumps_and_sshd_bypasses() {
         "{}",
         out.stdout
     );
-    let gssapi = sshd_printing(
-        &f,
-        "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication no\ngssapiauthentication yes\n\
+    let gssapi = f.sshd_printing("usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication no\ngssapiauthentication yes\n\
          hostbasedauthentication yes\nauthenticationmethods any",
     );
     let out = run(&stack, &gssapi);
@@ -497,12 +453,11 @@ fn one_broken_user_does_not_hide_the_others() {
 
 /// Runs `check` on a private PAM directory holding `files` and a sshd that asks for a code.
 fn check_stacks(f: &Fixture, files: &[(&str, &str)]) -> CliOutput {
-    let sshd = sshd_printing(
-        f,
+    let sshd = f.sshd_printing(
         "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
          authenticationmethods publickey,keyboard-interactive keyboard-interactive",
     );
-    let dir = pam_dir(f, files);
+    let dir = f.pam_dir(files);
     f.cli(&["check", "--pam-dir", &dir, "--sshd", &sshd], "")
 }
 
@@ -690,14 +645,11 @@ fn check_wants_a_key_first_when_sshd_asks_only_for_the_code() {
     root();
     let f = provisioned();
     let run = |methods: &str| {
-        let sshd = sshd_printing(
-            &f,
-            &format!(
-                "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
+        let sshd = f.sshd_printing(&format!(
+            "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\n\
                  authenticationmethods {methods}"
-            ),
-        );
-        let dir = pam_dir(&f, &[("sshd", "auth required pam_ivmfa.so\n")]);
+        ));
+        let dir = f.pam_dir(&[("sshd", "auth required pam_ivmfa.so\n")]);
         f.cli(&["check", "--pam-dir", &dir, "--sshd", &sshd], "")
     };
     // The stack of packaging/examples/pam.d-sshd-key-and-code, with a method list that

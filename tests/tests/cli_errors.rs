@@ -362,14 +362,6 @@ const CASES: &[Case] = &[
     case("config_open_mode", config_open, &["status"], "", FAILED),
 ];
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/cli")
-}
-
-fn blessing() -> bool {
-    std::env::var("IVMFA_BLESS").is_ok_and(|v| v == "1")
-}
-
 /// Replaces what differs between runs by placeholders (see the top of this file).
 fn normalize(f: &Fixture, text: &str) -> String {
     let mut text = text
@@ -437,37 +429,7 @@ fn run(f: &Fixture, args: &[&str], stdin: &str, as_user: Option<u32>) -> CliOutp
 
 /// Compares (or, blessing, writes) one golden; returns what is wrong, if anything.
 fn check(f: &Fixture, name: &str, code: i32, out: &CliOutput) -> Option<String> {
-    let actual = normalize(f, &out.stderr);
-    let path = golden_dir().join(format!("{name}.stderr"));
-    let mut wrong = Vec::new();
-    if out.code != code {
-        wrong.push(format!("exit status {} instead of {code}", out.code));
-    }
-    // Every error of ivmfa-enroll itself is the error:/hint: pair; clap's are its own.
-    if !name.starts_with("clap_") {
-        let lines: Vec<&str> = actual.lines().collect();
-        if !(lines.len() == 2 && lines[0].starts_with("error: ") && lines[1].starts_with("hint: "))
-        {
-            wrong.push("stderr is not exactly an error:/hint: pair".into());
-        }
-    }
-    if blessing() {
-        fs::create_dir_all(golden_dir()).unwrap();
-        fs::write(&path, &actual).unwrap();
-    } else {
-        match fs::read_to_string(&path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => wrong.push(format!(
-                "stderr differs from {}:\n--- expected\n{expected}--- actual\n{actual}",
-                path.display()
-            )),
-            Err(e) => wrong.push(format!(
-                "{}: {e} (IVMFA_BLESS=1 writes it)\n--- actual\n{actual}",
-                path.display()
-            )),
-        }
-    }
-    (!wrong.is_empty()).then(|| format!("{name}: {}\nstdout: {:?}", wrong.join("\n"), out.stdout))
+    golden::check(name, code, &normalize(f, &out.stderr), out)
 }
 
 #[test]
@@ -513,12 +475,6 @@ fn every_golden_file_has_a_case() {
     let mut names: BTreeSet<String> = CASES.iter().map(|c| c.name.to_owned()).collect();
     names.extend(["not_root_status".into(), "not_root_check".into()]);
     assert_eq!(names.len(), CASES.len() + 2, "duplicate case names");
-    if blessing() {
-        return;
-    }
-    for entry in fs::read_dir(golden_dir()).unwrap() {
-        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
-        let name = file.strip_suffix(".stderr").unwrap_or(&file);
-        assert!(names.contains(name), "{file} belongs to no case");
-    }
+    // The fleet tier (fleet_admin.rs) checks its own, named fleet_*.
+    golden::every_file_has_a_case(&names, |name| !name.starts_with("fleet_"));
 }
