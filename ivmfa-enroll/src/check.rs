@@ -77,7 +77,13 @@ pub fn run(
     };
     let sshd_stack = check_pam(&mut r, pam_dir, &config_args, euid);
     let users = logins.users.as_deref().unwrap_or(&in_store);
-    check_sshd(&mut r, sshd, sshd_stack, users, logins);
+    // Without --user, the users to evaluate sshd's Match blocks for come from the store.
+    let nobody = if resolved.backend == Backend::Postgres {
+        "check does not list the fleet's users"
+    } else {
+        "nobody is in the store"
+    };
+    check_sshd(&mut r, sshd, sshd_stack, users, logins, nobody);
 
     match r.problems {
         0 => println!("\nNo problems found."),
@@ -1106,7 +1112,14 @@ pub const DEFAULT_FROM: [IpAddr; 2] = [
     IpAddr::V4(Ipv4Addr::LOCALHOST),
 ];
 
-fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack, users: &[UserName], logins: &Logins) {
+fn check_sshd(
+    r: &mut Report,
+    sshd: &Path,
+    stack: SshdStack,
+    users: &[UserName],
+    logins: &Logins,
+    nobody: &str,
+) {
     let text = match effective(sshd, None) {
         Ok(text) => Some(text),
         Err(None) => {
@@ -1171,7 +1184,7 @@ fn check_sshd(r: &mut Report, sshd: &Path, stack: SshdStack, users: &[UserName],
             "sshd: UsePAM and keyboard-interactive on; AuthenticationMethods {methods}"
         ));
     }
-    check_match_blocks(r, sshd, stack, &global, users, logins);
+    check_match_blocks(r, sshd, stack, &global, users, logins, nobody);
 }
 
 /// `sshd -T` alone leaves out Match blocks; `-C` applies those that fit one login. Each user
@@ -1183,12 +1196,13 @@ fn check_match_blocks(
     global: &[Gap],
     users: &[UserName],
     logins: &Logins,
+    nobody: &str,
 ) {
     if users.is_empty() {
-        r.note(
-            "nobody is in the store, so sshd's Match blocks were evaluated for no one; \
-             name a user with check --user NAME",
-        );
+        r.note(&format!(
+            "{nobody}, so sshd's Match blocks were evaluated for no one; name a user with \
+             check --user NAME"
+        ));
         return;
     }
     let from: &[IpAddr] = if logins.from.is_empty() {

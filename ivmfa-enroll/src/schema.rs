@@ -146,7 +146,7 @@ pub fn install(admin: &Admin) -> Result<()> {
     println!(
         "\nNext:\n  \
          - a role of your own to administer with, as a superuser:\n      \
-         CREATE ROLE alice LOGIN IN ROLE ivmfa_admin;\n    \
+         CREATE ROLE NAME LOGIN IN ROLE ivmfa_admin;\n    \
          and a hostssl line for it in pg_hba.conf (cert, or scram-sha-256 with a password)\n  \
          - each host: ivmfa-enroll --db-user {} db add-host NAME",
         printable(admin.role())
@@ -181,7 +181,7 @@ pub fn upgrade(admin: &Admin) -> Result<()> {
             Kind::Refused,
             format!(
                 "the database {} on {address} has schema version {installed}, which this \
-                 ivmfa-enroll does not know (it knows 1 to {}); nothing was changed",
+                 ivmfa-enroll does not know (it knows versions up to {}); nothing was changed",
                 settings.database,
                 latest()
             ),
