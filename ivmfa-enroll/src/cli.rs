@@ -247,7 +247,8 @@ pub enum ResetAction {
         The watch LISTENs on the channel ivmfa_reset and reads the pending requests whenever \
         it is told, and every --poll seconds besides (a notification carries nothing; any \
         role that may connect can send one). A lost connection is made again, waiting 1, 2, \
-        4 ... up to 60 seconds between tries.")]
+        4 ... up to 60 seconds between tries; if the first one fails, the watch ends with \
+        the reason (exit status 1).")]
     Watch {
         /// The program to run for each new request (absolute path, no arguments)
         #[arg(long, value_name = "PROGRAM")]

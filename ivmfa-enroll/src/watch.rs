@@ -40,9 +40,14 @@ pub fn run(admin: &Admin, program: &Path, poll: u64) -> Result<()> {
         program.display()
     );
     let mut seen = HashSet::new();
-    let mut retry = 1;
+    // 0 until a connection has worked: a first failure is a setting to fix, not an outage
+    // to wait out.
+    let mut retry = 0;
     loop {
         let Err(e) = watch(admin, program, poll, &mut seen, &mut retry);
+        if retry == 0 {
+            return Err(e);
+        }
         let line = format!("reset watch: {}; connecting again in {retry} s", e.what);
         eprintln!("{line}");
         ivmfa_sys::syslog_authpriv(c"ivmfa-enroll", Level::Warning, &line);
@@ -61,10 +66,20 @@ fn watch(
 ) -> std::result::Result<Infallible, CliError> {
     let mut db = admin.connect()?;
     db.batch("LISTEN ivmfa_reset").map_err(|e| admin.error(e))?;
+    db.renew_deadline(STATEMENT_TIMEOUT);
+    let pending = db.admin_reset_list().map_err(|e| admin.error(e))?;
+    // Connected, listening and allowed to read the desk: from here on a failure is waited
+    // out, starting again at 1 s.
     *retry = 1;
+    let mut first = Some(pending);
     loop {
-        db.renew_deadline(STATEMENT_TIMEOUT);
-        let pending = db.admin_reset_list().map_err(|e| admin.error(e))?;
+        let pending = match first.take() {
+            Some(p) => p,
+            None => {
+                db.renew_deadline(STATEMENT_TIMEOUT);
+                db.admin_reset_list().map_err(|e| admin.error(e))?
+            }
+        };
         // A request answered and filed again is new again.
         seen.retain(|(user, filed)| pending.iter().any(|p| p.user == *user && p.filed == *filed));
         for request in &pending {
