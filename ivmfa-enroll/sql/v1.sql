@@ -1608,6 +1608,26 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
 END
 $$;
 
+-- The users an administrator may ask about: those with a key, an approved reset or a pending
+-- request, for `ivmfa-enroll status` without a name. Names only.
+CREATE FUNCTION ivmfa_api.admin_users()
+RETURNS TABLE (user_name text)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT a.name FROM ivmfa.account AS a
+     WHERE EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = a.name)
+        OR EXISTS (SELECT FROM ivmfa.ticket AS t WHERE t.name = a.name)
+        OR EXISTS (SELECT FROM ivmfa.reset_request AS r WHERE r.name = a.name)
+     ORDER BY a.name;
+    PERFORM ivmfa.audit('admin_users', NULL, NULL, 'read');
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_users', NULL, SQLSTATE);
+    RETURN;
+END
+$$;
+
 CREATE FUNCTION ivmfa_api.admin_reset_list()
 RETURNS TABLE (user_name text, filed bigint, service text, rhost text, tty text, host text)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -2322,6 +2342,7 @@ GRANT EXECUTE ON FUNCTION
     ivmfa_api.admin_recovery_codes(text, integer),
     ivmfa_api.admin_remove(text),
     ivmfa_api.admin_status(text),
+    ivmfa_api.admin_users(),
     ivmfa_api.admin_reset_list(),
     ivmfa_api.admin_reset_approve(text),
     ivmfa_api.admin_reset_deny(text, text),

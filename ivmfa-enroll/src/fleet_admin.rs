@@ -2,6 +2,7 @@
 //! database: the file store's commands, with the database deciding and auditing.
 
 use ivmfa_core::logtext::printable;
+use ivmfa_core::username::UserName;
 use ivmfa_fleet::admin_api::{Approved, Denied, Removed, Resynced};
 use ivmfa_sys::Level;
 
@@ -19,16 +20,27 @@ fn now() -> u64 {
 
 pub fn status(admin: &Admin, user: Option<&str>) -> Result<()> {
     let Some(name) = user else {
-        return Err(CliError::new(
-            Kind::Usage,
-            "the fleet database is asked about one user at a time",
-            "name the user: ivmfa-enroll status USER",
-        ));
-    };
-    let user = user_name(name)?;
-    let Some(s) = admin.round(|db| db.admin_status(user.as_str()))? else {
-        println!("{user}: not enrolled (the fleet database has never heard of {user})");
+        let users = admin.round(|db| db.admin_users())?;
+        if users.is_empty() {
+            println!("No users are enrolled in the fleet database.");
+        }
+        for name in users {
+            println!("{}", describe(admin, &user_name(&name)?)?.join("; "));
+        }
         return Ok(());
+    };
+    for line in describe(admin, &user_name(name)?)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// What the fleet database has on `user`, a line per fact.
+fn describe(admin: &Admin, user: &UserName) -> Result<Vec<String>> {
+    let Some(s) = admin.round(|db| db.admin_status(user.as_str()))? else {
+        return Ok(vec![format!(
+            "{user}: not enrolled (the fleet database has never heard of {user})"
+        )]);
     };
     let mut lines = Vec::new();
     match (s.enrolled, s.enrolled_at) {
@@ -79,10 +91,7 @@ pub fn status(admin: &Admin, user: Option<&str>) -> Result<()> {
             ivmfa_core::messages::duration(w)
         ),
     });
-    for line in lines {
-        println!("{line}");
-    }
-    Ok(())
+    Ok(lines)
 }
 
 pub fn remove(admin: &Admin, name: &str) -> Result<()> {

@@ -349,6 +349,15 @@ impl Session {
             .collect()
     }
 
+    /// Every user with a key, an approved reset or a pending request, by name.
+    pub fn admin_users(&mut self) -> Result<Vec<String>, Error> {
+        const F: &str = "admin_users";
+        let rows = self.query("SELECT * FROM ivmfa_api.admin_users()", &[])?;
+        rows.iter()
+            .map(|row| Ok(get::<Option<String>>(row, F, "user_name")?.unwrap_or_default()))
+            .collect()
+    }
+
     pub fn admin_reset_list(&mut self) -> Result<Vec<PendingReset>, Error> {
         const F: &str = "admin_reset_list";
         let rows = self.query("SELECT * FROM ivmfa_api.admin_reset_list()", &[])?;
