@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ivmfa_core::auth::authenticate;
 use ivmfa_core::config::FleetDb;
 use ivmfa_core::fleet_api::{
-    FleetApi, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
+    FleetApi, Grace, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
 };
 use ivmfa_core::ports::{Account, Conversation, Host, Login, Priority, Verdict};
 use ivmfa_core::Error;
@@ -22,6 +22,8 @@ struct FakeFleet {
     wait: u64,
     inband: bool,
     judgement: Option<Judgement>,
+    /// `grace`'s answer; `Lapsed` if unset.
+    grace: Option<Grace>,
     rounds: RefCell<Vec<String>>,
 }
 
@@ -42,16 +44,25 @@ impl FleetApi for FakeFleet {
         user: &str,
         source: &str,
         take_notice: bool,
+        grace_period: u64,
     ) -> Result<Standing, Error> {
-        self.round(format!("before_prompt {user} {source} {take_notice}"))?;
-        Ok(Standing {
+        self.round(format!(
+            "before_prompt {user} {source} {take_notice}{}",
+            with_grace(grace_period)
+        ))?;
+        let mut standing = Standing {
             status: self.status.unwrap_or(Status::Enrolled),
             digits: 6,
             wait: self.wait,
             reset_pending: false,
             notice: None,
             inband_enroll: self.inband,
-        })
+            grace: None,
+        };
+        if grace_period > 0 && standing.asks_for_a_code() {
+            standing.grace = Some(self.grace.unwrap_or(Grace::Lapsed));
+        }
+        Ok(standing)
     }
     fn judge(
         &self,
@@ -59,8 +70,12 @@ impl FleetApi for FakeFleet {
         user: &str,
         answer: &str,
         source: &str,
+        grace_period: u64,
     ) -> Result<Judgement, Error> {
-        self.round(format!("judge {user} {answer} {source}"))?;
+        self.round(format!(
+            "judge {user} {answer} {source}{}",
+            with_grace(grace_period)
+        ))?;
         Ok(self.judgement.clone().unwrap_or(Judgement::Accepted))
     }
     fn request_reset(
@@ -81,6 +96,14 @@ impl FleetApi for FakeFleet {
     fn setup_finish(&self, _: &FleetDb, user: &str, _: &str) -> Result<SetupFinished, Error> {
         self.round(format!("setup_finish {user}"))?;
         Ok(SetupFinished::Failed)
+    }
+}
+
+/// How a round records the grace period it was asked with.
+fn with_grace(period: u64) -> String {
+    match period {
+        0 => String::new(),
+        p => format!(" grace {p}"),
     }
 }
 
@@ -383,4 +406,120 @@ fn unreachable_denies_except_break_glass_at_the_console() {
         glass,
     );
     assert_eq!(r.rounds.len(), 2);
+}
+
+#[test]
+fn a_grace_period_is_asked_before_the_prompt_only_under_the_file_stores_conditions() {
+    let grace = "grace_period = 600\n";
+    let granted = || FakeFleet {
+        grace: Some(Grace::Granted { left: 500 }),
+        ..FakeFleet::default()
+    };
+    // A root application, a remote address: asked in the round before the prompt, and
+    // given without a prompt.
+    let r = run(Some(granted()), "alice", Some("192.0.2.9"), 0, &[], grace);
+    assert_eq!(r.verdict, Verdict::Success, "{:?}", r.log);
+    assert_eq!(r.rounds, ["before_prompt alice 192.0.2.9 true grace 600"]);
+    assert!(r.shown.is_empty(), "{:?}", r.shown);
+    assert!(
+        r.log.iter().any(
+            |l| l.starts_with("Notice") && l.ends_with("accepted: grace period from 192.0.2.9")
+        ),
+        "{:?}",
+        r.log
+    );
+    // Not asked (and a code filed with plain submit): locally, from a host name, through a
+    // setuid program someone else started, or with the option off.
+    for (rhost, uid, config) in [
+        (None, 0, grace),
+        (Some("client.example"), 0, grace),
+        (Some("192.0.2.9"), 1001, grace),
+        (Some("192.0.2.9"), 0, ""),
+    ] {
+        let r = run(Some(granted()), "alice", rhost, uid, &["123456"], config);
+        assert_eq!(r.verdict, Verdict::Success);
+        assert_eq!(r.rounds.len(), 2, "{rhost:?} {uid}: {:?}", r.rounds);
+        assert!(
+            !r.rounds.iter().any(|x| x.contains("grace")),
+            "{:?}",
+            r.rounds
+        );
+    }
+    // Backing off: no grace is asked for; the login is held.
+    let r = run(
+        Some(FakeFleet {
+            wait: 30,
+            ..granted()
+        }),
+        "alice",
+        Some("192.0.2.9"),
+        0,
+        &["123456"],
+        grace,
+    );
+    assert_eq!(r.verdict, Verdict::AuthErr);
+}
+
+#[test]
+fn without_a_grace_period_the_code_is_filed_to_begin_one() {
+    let grace = "grace_period = 600\n";
+    for (verdict, logged) in [
+        (Grace::Lapsed, None),
+        (
+            Grace::BackingOff,
+            Some(
+                "no grace period from 2001:db8::7: backing off after wrong codes; a code is asked",
+            ),
+        ),
+        (
+            Grace::ResetPending,
+            Some("no grace period from 2001:db8::7: a reset request is pending; a code is asked"),
+        ),
+        (Grace::Off, None),
+        (Grace::NotEnrolled, None),
+    ] {
+        let fleet = FakeFleet {
+            grace: Some(verdict),
+            ..FakeFleet::default()
+        };
+        let r = run(
+            Some(fleet),
+            "alice",
+            Some("2001:DB8::7"),
+            0,
+            &["123456"],
+            grace,
+        );
+        assert_eq!(r.verdict, Verdict::Success, "{verdict:?}");
+        assert_eq!(
+            r.rounds,
+            [
+                "before_prompt alice 2001:DB8::7 true grace 600",
+                "judge alice 123456 2001:DB8::7 grace 600"
+            ],
+            "{verdict:?}"
+        );
+        if let Some(line) = logged {
+            assert!(
+                r.log
+                    .iter()
+                    .any(|l| l.starts_with("Info") && l.ends_with(line)),
+                "{verdict:?}: {:?}",
+                r.log
+            );
+        }
+    }
+    // A database that cannot say is no grace: unavailable, as any round.
+    let r = run(
+        Some(FakeFleet {
+            down: true,
+            ..FakeFleet::default()
+        }),
+        "alice",
+        Some("192.0.2.9"),
+        0,
+        &[],
+        grace,
+    );
+    assert_eq!(r.verdict, Verdict::ServiceErr);
 }

@@ -40,16 +40,37 @@ impl FleetApi for Client {
         user: &str,
         source: &str,
         take_notice: bool,
+        grace_period: u64,
     ) -> Result<Standing> {
-        self.round(db, |s| s.before_prompt(user, source, take_notice))
+        self.round(db, |s| {
+            let mut standing = s.before_prompt(user, source, take_notice)?;
+            if grace_period > 0 && standing.asks_for_a_code() {
+                standing.grace = Some(s.grace(user, source, grace_period)?);
+            }
+            Ok(standing)
+        })
     }
 
-    fn judge(&self, db: &FleetDb, user: &str, answer: &str, source: &str) -> Result<Judgement> {
-        self.round(db, |s| match s.submit(user, answer, source)? {
-            // Two statements, each committed: the failure counted by the first stands
-            // whatever the second says.
-            Submitted::Pending(attempt) => s.verify(attempt),
-            Submitted::Done(judgement) => Ok(judgement),
+    fn judge(
+        &self,
+        db: &FleetDb,
+        user: &str,
+        answer: &str,
+        source: &str,
+        grace_period: u64,
+    ) -> Result<Judgement> {
+        self.round(db, |s| {
+            let submitted = if grace_period > 0 {
+                s.submit_grace(user, answer, source, grace_period)?
+            } else {
+                s.submit(user, answer, source)?
+            };
+            match submitted {
+                // Two statements, each committed: the failure counted by the first stands
+                // whatever the second says.
+                Submitted::Pending(attempt) => s.verify(attempt),
+                Submitted::Done(judgement) => Ok(judgement),
+            }
         })
     }
 

@@ -6,7 +6,7 @@
 
 use ivmfa_core::enrollment::{Algorithm, Secret};
 use ivmfa_core::fleet_api::{
-    Judgement, NewKey, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
+    Grace, Judgement, NewKey, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
 };
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
@@ -84,6 +84,38 @@ impl Session {
             reset_pending: get::<Option<bool>>(&row, F, "reset_pending")?.unwrap_or(false),
             notice: get(&row, F, "notice")?,
             inband_enroll: get::<Option<bool>>(&row, F, "inband_enroll")?.unwrap_or(false),
+            grace: None,
+        })
+    }
+
+    /// Whether a login of `user` from `address` through this host role may skip the code,
+    /// with grace periods of `period` seconds (the database caps it at its
+    /// `grace_period_max`).
+    pub fn grace(&mut self, user: &str, address: &str, period: u64) -> Result<Grace, Error> {
+        const F: &str = "grace";
+        let period = to_int4(period);
+        let row = self.one_row(
+            F,
+            "SELECT * FROM ivmfa_api.grace($1, $2, $3)",
+            &[
+                (&user, Type::TEXT),
+                (&address, Type::TEXT),
+                (&period, Type::INT4),
+            ],
+        )?;
+        let v: String = get(&row, F, "verdict")?;
+        Ok(match v.as_str() {
+            "grace" => Grace::Granted {
+                left: seconds(get(&row, F, "seconds_left")?),
+            },
+            "none" => Grace::Lapsed,
+            "backing_off" => Grace::BackingOff,
+            "reset_pending" => Grace::ResetPending,
+            "off" => Grace::Off,
+            "not_an_address" => Grace::NotAnAddress,
+            "not_enrolled" => Grace::NotEnrolled,
+            "invalid_user" => Grace::InvalidUser,
+            other => return Err(verdict(F, other)),
         })
     }
 
@@ -99,30 +131,32 @@ impl Session {
                 (&source, Type::TEXT),
             ],
         )?;
-        let v: String = get(&row, F, "verdict")?;
-        Ok(Submitted::Done(match v.as_str() {
-            "pending" => {
-                let attempt: Option<i64> = get(&row, F, "attempt")?;
-                return attempt
-                    .map(Submitted::Pending)
-                    .ok_or_else(|| Error::Answer(format!("{F}: pending without an attempt")));
-            }
-            "backing_off" => Judgement::BackingOff {
-                wait: seconds(get(&row, F, "wait_seconds")?),
-            },
-            "malformed" => Judgement::Malformed,
-            // As the file store: a store fault, not a wrong code, so not counted, and
-            // denied as unavailable until an administrator resyncs the token.
-            "no_counter" => {
-                return Err(Error::Answer(format!(
-                    "{F}: the database keeps no counter for the user's hardware token (its \
-                     codes are refused until an administrator resyncs it: admin_resync)"
-                )))
-            }
-            "not_enrolled" => Judgement::Removed,
-            "invalid_user" => Judgement::InvalidUser,
-            other => return Err(verdict(F, other)),
-        }))
+        submitted(F, &row)
+    }
+
+    /// [`Session::submit`], for a login that may earn a grace period: a right code then
+    /// begins one of `period` seconds (at most the fleet's `grace_period_max`) for `source`,
+    /// if it is an IP address, through this host role.
+    pub fn submit_grace(
+        &mut self,
+        user: &str,
+        answer: &str,
+        source: &str,
+        period: u64,
+    ) -> Result<Submitted, Error> {
+        const F: &str = "submit_grace";
+        let period = to_int4(period);
+        let row = self.one_row(
+            F,
+            "SELECT * FROM ivmfa_api.submit_grace($1, $2, $3, $4)",
+            &[
+                (&user, Type::TEXT),
+                (&answer, Type::TEXT),
+                (&source, Type::TEXT),
+                (&period, Type::INT4),
+            ],
+        )?;
+        submitted(F, &row)
     }
 
     /// Judges an attempt [`Session::submit`] filed (and that has committed).
@@ -283,6 +317,34 @@ pub(crate) fn new_key(row: &Row, function: &str) -> Result<NewKey, Error> {
     }
 }
 
+/// `submit`'s or `submit_grace`'s answer.
+fn submitted(function: &str, row: &Row) -> Result<Submitted, Error> {
+    let v: String = get(row, function, "verdict")?;
+    Ok(Submitted::Done(match v.as_str() {
+        "pending" => {
+            let attempt: Option<i64> = get(row, function, "attempt")?;
+            return attempt
+                .map(Submitted::Pending)
+                .ok_or_else(|| Error::Answer(format!("{function}: pending without an attempt")));
+        }
+        "backing_off" => Judgement::BackingOff {
+            wait: seconds(get(row, function, "wait_seconds")?),
+        },
+        "malformed" => Judgement::Malformed,
+        // As the file store: a store fault, not a wrong code, so not counted, and
+        // denied as unavailable until an administrator resyncs the token.
+        "no_counter" => {
+            return Err(Error::Answer(format!(
+                "{function}: the database keeps no counter for the user's hardware token (its \
+                 codes are refused until an administrator resyncs it: admin_resync)"
+            )))
+        }
+        "not_enrolled" => Judgement::Removed,
+        "invalid_user" => Judgement::InvalidUser,
+        other => return Err(verdict(function, other)),
+    }))
+}
+
 /// A column by name, as type `T`, or why not.
 pub(crate) fn get<'a, T: FromSql<'a>>(
     row: &'a Row,
@@ -291,6 +353,11 @@ pub(crate) fn get<'a, T: FromSql<'a>>(
 ) -> Result<T, Error> {
     row.try_get(column)
         .map_err(|e| Error::Answer(format!("{function}: column {column}: {}", describe(&e))))
+}
+
+/// A length in seconds as the functions take it; the database caps it far below.
+fn to_int4(seconds: u64) -> i32 {
+    i32::try_from(seconds).unwrap_or(i32::MAX)
 }
 
 pub(crate) fn seconds(value: Option<i64>) -> u64 {

@@ -385,3 +385,98 @@ fn an_answer_an_earlier_module_collected_is_judged_like_a_typed_one() {
         outs
     });
 }
+
+/// A login of `user` from `rhost` (`None`: a local one), with syslog captured.
+fn logged_from(f: &Fixture, rhost: Option<&str>, answers: &[&str]) -> (Outcome, Vec<String>) {
+    let mut args = f.auth_args(USER, answers);
+    if let Some(host) = rhost {
+        args.extend(["--rhost".to_string(), host.to_string()]);
+    }
+    let (output, lines) = f.logged(&driver(), &args);
+    (Outcome::parse(&output), lines)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_right_code_from_an_address_begins_a_grace_period_for_it_alone() {
+    require_root("a grace period, given only to an application running as root");
+    const HERE: &str = "192.0.2.1";
+    const ELSEWHERE: &str = "192.0.2.2";
+    const ASKED: &str = "prompt-hidden: Verification code";
+    conform(|b| {
+        let f = b.fixture("", "grace_period = 600\n");
+        let e = b.enroll(&f, USER);
+        settle();
+        let from = |rhost: Option<&str>, answers: &[&str]| {
+            let (out, lines) = logged_from(&f, rhost, answers);
+            (out, lines.join("\n"))
+        };
+        let mut outs = Vec::new();
+        let (out, _) = from(Some(HERE), &[&code(&e, 0)]);
+        out.assert("PAM_SUCCESS").assert_said(ASKED);
+        outs.push(out);
+        // From the same address: no code asked, and the reason logged.
+        let (out, log) = from(Some(HERE), &[]);
+        out.assert("PAM_SUCCESS");
+        assert!(out.transcript.is_empty(), "{}: {out:?}", b.name());
+        assert!(
+            log.contains("rhost=192.0.2.1: accepted: grace period from 192.0.2.1"),
+            "{}: {log}",
+            b.name()
+        );
+        outs.push(out);
+        // Not from another address, nor locally: asked (and, given no answer, ended there).
+        for rhost in [Some(ELSEWHERE), None] {
+            let (out, log) = from(rhost, &[]);
+            out.assert("PAM_CONV_ERR").assert_said(ASKED);
+            assert!(!log.contains("grace period"), "{}: {log}", b.name());
+            outs.push(out);
+        }
+        // A wrong code from anywhere ends it.
+        let (out, _) = from(Some(ELSEWHERE), &[&never_right(&e)]);
+        out.assert("PAM_AUTH_ERR")
+            .assert_said("That code is not correct.");
+        outs.push(out);
+        let (out, _) = from(Some(HERE), &[]);
+        out.assert("PAM_CONV_ERR").assert_said(ASKED);
+        outs.push(out);
+        // The next right code from there begins it again.
+        let (out, _) = from(Some(HERE), &[&code(&e, 1)]);
+        out.assert("PAM_SUCCESS");
+        outs.push(out);
+        let (out, _) = from(Some(HERE), &[]);
+        out.assert("PAM_SUCCESS");
+        assert!(out.transcript.is_empty(), "{}: {out:?}", b.name());
+        outs.push(out);
+        outs
+    });
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_pending_reset_request_withholds_the_grace_period() {
+    require_root("a grace period, given only to an application running as root");
+    conform(|b| {
+        let f = b.fixture("", "grace_period = 600\n");
+        let e = b.enroll(&f, USER);
+        settle();
+        let mut outs = vec![logged_from(&f, Some("192.0.2.1"), &[&code(&e, 0)]).0];
+        outs[0].assert("PAM_SUCCESS");
+        outs.push(f.login(USER, &["reset"]));
+        outs[1]
+            .assert("PAM_AUTH_ERR")
+            .assert_said("sent to the administrators");
+        let (out, lines) = logged_from(&f, Some("192.0.2.1"), &[]);
+        out.assert("PAM_CONV_ERR");
+        logged_line(
+            &lines,
+            &["no grace period from 192.0.2.1: a reset request is pending; a code is asked"],
+        );
+        outs.push(out);
+        // Declined: what is left of the period is back.
+        b.deny(&f, USER, "Found it");
+        outs.push(logged_from(&f, Some("192.0.2.1"), &[]).0);
+        outs[3].assert("PAM_SUCCESS");
+        outs
+    });
+}

@@ -413,3 +413,61 @@ fn a_hardware_token_is_judged_by_its_counter_in_the_database() {
         .assert_said("Press the button");
     a.login(USER, &[&press(5)]).assert("PAM_SUCCESS");
 }
+
+/// Grace periods are kept per user, address and host role: a code through one host earns
+/// nothing on another (a compromised host could otherwise mint grace for every host), and
+/// the fleet's `grace_period_max` caps what a host asks for.
+#[test]
+#[ignore = "needs root"]
+fn a_grace_period_earned_through_one_host_role_applies_only_there() {
+    require_root("a grace period, given only to an application running as root");
+    const HERE: &str = "192.0.2.1";
+    const ASKED: &str = "prompt-hidden: Verification code";
+    let fleet = Fleet::start();
+    let a = fleet.fixture("host_a", "", "grace_period = 600\n");
+    let b = fleet.fixture("host_b", "", "grace_period = 600\n");
+    let e = fleet.enroll(USER);
+    let skipped = |f: &Fixture| {
+        let out = login_from(f, HERE, &[]);
+        out.assert("PAM_SUCCESS");
+        assert!(out.transcript.is_empty(), "{out:?}");
+    };
+    let asked = |f: &Fixture| {
+        login_from(f, HERE, &[])
+            .assert("PAM_CONV_ERR")
+            .assert_said(ASKED);
+    };
+    settle();
+    login_from(&a, HERE, &[&code(&e, 0)]).assert("PAM_SUCCESS");
+    skipped(&a);
+    // The same user from the same address through B: asked for a code.
+    asked(&b);
+    // B's own right code begins B's own period; A's stands.
+    login_from(&b, HERE, &[&code(&e, 1)]).assert("PAM_SUCCESS");
+    skipped(&b);
+    skipped(&a);
+    assert_eq!(
+        fleet.superuser(
+            "SELECT string_agg(host || ' ' || address, ',' ORDER BY host) FROM ivmfa.grace"
+        ),
+        "host_a 192.0.2.1,host_b 192.0.2.1"
+    );
+    // A wrong code through either host ends both: failures are the user's, fleet-wide.
+    login_from(&b, "198.51.100.3", &["000000"]).assert("PAM_AUTH_ERR");
+    asked(&a);
+    asked(&b);
+
+    // The fleet's grace_period_max caps the period a host asks for, and 0 turns it off: a
+    // right code through A two minutes ago (the window's codes are spent).
+    fleet.superuser(
+        "INSERT INTO ivmfa.grace (name, host, address, at) VALUES ('daemon', 'host_a', \
+         '192.0.2.1', extract(epoch FROM statement_timestamp())::bigint - 120) RETURNING 1",
+    );
+    skipped(&a);
+    fleet.configure("grace_period_max", "60");
+    asked(&a);
+    fleet.configure("grace_period_max", "0");
+    asked(&a);
+    fleet.configure("grace_period_max", "86400");
+    skipped(&a);
+}

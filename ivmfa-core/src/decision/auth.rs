@@ -12,7 +12,7 @@ use crate::combined;
 use crate::config::{Backend, Config, Unenrolled, MAX_WINDOW};
 use crate::enrollment::{Enrollment, Kind};
 use crate::error::{Error, Result};
-use crate::grace::Address;
+use crate::grace::{Address, Withheld};
 use crate::hotp;
 use crate::input::{self, Accepts, Answer, Code};
 use crate::logtext::printable;
@@ -288,17 +288,8 @@ impl Attempt<'_, '_> {
         if let Some(address) = self.grace_address(config) {
             if peeked.grace.covers(&address, now, config.grace_period) {
                 match self.in_grace(config, store, user, &address)? {
-                    InGrace::Yes => {
-                        self.log(
-                            Priority::Notice,
-                            &format!("accepted: grace period from {address}"),
-                        );
-                        return Ok(Verdict::Success);
-                    }
-                    InGrace::Withheld(why) => self.log(
-                        Priority::Info,
-                        &format!("no grace period from {address}: {why}; a code is asked"),
-                    ),
+                    InGrace::Yes => return Ok(self.grace_given(&address)),
+                    InGrace::Withheld(why) => self.grace_withheld(&address, why),
                     InGrace::No => {}
                 }
             }
@@ -444,20 +435,6 @@ impl Attempt<'_, '_> {
         }
     }
 
-    /// The address a grace period may be kept for and given to: a remote address (never a
-    /// host name, see [`Address`]) reported by an application running with real uid root,
-    /// such as sshd. PAM_RHOST is whatever the application says; the caller of a setuid
-    /// program (`su`, `sudo`, `pkexec`) is an ordinary user who may have chosen it, and a
-    /// login without one is local. Neither gets a grace period.
-    fn grace_address(&self, config: &Config) -> Option<Address> {
-        // With forward_pass the one answer carries the password for the next module, and a
-        // user cannot know whether to type a code after it: no grace period there.
-        if config.grace_period == 0 || config.forward_pass || self.host.uid() != 0 {
-            return None;
-        }
-        Address::parse(self.login.rhost?)
-    }
-
     /// A right code (from the app or a token) begins a grace period for its address.
     fn begin_grace(&self, config: &Config, state: &mut State, now: u64) {
         match self.grace_address(config) {
@@ -492,12 +469,10 @@ impl Attempt<'_, '_> {
             .wait_for(self.login.source(), now, &config.rate_limit)
             .is_some()
         {
-            return Ok(InGrace::Withheld("backing off after wrong codes"));
+            return Ok(InGrace::Withheld(Withheld::BackingOff));
         }
-        // The user told us the device is lost: until the administrators decide, every login
-        // shows the device, or a recovery code.
         if store.reset_request(user)?.is_some() {
-            return Ok(InGrace::Withheld("a reset request is pending"));
+            return Ok(InGrace::Withheld(Withheld::ResetPending));
         }
         Ok(InGrace::Yes)
     }
@@ -945,5 +920,5 @@ enum InGrace {
     Yes,
     No,
     /// It would be, but something that denies before a code is asked for holds it back.
-    Withheld(&'static str),
+    Withheld(Withheld),
 }

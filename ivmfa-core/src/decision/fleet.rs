@@ -18,10 +18,15 @@
 //! the counter it keeps and moves the counter under the user's lock; the module only tells
 //! a used one apart (as the file store does).
 //!
+//! `grace_period` is asked of the database under the file store's conditions (see
+//! [`Attempt::grace_address`]): `grace` in the round before the prompt, and the answer filed
+//! with `submit_grace`, so a right code begins a grace period. The database keeps it per
+//! user, address and host role, so a period earned through one host applies only there, and
+//! caps its length at the fleet's `grace_period_max`.
+//!
 //! Not here, on purpose: `forward_pass` (refused by the config with this backend: its answer
-//! carries the password), `grace_period` (refused too, for now: the schema keeps grace
-//! periods per host role, which this module does not use yet), and the host's rate-limit,
-//! window and ticket keys (the fleet's own settings rule, so no host can loosen them).
+//! carries the password), and the host's rate-limit, window and ticket keys (the fleet's own
+//! settings rule, so no host can loosen them).
 
 use super::attempt::Attempt;
 use super::ceremony::{self, Ceremony};
@@ -30,8 +35,9 @@ use crate::config::{Config, Unenrolled};
 use crate::enrollment::Enrollment;
 use crate::error::{Error, Result};
 use crate::fleet_api::{
-    FleetApi, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
+    FleetApi, Grace, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
 };
+use crate::grace::{Address, Withheld};
 use crate::input::{self, Accepts, Answer};
 use crate::logtext::printable;
 use crate::messages;
@@ -42,7 +48,13 @@ use crate::username::UserName;
 /// Runs the login of `user` (resolved, not exempt) against the fleet database.
 pub(crate) fn login(att: &mut Attempt, config: &Config, user: &UserName) -> Result<Verdict> {
     let host = att.host;
-    let mut fleet = Fleet { att, config, user };
+    let grace = att.grace_address(config);
+    let mut fleet = Fleet {
+        att,
+        config,
+        user,
+        grace,
+    };
     match host.fleet() {
         Some(api) => fleet.run(api),
         None => fleet.unavailable(&Error::Fleet(
@@ -55,6 +67,8 @@ struct Fleet<'x, 'a, 'b> {
     att: &'x mut Attempt<'a, 'b>,
     config: &'x Config,
     user: &'x UserName,
+    /// The address this login may have a grace period for, if it may have one at all.
+    grace: Option<Address>,
 }
 
 /// Where the answer from PAM_AUTHTOK (`try_first_pass`, `use_first_pass`) leaves the login.
@@ -67,6 +81,14 @@ enum FirstPass {
 }
 
 impl Fleet<'_, '_, '_> {
+    /// The grace period to ask the database about and to file answers with: 0 for none.
+    fn grace_period(&self) -> u64 {
+        match self.grace {
+            Some(_) => self.config.grace_period,
+            None => 0,
+        }
+    }
+
     fn run(&mut self, api: &dyn FleetApi) -> Result<Verdict> {
         // A declined reset's reason is handed over (and forgotten by the database) only to a
         // login that can show it.
@@ -76,6 +98,7 @@ impl Fleet<'_, '_, '_> {
             self.user.as_str(),
             self.att.login.source(),
             take_notice,
+            self.grace_period(),
         ) {
             Ok(standing) => standing,
             Err(e) => return self.unavailable(&e),
@@ -85,12 +108,13 @@ impl Fleet<'_, '_, '_> {
                 Priority::Debug,
                 &format!(
                     "fleet database: {:?}, {} digits, wait {} s, reset pending {}, \
-                     inband_enroll {}",
+                     inband_enroll {}, grace {:?}",
                     standing.status,
                     standing.digits,
                     standing.wait,
                     standing.reset_pending,
-                    standing.inband_enroll
+                    standing.inband_enroll,
+                    standing.grace
                 ),
             );
         }
@@ -143,6 +167,9 @@ impl Fleet<'_, '_, '_> {
         if standing.wait > 0 {
             return self.held_but_may_ask_for_help(api, standing.wait);
         }
+        if let Some(verdict) = self.in_grace(standing.grace)? {
+            return Ok(verdict);
+        }
         let mut authtok_judged = false;
         if self.config.first_pass() {
             match self.first_pass(api, digits)? {
@@ -192,6 +219,7 @@ impl Fleet<'_, '_, '_> {
             self.user.as_str(),
             &answer,
             self.att.login.source(),
+            self.grace_period(),
         ) {
             Ok(j) => j,
             Err(e) => return self.unavailable(&e).map(FirstPass::Decided),
@@ -279,10 +307,40 @@ impl Fleet<'_, '_, '_> {
             self.user.as_str(),
             &canonical,
             self.att.login.source(),
+            self.grace_period(),
         ) {
             Ok(judgement) => self.tell(judgement, digits),
             Err(e) => self.unavailable(&e),
         }
+    }
+
+    /// What the database said of a grace period, logged as the file store logs it: a
+    /// verdict if the login ends here, `None` if a code is to be asked.
+    fn in_grace(&mut self, grace: Option<Grace>) -> Result<Option<Verdict>> {
+        let (Some(address), Some(grace)) = (self.grace.clone(), grace) else {
+            return Ok(None);
+        };
+        match grace {
+            Grace::Granted { .. } => return Ok(Some(self.att.grace_given(&address))),
+            Grace::BackingOff => self.att.grace_withheld(&address, Withheld::BackingOff),
+            Grace::ResetPending => self.att.grace_withheld(&address, Withheld::ResetPending),
+            // Nothing to give (an enrollment gone meanwhile is told by the code's round).
+            Grace::Lapsed | Grace::NotEnrolled => {}
+            // Nothing the user can change, and it would be said at every login.
+            Grace::Off | Grace::NotAnAddress if !self.config.debug => {}
+            Grace::Off => self.att.log(
+                Priority::Debug,
+                "no grace period: the fleet database's grace_period_max is 0",
+            ),
+            Grace::NotAnAddress => self.att.log(
+                Priority::Debug,
+                &format!(
+                    "no grace period: the fleet database does not take {address} for an address"
+                ),
+            ),
+            Grace::InvalidUser => return self.invalid_user().map(Some),
+        }
+        Ok(None)
     }
 
     /// Says what the database decided.

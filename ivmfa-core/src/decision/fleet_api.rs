@@ -19,17 +19,32 @@ use crate::error::Result;
 pub trait FleetApi {
     /// `before_prompt`: what to do with the user before anything is asked. `take_notice`: a
     /// denied reset's reason is returned (and removed) only if this login can show it.
+    ///
+    /// `grace_period` above 0: in the same round, when the standing is one where a code
+    /// would be asked ([`Standing::asks_for_a_code`]), also `grace(user, source,
+    /// grace_period)`, its answer in [`Standing::grace`]. The caller passes 0 unless this
+    /// login may have a grace period at all.
     fn before_prompt(
         &self,
         db: &FleetDb,
         user: &str,
         source: &str,
         take_notice: bool,
+        grace_period: u64,
     ) -> Result<Standing>;
 
     /// `submit`, then `verify`: two statements on one connection, each committed on its own,
-    /// so the attempt is counted before any verdict exists.
-    fn judge(&self, db: &FleetDb, user: &str, answer: &str, source: &str) -> Result<Judgement>;
+    /// so the attempt is counted before any verdict exists. `grace_period` above 0 files the
+    /// answer with `submit_grace` instead, so that a right code begins a grace period of that
+    /// length (as far as the fleet allows) for `source` through this host role.
+    fn judge(
+        &self,
+        db: &FleetDb,
+        user: &str,
+        answer: &str,
+        source: &str,
+        grace_period: u64,
+    ) -> Result<Judgement>;
 
     /// `request_reset`: flow 3, the lost device.
     fn request_reset(
@@ -73,6 +88,39 @@ pub struct Standing {
     pub notice: Option<String>,
     /// `settings.inband_enroll`: an unenrolled user may set up without a ticket.
     pub inband_enroll: bool,
+    /// `grace`'s answer, when it was asked.
+    pub grace: Option<Grace>,
+}
+
+impl Standing {
+    /// Whether the login goes on to ask for a code: the only standing where a grace period
+    /// can matter, so the only one `grace` is asked for.
+    pub fn asks_for_a_code(&self) -> bool {
+        self.status == Status::Enrolled && self.wait == 0
+    }
+}
+
+/// `grace`'s verdict: may this login skip the code? Grace periods are kept per user,
+/// address and host role (docs/SCHEMA.md says why).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grace {
+    /// Skip the code; `left` seconds of the period remain.
+    Granted {
+        left: u64,
+    },
+    /// No right code from this address through this host within the period.
+    Lapsed,
+    /// There is one, but the user or the source is backing off.
+    BackingOff,
+    /// There is one, but the user asked for a reset (the device is lost).
+    ResetPending,
+    /// The fleet's `grace_period_max` is 0: grace periods are off everywhere.
+    Off,
+    /// The database does not take the source for an IP address.
+    NotAnAddress,
+    /// The enrollment went away since `before_prompt`.
+    NotEnrolled,
+    InvalidUser,
 }
 
 /// What one answer at the code prompt came to (`submit`, and `verify` if it filed one).

@@ -467,7 +467,7 @@ impl Config {
         Ok(())
     }
 
-    /// What `backend = "postgres"` needs, and what it cannot do yet.
+    /// What `backend = "postgres"` needs, and what it cannot do.
     fn check_fleet(&self) -> Result<()> {
         let refuse = |why: &str| Err(Error::Config(format!("backend = \"postgres\": {why}")));
         let db = &self.db;
@@ -491,12 +491,6 @@ impl Config {
             (None, None, None) => {
                 return refuse("set db_cert and db_key (a client certificate) or db_password_file");
             }
-        }
-        // A grace period is a right to skip the code; kept on a host, a compromised host
-        // could grant it to itself for any address. The database keeps them (per host
-        // role), but this module does not ask it yet.
-        if self.grace_period > 0 {
-            return refuse("grace_period is not available with the fleet database; set it to 0");
         }
         // One answer carrying the password and the code: the password must never reach the
         // database, and cutting a recovery code from it could judge one answer twice.
@@ -968,7 +962,6 @@ mod tests {
             &["db_cert=/etc/ivmfa/host.crt"][..],
             &["db_key=/etc/ivmfa/host.key"][..],
             &[cert[0], cert[1], "db_password_file=/etc/ivmfa/p"][..],
-            &[cert[0], cert[1], "grace_period=60"][..],
             &[cert[0], cert[1], "forward_pass"][..],
         ] {
             assert!(with(bad).is_err(), "{bad:?}");
@@ -981,6 +974,13 @@ mod tests {
         }
         // try_first_pass and use_first_pass work with the fleet: the answer is submitted.
         with(&[cert[0], cert[1], "try_first_pass"]).unwrap();
+        // Grace periods too: the database keeps them, per host role.
+        assert_eq!(
+            with(&[cert[0], cert[1], "grace_period=60"])
+                .unwrap()
+                .grace_period,
+            60
+        );
         // The file store takes none of this into account.
         resolve(&["grace_period=60", "forward_pass"]).unwrap();
     }

@@ -40,6 +40,26 @@ impl fmt::Display for Address {
     }
 }
 
+/// Why a grace period that covers a login is not given: something that denies before a code
+/// is asked for holds it back (the file store and the fleet database hold it back alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withheld {
+    /// The user or the source is backing off after wrong codes.
+    BackingOff,
+    /// The user said the device is lost: until the administrators decide, every login shows
+    /// the device, or a recovery code.
+    ResetPending,
+}
+
+impl fmt::Display for Withheld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Withheld::BackingOff => "backing off after wrong codes",
+            Withheld::ResetPending => "a reset request is pending",
+        })
+    }
+}
+
 /// The addresses that gave a right code, each with the Unix time of its latest one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
