@@ -55,6 +55,20 @@ impl fmt::Display for Refusal {
             Refusal::ReadOnly => f.write_str(
                 "read-only (a standby, or default_transaction_read_only is on); not used",
             ),
+            // Older and newer call for different fixes, on the database or on this host.
+            Refusal::SchemaVersion(v)
+                if crate::session::KNOWN_SCHEMA_VERSIONS
+                    .iter()
+                    .all(|known| v < known) =>
+            {
+                write!(
+                    f,
+                    "the database has ivmfa schema version {v}, older than any this version \
+                     of ivmfa knows (it knows {}): upgrade the schema on the database, or \
+                     install the ivmfa that matches it on this host",
+                    known_versions()
+                )
+            }
             Refusal::SchemaVersion(v) => write!(
                 f,
                 "the database has ivmfa schema version {v}, which this version of ivmfa does \

@@ -93,27 +93,15 @@ pub struct Postgres {
     pub dir: PathBuf,
     pub port: u16,
     bin: PathBuf,
+    /// A standby's replication slot on its primary.
+    slot: Option<String>,
 }
 
 impl Postgres {
     /// initdb and start a fresh server; about half a second.
     pub fn start() -> Postgres {
         require_postgres("the fleet tests");
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let bin = bindir().unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "ivmfa-pg-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("sock")).unwrap();
-        let uid = postgres_uid();
-        for d in [dir.as_path(), &dir.join("sock")] {
-            std::os::unix::fs::chown(d, Some(uid), None).unwrap();
-            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
-        }
-        let mut server = Postgres { port: 0, dir, bin };
+        let mut server = Postgres::unstarted();
         let init = server.as_postgres(
             "initdb",
             &[
@@ -128,17 +116,109 @@ impl Postgres {
             ],
         );
         assert!(init.status.success(), "initdb failed: {}", text(&init));
+        server.start_on_a_free_port();
+        server
+    }
+
+    /// A streaming standby of this server: `pg_basebackup` as `postgres` over the socket,
+    /// with a replication slot (so the WAL it has not received yet is kept while it is
+    /// down), started on a port of its own. Returns once this server sees it streaming.
+    /// Stopped and removed on drop like any server; drop it before its primary.
+    pub fn standby(&self) -> Postgres {
+        static SLOTS: AtomicUsize = AtomicUsize::new(0);
+        let slot = format!("ivmfa_standby_{}", SLOTS.fetch_add(1, Ordering::Relaxed));
+        let mut standby = Postgres::unstarted();
+        let backup = standby.as_postgres(
+            "pg_basebackup",
+            &[
+                "-h",
+                &self.dir.join("sock").display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-D",
+                &standby.dir.join("data").display().to_string(),
+                "--write-recovery-conf",
+                "--create-slot",
+                "--slot",
+                &slot,
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        assert!(
+            backup.status.success(),
+            "pg_basebackup failed: {}",
+            text(&backup)
+        );
+        standby.start_on_a_free_port();
+        self.wait_streaming(&slot);
+        standby.slot = Some(slot);
+        standby
+    }
+
+    /// A standby's replication slot on its primary (for [`Postgres::wait_streaming`]).
+    pub fn slot(&self) -> Option<&str> {
+        self.slot.as_deref()
+    }
+
+    /// Waits until the standby on replication slot `slot` streams from this server.
+    pub fn wait_streaming(&self, slot: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let asked = format!(
+            "SELECT count(*) FROM pg_catalog.pg_stat_replication AS r \
+             JOIN pg_catalog.pg_replication_slots AS s ON s.active_pid = r.pid \
+             WHERE s.slot_name = '{slot}' AND r.state = 'streaming'"
+        );
+        while self.sql(SUPERUSER, "postgres", &asked) != "1" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby on slot {slot} never streamed: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// A server directory (its socket directory inside), owned by `postgres`, nothing in it.
+    fn unstarted() -> Postgres {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let bin = bindir().unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "ivmfa-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sock")).unwrap();
+        let uid = postgres_uid();
+        for d in [dir.as_path(), &dir.join("sock")] {
+            std::os::unix::fs::chown(d, Some(uid), None).unwrap();
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Postgres {
+            port: 0,
+            dir,
+            bin,
+            slot: None,
+        }
+    }
+
+    /// Starts the server in `data` on a port picked free.
+    fn start_on_a_free_port(&mut self) {
         // A port picked free may be taken before the server binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let options = server.options(port);
-            let started = server.as_postgres(
+            let options = self.options(port);
+            let started = self.as_postgres(
                 "pg_ctl",
                 &[
                     "-D",
-                    &server.dir.join("data").display().to_string(),
+                    &self.dir.join("data").display().to_string(),
                     "-l",
-                    &server.dir.join("server.log").display().to_string(),
+                    &self.dir.join("server.log").display().to_string(),
                     "-o",
                     &options,
                     "-w",
@@ -148,11 +228,11 @@ impl Postgres {
                 ],
             );
             if started.status.success() {
-                server.port = port;
-                return server;
+                self.port = port;
+                return;
             }
         }
-        panic!("PostgreSQL did not start: {}", server.log());
+        panic!("PostgreSQL did not start: {}", self.log());
     }
 
     /// The server's command-line settings (`pg_ctl -o`).
@@ -222,10 +302,15 @@ impl Postgres {
         self.set_hba(hba);
     }
 
-    /// Replaces pg_hba.conf (after the line trusting the socket) and reloads.
+    /// Replaces pg_hba.conf (after the lines trusting the socket, for the test's own psql and
+    /// for a standby's replication) and reloads.
     pub fn set_hba(&self, hba: &str) {
         let path = self.dir.join("data/pg_hba.conf");
-        fs::write(&path, format!("local all all trust\n{hba}\n")).unwrap();
+        fs::write(
+            &path,
+            format!("local all all trust\nlocal replication all trust\n{hba}\n"),
+        )
+        .unwrap();
         std::os::unix::fs::chown(&path, Some(postgres_uid()), None).unwrap();
         self.reload();
     }
