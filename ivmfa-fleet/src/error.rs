@@ -64,8 +64,9 @@ impl fmt::Display for Refusal {
                 write!(
                     f,
                     "the database has ivmfa schema version {v}, older than any this version \
-                     of ivmfa knows (it knows {}): upgrade the schema on the database, or \
-                     install the ivmfa that matches it on this host",
+                     of ivmfa knows (it knows {}): upgrade the schema on the database \
+                     (ivmfa-enroll db upgrade), or install the ivmfa that matches it on this \
+                     host",
                     known_versions()
                 )
             }
@@ -146,5 +147,23 @@ impl std::error::Error for Error {}
 impl From<Error> for ivmfa_core::Error {
     fn from(e: Error) -> Self {
         ivmfa_core::Error::Fleet(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_schema_is_told_apart_from_a_newer_one() {
+        let older = Refusal::SchemaVersion(0).to_string();
+        assert!(older.contains("version 0, older than any"), "{older}");
+        assert!(
+            older.contains("upgrade the schema on the database"),
+            "{older}"
+        );
+        let newer = Refusal::SchemaVersion(2).to_string();
+        assert!(newer.contains("does not know (it knows 1)"), "{newer}");
+        assert!(newer.contains("install the matching ivmfa"), "{newer}");
     }
 }
