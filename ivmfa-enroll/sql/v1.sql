@@ -300,19 +300,25 @@ CREATE TABLE ivmfa.reset_request (
     host text NOT NULL
 );
 
--- Opened by an approved reset: the user's next login on any host sets up a new key.
+-- Opened by an approved reset: the user's next login through one host role sets up a new
+-- key. Only that host may: the key is shown to the host that sets it up, so a ticket any
+-- host could take would let root on any host give the user a key it knows. The host is the
+-- one the request came through unless the administrator named another.
 CREATE TABLE ivmfa.ticket (
     name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
     issued bigint NOT NULL,
     expires bigint NOT NULL,
-    approved_by text NOT NULL
+    approved_by text NOT NULL,
+    host text NOT NULL
 );
 
--- Left by a denied reset: its reason is shown once, at the next login that can show it.
+-- Left by a denied reset: its reason is shown once, at the next login through the host the
+-- request came through that can show it (no other host reads or takes it).
 CREATE TABLE ivmfa.notice (
     name text PRIMARY KEY REFERENCES ivmfa.account ON DELETE CASCADE,
     time bigint NOT NULL,
-    reason text NOT NULL
+    reason text NOT NULL,
+    host text NOT NULL
 );
 
 -- A set-up begun in a login: the new key waits here for its first code.
@@ -753,12 +759,24 @@ $$;
 -- schema, installed by the test suite alone, passes another).
 ------------------------------------------------------------------------------------------
 
+-- A role a ticket may name: one that can log in, is a member of ivmfa_host, and is no
+-- superuser (pg_has_role counts a superuser a member of every role).
+CREATE FUNCTION ivmfa.is_host_role(p_role text) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles AS r
+                    WHERE r.rolname::text = p_role AND r.rolcanlogin AND NOT r.rolsuper
+                      AND pg_catalog.pg_has_role(r.oid, 'ivmfa_host'::name, 'MEMBER'))
+$$;
+
 -- Before the prompt: what the host should do with this user.
---   status: 'enrolled', 'not_enrolled', 'ticket' (an approved reset: set up a new key),
---           'ticket_expired', 'invalid_user'
+--   status: 'enrolled', 'not_enrolled', 'ticket' (an approved reset for this host role: set
+--           up a new key), 'ticket_elsewhere' (an approved reset for another host role:
+--           the user must log in there), 'ticket_expired', 'invalid_user'
 --   digits: length of the user's codes; wait_seconds: back-off in force for this source;
 --   reset_pending: a lost-device request waits; notice: a denied reset's reason, taken
---   (shown once) when take_notice; inband_enroll: set-up without a ticket is allowed.
+--   (shown once) when take_notice, by the host role the request came through only;
+--   inband_enroll: set-up without a ticket is allowed.
 CREATE FUNCTION ivmfa.before_prompt(p_user text, p_source text, p_take_notice boolean,
                                     p_now bigint)
 RETURNS TABLE (status text, digits smallint, wait_seconds bigint, reset_pending boolean,
@@ -780,12 +798,15 @@ BEGIN
     IF FOUND THEN
         v_status := 'enrolled';
     ELSE
-        SELECT CASE WHEN t.expires > p_now THEN 'ticket' ELSE 'ticket_expired' END
+        SELECT CASE WHEN t.expires <= p_now THEN 'ticket_expired'
+                    WHEN t.host = SESSION_USER::text THEN 'ticket'
+                    ELSE 'ticket_elsewhere' END
           INTO v_status FROM ivmfa.ticket AS t WHERE t.name = p_user;
         v_status := COALESCE(v_status, 'not_enrolled');
     END IF;
     IF p_take_notice THEN
-        DELETE FROM ivmfa.notice AS n WHERE n.name = p_user RETURNING n.reason INTO v_notice;
+        DELETE FROM ivmfa.notice AS n WHERE n.name = p_user AND n.host = SESSION_USER::text
+        RETURNING n.reason INTO v_notice;
         IF v_notice IS NOT NULL THEN
             PERFORM ivmfa.audit('notice_shown', p_user, NULL, 'shown');
         END IF;
@@ -1214,9 +1235,12 @@ END
 $$;
 
 -- Set-up inside a login, step 1: allowed for a user with no key who has a valid ticket (an
--- approved reset), or any unenrolled user while settings.inband_enroll is on. Makes a new
--- key in the database and gives it to the host, which must show it; nothing is enrolled
--- until setup_finish() sees a right code from the same role.
+-- approved reset) for this host role, or any unenrolled user without a ticket while
+-- settings.inband_enroll is on. Makes a new key in the database and gives it to the host,
+-- which must show it; nothing is enrolled until setup_finish() sees a right code from the
+-- same role. A ticket for another host role refuses it: that host is the one the
+-- administrators trust to show the key. A set-up under way through another host role is
+-- left alone (until it expires), so no host can end another's.
 --   verdict: 'ok' (secret_base32, digits, period, algorithm), 'enrolled' (has a key),
 --            'ticket_expired', 'not_allowed', 'invalid_user'
 CREATE FUNCTION ivmfa.setup_begin(p_user text, p_now bigint)
@@ -1227,6 +1251,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_grant text;
+    v_ticket_host text;
+    v_busy_host text;
 BEGIN
     IF NOT ivmfa.valid_name(p_user) THEN
         RETURN QUERY SELECT 'invalid_user'::text, NULL::text, NULL::smallint, NULL::integer,
@@ -1237,11 +1263,20 @@ BEGIN
     IF EXISTS (SELECT FROM ivmfa.secret AS s WHERE s.name = p_user) THEN
         v_grant := 'enrolled';
     ELSE
-        SELECT CASE WHEN t.expires > p_now THEN 'ticket' ELSE 'ticket_expired' END
-          INTO v_grant FROM ivmfa.ticket AS t WHERE t.name = p_user;
+        SELECT CASE WHEN t.expires <= p_now THEN 'ticket_expired'
+                    WHEN t.host = SESSION_USER::text THEN 'ticket'
+                    ELSE 'elsewhere' END, t.host
+          INTO v_grant, v_ticket_host FROM ivmfa.ticket AS t WHERE t.name = p_user;
         IF v_grant IS NULL AND (SELECT s.inband_enroll FROM ivmfa.settings AS s) THEN
             v_grant := 'policy';
         END IF;
+    END IF;
+    IF v_grant = 'elsewhere' THEN
+        PERFORM ivmfa.audit('setup_begin', p_user, NULL,
+                            'not allowed (the ticket is for ' || v_ticket_host || ')');
+        RETURN QUERY SELECT 'not_allowed'::text, NULL::text, NULL::smallint, NULL::integer,
+                            NULL::text;
+        RETURN;
     END IF;
     IF v_grant IS NULL OR v_grant NOT IN ('ticket', 'policy') THEN
         PERFORM ivmfa.audit('setup_begin', p_user, NULL,
@@ -1252,7 +1287,19 @@ BEGIN
     END IF;
     INSERT INTO ivmfa.account (name, created) VALUES (p_user, p_now)
     ON CONFLICT (name) DO NOTHING;
+    -- Locked now for certain (the row may have been made just above, or by a racing call).
     PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
+    SELECT p.host INTO v_busy_host FROM ivmfa.pending_setup AS p, ivmfa.settings AS s
+     WHERE p.name = p_user AND p.host IS DISTINCT FROM SESSION_USER::text
+       AND p_now - p.started <= s.setup_lifetime_seconds AND p_now >= p.started - 5;
+    IF FOUND THEN
+        PERFORM ivmfa.audit('setup_begin', p_user, NULL,
+                            'not allowed (a set-up is under way through ' || v_busy_host || ')');
+        RETURN QUERY SELECT 'not_allowed'::text, NULL::text, NULL::smallint, NULL::integer,
+                            NULL::text;
+        RETURN;
+    END IF;
+    -- This host's own earlier set-up (the user started over), or one that has expired.
     DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user;
     PERFORM ivmfa.audit('setup_begin', p_user, NULL, 'begun (' || v_grant || ')');
     RETURN QUERY
@@ -1265,8 +1312,9 @@ BEGIN
 END
 $$;
 
--- Set-up inside a login, step 2: the first code from the new key. Three wrong codes end
--- the set-up. A right one enrolls the user (if the grant still holds), closes the ticket
+-- Set-up inside a login, step 2: the first code from the new key, from the host role that
+-- began the set-up. Three wrong codes end the set-up. A right one enrolls the user (if the
+-- grant still holds: a ticket still valid and still for this host role), closes the ticket
 -- and any request, and returns the new recovery codes, to be shown once.
 --   verdict: 'enrolled' (recovery_codes), 'wrong' (tries_left), 'failed', 'expired',
 --            'no_setup', 'raced' (enrolled meanwhile), 'ticket_expired', 'not_allowed'
@@ -1330,6 +1378,11 @@ BEGIN
           AND NOT EXISTS (SELECT FROM ivmfa.ticket AS t
                            WHERE t.name = p_user AND t.expires > p_now) THEN
         v_outcome := 'ticket_expired';
+    ELSIF v_grant = 'ticket'
+          AND NOT EXISTS (SELECT FROM ivmfa.ticket AS t
+                           WHERE t.name = p_user AND t.host = SESSION_USER::text) THEN
+        -- The administrators moved the ticket to another host meanwhile.
+        v_outcome := 'not_allowed';
     ELSIF v_grant = 'policy'
           AND NOT (SELECT s.inband_enroll FROM ivmfa.settings AS s) THEN
         v_outcome := 'not_allowed';
@@ -1580,11 +1633,14 @@ END
 $$;
 
 -- kind: 'totp' or 'hotp'; token_counter: the counter a token's next code is expected
--- for (NULL if none is kept for its key: its codes are refused until admin_resync).
+-- for (NULL if none is kept for its key: its codes are refused until admin_resync);
+-- ticket_host: the host role an approved reset is for; reset_host: the host role a pending
+-- request came through.
 CREATE FUNCTION ivmfa_api.admin_status(p_user text)
 RETURNS TABLE (enrolled boolean, enrolled_at bigint, recovery_left integer,
                reset_pending boolean, ticket_expires bigint, failures integer,
-               wait_seconds bigint, last_step bigint, kind text, token_counter bigint)
+               wait_seconds bigint, last_step bigint, kind text, token_counter bigint,
+               ticket_host text, reset_host text)
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 BEGIN
@@ -1598,7 +1654,9 @@ BEGIN
            ivmfa.wait_for(a.name, '', ivmfa.clock()),
            a.last_step,
            s.kind,
-           ivmfa.token_next(a.name)
+           ivmfa.token_next(a.name),
+           (SELECT t.host FROM ivmfa.ticket AS t WHERE t.name = a.name),
+           (SELECT r.host FROM ivmfa.reset_request AS r WHERE r.name = a.name)
       FROM ivmfa.account AS a LEFT JOIN ivmfa.secret AS s ON s.name = a.name
      WHERE a.name = p_user;
     PERFORM ivmfa.audit('admin_status', p_user, NULL, 'read');
@@ -1643,65 +1701,96 @@ END
 $$;
 
 -- Approves a pending request: the key and recovery codes go, and a ticket lets the user's
--- next login on any host set up a new key until it expires.
---   verdict: 'approved' (ticket_expires), 'no_request'
-CREATE FUNCTION ivmfa_api.admin_reset_approve(p_user text)
-RETURNS TABLE (verdict text, ticket_expires bigint)
+-- next login through one host role set up a new key until it expires: p_host, or (NULL)
+-- the host role the request came through. Only that host may: the host that sets the key
+-- up sees it. Without a request, a ticket the user has (open or expired) is issued again,
+-- for p_host or the host it was for, with a new lifetime: so a user who cannot reach the
+-- host named can be sent to another, and one who missed the time given another chance.
+--   verdict: 'approved' or 'reissued' (ticket_expires, host), 'not_a_host' (host: no host
+--            role that may log in; nothing changed), 'no_request' (no request, no ticket)
+CREATE FUNCTION ivmfa_api.admin_reset_approve(p_user text, p_host text DEFAULT NULL)
+RETURNS TABLE (verdict text, ticket_expires bigint, host text)
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
+#variable_conflict use_column
 DECLARE
     v_now bigint := ivmfa.clock();
+    v_host text;
+    v_verdict text := 'approved';
 BEGIN
     PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
-    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    SELECT r.host INTO v_host FROM ivmfa.reset_request AS r WHERE r.name = p_user;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'no_request'::text, NULL::bigint;
+        SELECT t.host INTO v_host FROM ivmfa.ticket AS t WHERE t.name = p_user;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'no_request'::text, NULL::bigint, NULL::text;
+            RETURN;
+        END IF;
+        v_verdict := 'reissued';
+    END IF;
+    v_host := COALESCE(p_host, v_host);
+    IF NOT ivmfa.is_host_role(v_host) THEN
+        PERFORM ivmfa.audit('admin_reset_approve', p_user, NULL,
+                            'refused: no host role ' || COALESCE(pg_catalog.left(v_host, 63), ''));
+        RETURN QUERY SELECT 'not_a_host'::text, NULL::bigint, pg_catalog.left(v_host, 63);
         RETURN;
     END IF;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
     DELETE FROM ivmfa.secret AS s WHERE s.name = p_user;
     DELETE FROM ivmfa.recovery_set AS r WHERE r.name = p_user;
     DELETE FROM ivmfa.notice AS n WHERE n.name = p_user;
     DELETE FROM ivmfa.grace AS g WHERE g.name = p_user;
-    INSERT INTO ivmfa.ticket AS t (name, issued, expires, approved_by)
-    SELECT p_user, v_now, v_now + s.ticket_lifetime_seconds, SESSION_USER
+    -- A set-up begun under the ticket through a host it is no longer for ends here.
+    DELETE FROM ivmfa.pending_setup AS p WHERE p.name = p_user AND p.host <> v_host;
+    INSERT INTO ivmfa.ticket AS t (name, issued, expires, approved_by, host)
+    SELECT p_user, v_now, v_now + s.ticket_lifetime_seconds, SESSION_USER, v_host
       FROM ivmfa.settings AS s
     ON CONFLICT (name) DO UPDATE
        SET issued = EXCLUDED.issued, expires = EXCLUDED.expires,
-           approved_by = EXCLUDED.approved_by;
-    PERFORM ivmfa.audit('admin_reset_approve', p_user, NULL, 'approved');
-    RETURN QUERY SELECT 'approved'::text, t.expires FROM ivmfa.ticket AS t
+           approved_by = EXCLUDED.approved_by, host = EXCLUDED.host;
+    PERFORM ivmfa.audit('admin_reset_approve', p_user, NULL,
+                        CASE v_verdict WHEN 'approved' THEN 'approved for '
+                                       ELSE 'issued again for ' END || v_host);
+    RETURN QUERY SELECT v_verdict, t.expires, t.host FROM ivmfa.ticket AS t
                   WHERE t.name = p_user;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
     PERFORM ivmfa.audit_error('admin_reset_approve', p_user, SQLSTATE);
-    RETURN QUERY SELECT 'error'::text, NULL::bigint;
+    RETURN QUERY SELECT 'error'::text, NULL::bigint, NULL::text;
 END
 $$;
 
--- Denies a pending request; the reason is shown to the user once.
---   verdict: 'denied', 'no_request', 'invalid' (reason empty or over 500 characters)
+-- Denies a pending request; the reason is shown to the user once, by the host role the
+-- request came through (another host neither sees nor takes it).
+--   verdict: 'denied' (host: that host role), 'no_request', 'invalid' (reason empty or over
+--            500 characters)
 CREATE FUNCTION ivmfa_api.admin_reset_deny(p_user text, p_reason text)
-RETURNS TABLE (verdict text)
+RETURNS TABLE (verdict text, host text)
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
+#variable_conflict use_column
+DECLARE
+    v_host text;
 BEGIN
     IF p_reason IS NULL OR pg_catalog.btrim(p_reason) = ''
        OR pg_catalog.length(p_reason) > 500 THEN
-        RETURN QUERY SELECT 'invalid'::text;
+        RETURN QUERY SELECT 'invalid'::text, NULL::text;
         RETURN;
     END IF;
     PERFORM FROM ivmfa.account AS a WHERE a.name = p_user FOR UPDATE;
-    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user;
+    DELETE FROM ivmfa.reset_request AS r WHERE r.name = p_user RETURNING r.host INTO v_host;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'no_request'::text;
+        RETURN QUERY SELECT 'no_request'::text, NULL::text;
         RETURN;
     END IF;
-    INSERT INTO ivmfa.notice AS n (name, time, reason) VALUES (p_user, ivmfa.clock(), p_reason)
-    ON CONFLICT (name) DO UPDATE SET time = EXCLUDED.time, reason = EXCLUDED.reason;
+    INSERT INTO ivmfa.notice AS n (name, time, reason, host)
+    VALUES (p_user, ivmfa.clock(), p_reason, v_host)
+    ON CONFLICT (name) DO UPDATE
+       SET time = EXCLUDED.time, reason = EXCLUDED.reason, host = EXCLUDED.host;
     PERFORM ivmfa.audit('admin_reset_deny', p_user, NULL, 'denied');
-    RETURN QUERY SELECT 'denied'::text;
+    RETURN QUERY SELECT 'denied'::text, v_host;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
     PERFORM ivmfa.audit_error('admin_reset_deny', p_user, SQLSTATE);
-    RETURN QUERY SELECT 'error'::text;
+    RETURN QUERY SELECT 'error'::text, NULL::text;
 END
 $$;
 
@@ -2344,7 +2433,7 @@ GRANT EXECUTE ON FUNCTION
     ivmfa_api.admin_status(text),
     ivmfa_api.admin_users(),
     ivmfa_api.admin_reset_list(),
-    ivmfa_api.admin_reset_approve(text),
+    ivmfa_api.admin_reset_approve(text, text),
     ivmfa_api.admin_reset_deny(text, text),
     ivmfa_api.admin_configure(text, text),
     ivmfa_api.admin_audit(integer),

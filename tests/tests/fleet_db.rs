@@ -381,8 +381,9 @@ fn decisions_match_the_file_store() {
     );
 }
 
-/// Flow 3 across the fleet: one request per user, an approval that lets the next login set
-/// up a new key (recovery codes shown once), a denial whose reason is shown once.
+/// Flow 3 across the fleet: one request per user, an approval that lets the next login
+/// through the host the request came from set up a new key (recovery codes shown once), a
+/// denial whose reason is shown once, by that host.
 #[test]
 #[ignore = "needs root"]
 fn reset_desk_and_setup_under_a_ticket() {
@@ -428,46 +429,51 @@ fn reset_desk_and_setup_under_a_ticket() {
 
     let approved = pg.value(
         "admin",
-        "SELECT verdict FROM ivmfa_api.admin_reset_approve('erin')",
+        "SELECT verdict || ',' || host FROM ivmfa_api.admin_reset_approve('erin')",
     );
-    assert_eq!(approved, "approved");
-    assert_eq!(before("host_b"), "ticket,false,-");
+    assert_eq!(
+        approved, "approved,host_a",
+        "the host the request came from"
+    );
+    assert_eq!(before("host_a"), "ticket,false,-");
+    assert_eq!(before("host_b"), "ticket_elsewhere,false,-");
     let begun = pg.value(
-        "host_b",
+        "host_a",
         "SELECT verdict || '|' || secret_base32 FROM ivmfa_api.setup_begin('erin')",
     );
     let (verdict, secret) = begun.split_once('|').unwrap();
     assert_eq!(verdict, "ok");
-    // Another host cannot finish host_b's set-up.
+    // Another host cannot finish host_a's set-up.
     let e = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
     settle();
     let right = code(&e, 0);
     let finish = |host: &str, answer: &str| {
         pg.value(host, &format!("SELECT verdict || '|' || tries_left || '|' || COALESCE(array_to_string(recovery_codes, ' '), '') FROM ivmfa_api.setup_finish('erin', {})", lit(answer)))
     };
-    assert_eq!(finish("host_a", &right), "no_setup|0|");
-    assert_eq!(finish("host_b", &never_right(&e, now())), "wrong|2|");
-    let done = finish("host_b", &right);
+    assert_eq!(finish("host_b", &right), "no_setup|0|");
+    assert_eq!(finish("host_a", &never_right(&e, now())), "wrong|2|");
+    let done = finish("host_a", &right);
     assert!(done.starts_with("enrolled|0|"), "{done}");
     assert_eq!(
         recovery_codes_in(&done.replace('|', " ")).len(),
         10,
         "{done}"
     );
-    assert_eq!(before("host_a"), "enrolled,false,-");
+    assert_eq!(before("host_b"), "enrolled,false,-");
     // The code that finished the set-up is used; the next one works on any host.
-    let mut a = pg.session("host_a");
+    let mut b = pg.session("host_b");
     assert_eq!(
-        attempt(&mut a, "erin", &right, "x", None).verdict,
+        attempt(&mut b, "erin", &right, "x", None).verdict,
         "replayed"
     );
 
-    // A denial: its reason once, to the first login that takes it.
+    // A denial: its reason once, to the first login through host_a that takes it.
     assert_eq!(request("host_a"), "filed");
     let denied = pg.value("admin", "SELECT verdict FROM ivmfa_api.admin_reset_deny('erin', 'Call the service desk: ext. 4711')");
     assert_eq!(denied, "denied");
+    assert_eq!(before("host_b"), "enrolled,false,-");
     assert_eq!(
-        before("host_b"),
+        before("host_a"),
         "enrolled,false,Call the service desk: ext. 4711"
     );
     assert_eq!(before("host_a"), "enrolled,false,-");
@@ -479,16 +485,237 @@ fn reset_desk_and_setup_under_a_ticket() {
     for line in [
         "host_a request_reset filed",
         "host_b request_reset already pending",
-        "admin admin_reset_approve approved",
-        "host_b setup_finish enrolled (ticket)",
+        "admin admin_reset_approve approved for host_a",
+        "host_a setup_finish enrolled (ticket)",
         "admin admin_reset_deny denied",
-        "host_b notice_shown shown",
+        "host_a notice_shown shown",
     ] {
         assert!(
             audit.lines().any(|l| l == line),
             "{line} not in the audit:\n{audit}"
         );
     }
+}
+
+/// A ticket is for one host role: the one the request came through, or the one the
+/// administrator names. Any other host is told so before the prompt, refused set-up
+/// (audited), cannot end the named host's set-up under way, and neither sees nor takes a
+/// declined reset's reason meant for the host the request came through.
+#[test]
+#[ignore = "needs root"]
+fn a_ticket_is_for_one_host() {
+    let pg = fleet();
+    pg.login_role("host_a", &["ivmfa_host"]);
+    pg.login_role("host_b", &["ivmfa_host"]);
+    pg.login_role("retired", &["ivmfa_host"]);
+    pg.sql(SUPERUSER, DATABASE, "ALTER ROLE retired NOLOGIN");
+    pg.login_role("boss", &[]);
+    pg.sql(SUPERUSER, DATABASE, "ALTER ROLE boss SUPERUSER");
+    provision(&pg, "gus", random_secret().expose(), 6, "SHA1");
+    let request = |host: &str| {
+        pg.value(
+            host,
+            "SELECT verdict FROM ivmfa_api.request_reset('gus', 'sshd', '', '')",
+        )
+    };
+    let status = |host: &str| {
+        pg.value(
+            host,
+            "SELECT status FROM ivmfa_api.before_prompt('gus', '', true)",
+        )
+    };
+    let begin = |host: &str| {
+        pg.value(
+            host,
+            "SELECT verdict || '|' || COALESCE(secret_base32, '') FROM ivmfa_api.setup_begin('gus')",
+        )
+    };
+    let finish = |host: &str, answer: &str| {
+        pg.value(
+            host,
+            &format!(
+                "SELECT verdict FROM ivmfa_api.setup_finish('gus', {})",
+                lit(answer)
+            ),
+        )
+    };
+    let approve = |host: Option<&str>| {
+        let named = host.map_or(String::new(), |h| format!(", {}", lit(h)));
+        pg.value(
+            "admin",
+            &format!(
+                "SELECT verdict || ',' || COALESCE(host, '-') || ',' || (ticket_expires IS NOT NULL) \
+                 FROM ivmfa_api.admin_reset_approve('gus'{named})"
+            ),
+        )
+    };
+    let ticket_host = || {
+        pg.value(
+            "admin",
+            "SELECT COALESCE(ticket_host, '-') || ',' || COALESCE(reset_host, '-') \
+             FROM ivmfa_api.admin_status('gus')",
+        )
+    };
+
+    // Filed through host_a, approved as it came: host_b is told the ticket is elsewhere and
+    // refused the key (the review's attack: B takes A's ticket and learns the new key).
+    assert_eq!(request("host_a"), "filed");
+    assert_eq!(ticket_host(), "-,host_a");
+    assert_eq!(approve(None), "approved,host_a,true");
+    assert_eq!(ticket_host(), "host_a,-");
+    assert_eq!(status("host_b"), "ticket_elsewhere");
+    assert_eq!(begin("host_b"), "not_allowed|");
+    assert_eq!(finish("host_b", "000000"), "no_setup");
+    assert_eq!(status("host_a"), "ticket");
+    // host_a begins; host_b neither ends it nor finishes it.
+    let begun = begin("host_a");
+    let (verdict, secret) = begun.split_once('|').unwrap();
+    assert_eq!(verdict, "ok");
+    let e = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
+    assert_eq!(begin("host_b"), "not_allowed|");
+    settle();
+    assert_eq!(finish("host_b", &code(&e, 0)), "no_setup");
+    // host_a starting over replaces its own set-up: the first key is gone.
+    let again = begin("host_a");
+    let (verdict, secret) = again.split_once('|').unwrap();
+    assert_eq!(verdict, "ok");
+    let e2 = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
+    assert_ne!(e.secret, e2.secret);
+
+    // The administrator sends the user to host_b instead (the ticket is issued again): now
+    // only host_b may set up, and host_a's set-up under way has ended.
+    assert_eq!(approve(Some("host_b")), "reissued,host_b,true");
+    assert_eq!(ticket_host(), "host_b,-");
+    assert_eq!(status("host_a"), "ticket_elsewhere");
+    assert_eq!(status("host_b"), "ticket");
+    settle();
+    assert_eq!(finish("host_a", &code(&e2, 0)), "no_setup");
+    assert_eq!(begin("host_a"), "not_allowed|");
+    let begun = begin("host_b");
+    let (verdict, secret) = begun.split_once('|').unwrap();
+    assert_eq!(verdict, "ok");
+    let e3 = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
+    // No role but a host that may log in can be named; nothing changes.
+    for role in ["nobody_at_all", "admin", "boss", "retired", "ivmfa_host"] {
+        assert_eq!(
+            approve(Some(role)),
+            format!("not_a_host,{role},false"),
+            "{role}"
+        );
+    }
+    assert_eq!(ticket_host(), "host_b,-");
+    settle();
+    let done = pg.value(
+        "host_b",
+        &format!(
+            "SELECT verdict || ' ' || array_length(recovery_codes, 1) \
+             FROM ivmfa_api.setup_finish('gus', {})",
+            lit(&code(&e3, 0))
+        ),
+    );
+    assert_eq!(done, "enrolled 10");
+    assert_eq!(status("host_a"), "enrolled");
+    assert_eq!(ticket_host(), "-,-");
+    // With no request and no ticket there is nothing to approve.
+    assert_eq!(approve(Some("host_a")), "no_request,-,false");
+
+    // A request filed through host_b and approved for host_a.
+    assert_eq!(request("host_b"), "filed");
+    assert_eq!(approve(Some("host_a")), "approved,host_a,true");
+    assert_eq!(status("host_b"), "ticket_elsewhere");
+    assert_eq!(begin("host_b"), "not_allowed|");
+    assert_eq!(status("host_a"), "ticket");
+    assert_eq!(begin("host_a").split_once('|').unwrap().0, "ok");
+    // An expired ticket is expired wherever it is asked about.
+    pg.sql(
+        SUPERUSER,
+        DATABASE,
+        "UPDATE ivmfa.ticket SET expires = 1 WHERE name = 'gus'",
+    );
+    assert_eq!(status("host_b"), "ticket_expired");
+    assert_eq!(begin("host_b"), "ticket_expired|");
+    // Approved again, it holds once more (for the host it was for).
+    assert_eq!(approve(None), "reissued,host_a,true");
+    assert_eq!(status("host_a"), "ticket");
+    provision(&pg, "gus", random_secret().expose(), 6, "SHA1");
+
+    // Set-up without a ticket (inband_enroll on): a set-up under way through host_a is not
+    // ended by host_b beginning one.
+    let configure = |value: &str| {
+        pg.value(
+            "admin",
+            &format!("SELECT verdict FROM ivmfa_api.admin_configure('inband_enroll', '{value}')"),
+        )
+    };
+    assert_eq!(configure("true"), "set");
+    let begun = pg.value(
+        "host_a",
+        "SELECT verdict || '|' || secret_base32 FROM ivmfa_api.setup_begin('ida')",
+    );
+    let (verdict, secret) = begun.split_once('|').unwrap();
+    assert_eq!(verdict, "ok");
+    let f = Enrollment::standard(Secret::from_base32(secret).unwrap(), 0);
+    assert_eq!(
+        pg.value("host_b", "SELECT verdict FROM ivmfa_api.setup_begin('ida')"),
+        "not_allowed"
+    );
+    settle();
+    assert_eq!(
+        pg.value(
+            "host_a",
+            &format!(
+                "SELECT verdict FROM ivmfa_api.setup_finish('ida', {})",
+                lit(&code(&f, 0))
+            )
+        ),
+        "enrolled"
+    );
+    assert_eq!(configure("false"), "set");
+
+    // A declined reset's reason is for the host the request came through: host_b neither
+    // sees it nor takes it away.
+    assert_eq!(request("host_a"), "filed");
+    assert_eq!(
+        pg.value(
+            "admin",
+            "SELECT verdict FROM ivmfa_api.admin_reset_deny('gus', 'ask in person')"
+        ),
+        "denied"
+    );
+    let notice = |host: &str| {
+        pg.value(
+            host,
+            "SELECT COALESCE(notice, '-') FROM ivmfa_api.before_prompt('gus', '', true)",
+        )
+    };
+    assert_eq!(notice("host_b"), "-");
+    assert_eq!(notice("host_b"), "-");
+    assert_eq!(notice("host_a"), "ask in person");
+    assert_eq!(notice("host_a"), "-");
+
+    let audit = pg.sql(
+        SUPERUSER,
+        DATABASE,
+        "SELECT role || ' ' || action || ' ' || outcome FROM ivmfa.audit ORDER BY id",
+    );
+    for line in [
+        "host_b setup_begin not allowed (the ticket is for host_a)",
+        "host_b setup_begin not allowed (a set-up is under way through host_a)",
+        "host_a setup_finish enrolled (policy)",
+        "admin admin_reset_approve issued again for host_b",
+        "admin admin_reset_approve refused: no host role boss",
+        "host_b setup_finish enrolled (ticket)",
+        "host_a notice_shown shown",
+    ] {
+        assert!(
+            audit.lines().any(|l| l == line),
+            "{line} not in the audit:\n{audit}"
+        );
+    }
+    assert!(
+        !audit.contains("host_b notice_shown"),
+        "host_b took the notice:\n{audit}"
+    );
 }
 
 /// One fleet, one watermark and one failure count: a failure on host A holds the user back
