@@ -63,6 +63,7 @@ impl Session {
             "enrolled" => Status::Enrolled,
             "not_enrolled" => Status::NotEnrolled,
             "ticket" => Status::Ticket,
+            "ticket_elsewhere" => Status::TicketElsewhere,
             "ticket_expired" => Status::TicketExpired,
             "invalid_user" => Status::InvalidUser,
             other => return Err(verdict(F, other)),

@@ -126,6 +126,12 @@ impl Fleet<'_, '_, '_> {
         match standing.status {
             Status::Enrolled => self.enrolled(api, &standing),
             Status::Ticket => self.set_up(api, Grant::Ticket),
+            Status::TicketElsewhere => self.att.deny(
+                Priority::Notice,
+                "the approved reset is for another host: only a login through the host role \
+                 the administrators named sets up the new code (ivmfa-enroll status shows it)",
+                messages::TICKET_ELSEWHERE,
+            ),
             Status::TicketExpired => self.att.deny(
                 Priority::Notice,
                 "the approved reset has expired",
@@ -526,7 +532,8 @@ impl Fleet<'_, '_, '_> {
             Ok(SetupBegun::NotAllowed) => {
                 return self.att.deny(
                     Priority::Notice,
-                    "the fleet database refused set-up (no approved reset, inband_enroll off)",
+                    "the fleet database refused set-up (no approved reset for this host and \
+                     inband_enroll off, or a set-up under way through another host)",
                     messages::NOT_ENROLLED,
                 )
             }

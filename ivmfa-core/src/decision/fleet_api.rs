@@ -68,8 +68,11 @@ pub trait FleetApi {
 pub enum Status {
     Enrolled,
     NotEnrolled,
-    /// An approved reset: set up a new key.
+    /// An approved reset for this host: set up a new key.
     Ticket,
+    /// An approved reset for another host: only a login through that one sets up the new
+    /// key (the host that shows a key learns it, so the administrators choose which).
+    TicketElsewhere,
     TicketExpired,
     /// A name the database does not take as a user name.
     InvalidUser,
@@ -198,7 +201,8 @@ pub enum SetupBegun {
     /// The user has a key (enrolled meanwhile).
     Enrolled,
     TicketExpired,
-    /// No ticket, and `inband_enroll` is off.
+    /// No ticket for this host and `inband_enroll` off, a ticket for another host, or a
+    /// set-up under way through another host.
     NotAllowed,
     InvalidUser,
 }
@@ -216,7 +220,8 @@ pub enum SetupFinished {
     Failed,
     /// The set-up waited longer than the database allows.
     Expired,
-    /// No set-up of this host is waiting (begun again elsewhere, or never).
+    /// No set-up of this host is waiting (ended by the administrators moving the ticket,
+    /// begun again elsewhere after it expired, or never begun).
     NoSetup,
     /// Enrolled meanwhile by another login.
     Raced,

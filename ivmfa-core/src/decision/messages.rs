@@ -87,6 +87,11 @@ pub(crate) const TICKET_EXPIRED: &str =
     "Your multi-factor authentication reset was approved, but the \
 time to set it up again has run out. Please contact your administrators.";
 
+/// Fleet: the approved reset is for another host than this one.
+pub(crate) const TICKET_ELSEWHERE: &str = "Your multi-factor authentication reset was approved \
+for another machine: the one where you asked for it, unless your administrators told you \
+another. Log in there to set up your new code.";
+
 pub(crate) fn reset_denied(reason: &str) -> String {
     format!("Your request to reset multi-factor authentication was declined: {reason}")
 }
