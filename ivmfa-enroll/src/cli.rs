@@ -150,6 +150,8 @@ pub enum Command {
         after_help = "Examples:\n  \
         sudo ivmfa-enroll reset list\n  \
         sudo ivmfa-enroll reset approve alice\n  \
+        ivmfa-enroll reset approve alice --host host_web2\n      \
+            fleet database: the new code is set up through that host\n  \
         sudo ivmfa-enroll reset deny alice --reason \"Call the service desk first\"\n  \
         sudo ivmfa-enroll reset watch --exec /usr/local/sbin/mfa-ticket\n      \
             fleet database: run a program for every new request"
@@ -223,8 +225,23 @@ pub enum ResetAction {
     List,
     /// Archive the user's secret and let the next login set up a new one (within
     /// ticket_lifetime_hours, default 72)
-    #[command(after_help = "Example:\n  sudo ivmfa-enroll reset approve alice")]
-    Approve { user: String },
+    #[command(after_help = "Examples:\n  \
+        sudo ivmfa-enroll reset approve alice\n  \
+        ivmfa-enroll reset approve alice --host host_web2\n      \
+            fleet database: alice sets up the new code through host_web2\n\n\
+        With the fleet database the new code is set up only at a login through one host: \
+        the one the request came through (reset list shows it), or the host role --host \
+        names. That host shows the new key, so it learns it; no other host may take the \
+        approval, and logins through them are told to log in on the one named. Without a \
+        pending request, approving a user whose approved reset is still open or has run out \
+        issues it again, with a new lifetime, for --host or the host it was for.")]
+    Approve {
+        user: String,
+        /// Fleet database only: the host role (its db_user) through which the user sets up
+        /// the new code [default: the one the request came through]
+        #[arg(long, value_name = "ROLE")]
+        host: Option<String>,
+    },
     /// Keep the user's secret; the next login shows the reason once
     #[command(after_help = "Example:\n  \
         sudo ivmfa-enroll reset deny alice --reason \"Call the service desk to confirm who you are\"")]

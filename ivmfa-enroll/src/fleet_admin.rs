@@ -62,17 +62,25 @@ fn describe(admin: &Admin, user: &UserName) -> Result<Vec<String>> {
         lines.push(format!("recovery codes left: {}", s.recovery_left));
     }
     if s.reset_pending {
-        lines.push("reset request: pending (ivmfa-enroll reset list)".to_owned());
+        lines.push(match &s.reset_host {
+            Some(host) => format!(
+                "reset request: pending, through {} (ivmfa-enroll reset list)",
+                printable(host)
+            ),
+            None => "reset request: pending (ivmfa-enroll reset list)".to_owned(),
+        });
     }
     if let Some(expires) = s.ticket_expires {
+        let host = printable(s.ticket_host.as_deref().unwrap_or("?"));
         lines.push(if expires > now() {
             format!(
-                "reset approved: sets up a new code at the next login on any host, before {}",
+                "reset approved: sets up a new code at the next login through {host}, before {}",
                 format_time(expires)
             )
         } else {
             format!(
-                "reset approved, but the set-up time ran out at {}",
+                "reset approved for logins through {host}, but the set-up time ran out at {} \
+                 (ivmfa-enroll reset approve {user} issues it again)",
                 format_time(expires)
             )
         });
@@ -206,24 +214,57 @@ pub fn reset_list(admin: &Admin) -> Result<()> {
     Ok(())
 }
 
-pub fn reset_approve(admin: &Admin, name: &str) -> Result<()> {
+/// `host`: the host role whose logins may set up the new key (`--host`); by default the
+/// one the request came through. Only that host is shown the new key, so only it may.
+pub fn reset_approve(admin: &Admin, name: &str, host: Option<&str>) -> Result<()> {
     let user = user_name(name)?;
-    match admin.round(|db| db.admin_reset_approve(user.as_str()))? {
-        Approved::Approved(expires) => {
+    match admin.round(|db| db.admin_reset_approve(user.as_str(), host))? {
+        Approved::Approved { expires, host } => {
+            let host = printable(&host);
             admin.audit(
                 Level::Notice,
                 &format!(
-                    "approved the MFA reset of user={user}; new set-up allowed until {}",
+                    "approved the MFA reset of user={user}; new set-up allowed through host \
+                     role {host} until {}",
                     format_time(expires)
                 ),
             );
             println!(
-                "Approved: {user}'s key and recovery codes are deleted. At {user}'s next login on \
-                 any host, before {}, a new QR code is shown to set up.",
+                "Approved: {user}'s key and recovery codes are deleted. At {user}'s next login \
+                 through {host}, before {}, a new QR code is shown to set up; logins through \
+                 other hosts are refused until then. Tell {user} which machine that is (to \
+                 name another: ivmfa-enroll reset approve {user} --host ROLE).",
                 format_time(expires)
             );
             Ok(())
         }
+        Approved::Reissued { expires, host } => {
+            let host = printable(&host);
+            admin.audit(
+                Level::Notice,
+                &format!(
+                    "issued the approved MFA reset of user={user} again; new set-up allowed \
+                     through host role {host} until {}",
+                    format_time(expires)
+                ),
+            );
+            println!(
+                "Issued again: at {user}'s next login through {host}, before {}, a new QR code \
+                 is shown to set up; logins through other hosts are refused until then.",
+                format_time(expires)
+            );
+            Ok(())
+        }
+        Approved::NotAHost(host) => Err(CliError::new(
+            Kind::Refused,
+            format!(
+                "{} is no host role of the fleet database (a role that may log in, a member of \
+                 ivmfa_host); nothing was changed",
+                printable(&host)
+            ),
+            "name the host role of the machine the user will log in on: --host ROLE (its \
+             db_user in ivmfa.toml)",
+        )),
         Approved::NoRequest => Err(no_request(&user)),
     }
 }
@@ -232,14 +273,15 @@ pub fn reset_deny(admin: &Admin, name: &str, reason: &str) -> Result<()> {
     let user = user_name(name)?;
     let reason = check_reason(reason)?;
     match admin.round(|db| db.admin_reset_deny(user.as_str(), reason))? {
-        Denied::Denied => {
+        Denied::Denied { host } => {
             admin.audit(
                 Level::Notice,
                 &format!("declined the MFA reset of user={user}"),
             );
             println!(
                 "Declined. {user} keeps the current enrollment and sees your reason at the next \
-                 login."
+                 login through {} (where the request came from).",
+                printable(&host)
             );
             Ok(())
         }

@@ -103,9 +103,18 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
             Target::Files(ctx) => reset::list(&ctx)?,
             Target::Fleet(admin) => fleet_admin::reset_list(&admin)?,
         },
-        Command::Reset(ResetAction::Approve { user }) => match target()? {
+        // A single server's store has no hosts to name.
+        Command::Reset(ResetAction::Approve {
+            user,
+            host: Some(host),
+        }) => fleet_admin::reset_approve(
+            &fleet_only("reset approve --host")?,
+            user,
+            Some(host.as_str()),
+        )?,
+        Command::Reset(ResetAction::Approve { user, host: None }) => match target()? {
             Target::Files(ctx) => reset::approve(&ctx, user)?,
-            Target::Fleet(admin) => fleet_admin::reset_approve(&admin, user)?,
+            Target::Fleet(admin) => fleet_admin::reset_approve(&admin, user, None)?,
         },
         Command::Reset(ResetAction::Deny { user, reason }) => match target()? {
             Target::Files(ctx) => reset::deny(&ctx, user, reason)?,

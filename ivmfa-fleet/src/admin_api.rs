@@ -74,6 +74,10 @@ pub struct UserStatus {
     pub kind: Option<String>,
     /// The counter a token's next code is expected for (none kept: its codes are refused).
     pub token_counter: Option<u64>,
+    /// The host role an approved reset is for: only a login through it sets up a new key.
+    pub ticket_host: Option<String>,
+    /// The host role a pending request came through.
+    pub reset_host: Option<String>,
 }
 
 /// One pending lost-device request.
@@ -95,16 +99,27 @@ pub enum Removed {
     NotEnrolled,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `admin_reset_approve`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Approved {
-    /// A ticket until this unix time.
-    Approved(u64),
+    /// A ticket until `expires` (unix time) for a login through the host role `host`.
+    Approved { expires: u64, host: String },
+    /// No request was pending, but the user's ticket was: issued again, for `host`, until
+    /// `expires`.
+    Reissued { expires: u64, host: String },
+    /// `host` is no host role that may log in; nothing was changed.
+    NotAHost(String),
+    /// No request, no ticket.
     NoRequest,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `admin_reset_deny`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Denied {
-    Denied,
+    /// The reason waits for a login through the host role the request came through.
+    Denied {
+        host: String,
+    },
     NoRequest,
     /// The reason is empty or longer than 500 characters.
     Invalid,
@@ -314,6 +329,8 @@ impl Session {
             last_step: time("last_step")?.unwrap_or(0),
             kind: get(&row, F, "kind")?,
             token_counter: time("token_counter")?,
+            ticket_host: get(&row, F, "ticket_host")?,
+            reset_host: get(&row, F, "reset_host")?,
         }))
     }
 
@@ -378,16 +395,34 @@ impl Session {
             .collect()
     }
 
-    pub fn admin_reset_approve(&mut self, user: &str) -> Result<Approved, Error> {
+    /// `host`: the host role whose logins may set up the new key; `None`, the one the
+    /// request came through (or, for a ticket issued again, the one it was for).
+    pub fn admin_reset_approve(
+        &mut self,
+        user: &str,
+        host: Option<&str>,
+    ) -> Result<Approved, Error> {
         const F: &str = "admin_reset_approve";
         let row = self.one_row(
             F,
-            "SELECT * FROM ivmfa_api.admin_reset_approve($1)",
-            &[(&user, Type::TEXT)],
+            "SELECT * FROM ivmfa_api.admin_reset_approve($1, $2)",
+            &[(&user, Type::TEXT), (&host, Type::TEXT)],
         )?;
         let v: String = get(&row, F, "verdict")?;
+        let host = || -> Result<String, Error> {
+            Ok(get::<Option<String>>(&row, F, "host")?.unwrap_or_default())
+        };
+        let expires = || -> Result<u64, Error> { Ok(seconds(get(&row, F, "ticket_expires")?)) };
         Ok(match v.as_str() {
-            "approved" => Approved::Approved(seconds(get(&row, F, "ticket_expires")?)),
+            "approved" => Approved::Approved {
+                expires: expires()?,
+                host: host()?,
+            },
+            "reissued" => Approved::Reissued {
+                expires: expires()?,
+                host: host()?,
+            },
+            "not_a_host" => Approved::NotAHost(host()?),
             "no_request" => Approved::NoRequest,
             other => return Err(verdict(F, other)),
         })
@@ -402,7 +437,9 @@ impl Session {
         )?;
         let v: String = get(&row, F, "verdict")?;
         Ok(match v.as_str() {
-            "denied" => Denied::Denied,
+            "denied" => Denied::Denied {
+                host: get::<Option<String>>(&row, F, "host")?.unwrap_or_default(),
+            },
             "no_request" => Denied::NoRequest,
             "invalid" => Denied::Invalid,
             other => return Err(verdict(F, other)),

@@ -283,6 +283,8 @@ const GOLDENS: &[&str] = &[
     "fleet_add_host_exists",
     "fleet_enroll_exists",
     "fleet_approve_no_request",
+    "fleet_approve_not_a_host",
+    "fleet_approve_host_on_files",
     "fleet_not_an_admin",
     "fleet_unreachable",
     "fleet_db_on_files",
@@ -586,6 +588,91 @@ fn enroll_status_and_the_reset_desk() {
     );
 }
 
+/// A reset approved through the desk is set up through one host: the one the request came
+/// through, or the one `--host` names. Logins through any other host are told to log in
+/// there, and shown no key; a declined reset's reason waits for the host the request came
+/// through.
+#[test]
+#[ignore = "needs root"]
+fn an_approved_reset_is_set_up_through_the_host_named() {
+    let site = Site::installed();
+    site.superuser(&["db", "add-host", "host_c", "--address", "127.0.0.1"])
+        .expect(0, "Created the role host_c");
+    let c = Fixture::with_config("", &host_config(&site.pg, &site.certs, "host_c"));
+    site.admin_with_input(
+        &["enroll", USER, "--secret-file", "-", "--no-confirm"],
+        &format!("{TEST_KEY}\n"),
+    )
+    .expect(0, "is enrolled in the fleet database");
+
+    // Filed through host_a and approved as it came: host_c may not set up the new code.
+    site.host
+        .login(USER, &["reset"])
+        .assert("PAM_AUTH_ERR")
+        .assert_said("sent to the administrators");
+    site.admin(&["status", USER])
+        .expect(0, "reset request: pending, through host_a");
+    let out = site.admin(&["reset", "approve", USER]);
+    out.expect(0, "a new QR code is shown to set up");
+    says(&out, "next login through host_a");
+    says(&out, "--host ROLE");
+    site.admin(&["status", USER])
+        .expect(0, "sets up a new code at the next login through host_a");
+    let elsewhere = c.login(USER, &["@phone"]);
+    elsewhere
+        .assert("PAM_AUTH_ERR")
+        .assert_said("approved for another machine");
+    assert!(!elsewhere.said("scan this code"), "{elsewhere:?}");
+
+    // Sent to host_c instead: now host_a is the other machine.
+    let out = site.admin(&["reset", "approve", USER, "--host", "host_c"]);
+    out.expect(0, "Issued again");
+    says(&out, "next login through host_c");
+    site.admin(&["status", USER])
+        .expect(0, "sets up a new code at the next login through host_c");
+    let refused = site.host.login(USER, &["@phone"]);
+    refused
+        .assert("PAM_AUTH_ERR")
+        .assert_said("approved for another machine");
+    assert!(!refused.said("scan this code"), "{refused:?}");
+    settle();
+    let setup = c.login(USER, &["@phone"]);
+    setup
+        .assert("PAM_SUCCESS")
+        .assert_said("scan this code")
+        .assert_said("Multi-factor authentication is set up");
+    let new = ivmfa_tests::fleet::key_shown(&setup.transcript).expect("the key was shown");
+    site.admin(&["status", USER]).expect(0, "enrolled since");
+    assert_eq!(
+        site.superuser_sql(
+            "SELECT role || ' ' || outcome FROM ivmfa.audit \
+             WHERE action = 'setup_finish' ORDER BY id"
+        ),
+        "host_c enrolled (ticket)"
+    );
+
+    // Only a host role that may log in can be named.
+    c.login(USER, &["reset"]).assert("PAM_AUTH_ERR");
+    site.admin(&["reset", "list"]).expect(0, "host_c");
+    site.golden(
+        "fleet_approve_not_a_host",
+        REFUSED,
+        &site.admin(&["reset", "approve", USER, "--host", "alice"]),
+    );
+    // Declined: the reason is for host_c, where the request came from.
+    site.admin(&["reset", "deny", USER, "--reason", "Come to the desk"])
+        .expect(0, "next login through host_c");
+    // (The set-up's code and those before it are used: a recovery code logs in.)
+    let recovery = recovery_codes_in(&setup.transcript.join("\n"));
+    assert_eq!(recovery.len(), 10, "{setup:?}");
+    let a = site.host.login(USER, &[&recovery[0]]);
+    a.assert("PAM_SUCCESS");
+    assert!(!a.said("declined"), "{a:?}");
+    c.login(USER, &[&code(&new, 1)])
+        .assert("PAM_SUCCESS")
+        .assert_said("declined: Come to the desk");
+}
+
 #[test]
 #[ignore = "needs root"]
 fn migrate_keeps_used_codes_used_and_back_off_in_force() {
@@ -822,6 +909,12 @@ fn fleet_error_paths_match_their_goldens() {
             USAGE,
             &files.config,
             &["db", "fence"][..],
+        ),
+        (
+            "fleet_approve_host_on_files",
+            USAGE,
+            &files.config,
+            &["reset", "approve", USER, "--host", "host_b"][..],
         ),
         (
             "fleet_add_host_bad_name",
