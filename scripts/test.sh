@@ -29,8 +29,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 # Tests that need root are #[ignore = "needs root"], so that a plain `cargo test` by a user
-# counts them as not run; here, as root, every one of them runs.
-cargo test --workspace --locked -- --include-ignored 2>&1 | tee "$log" || status=$?
+# counts them as not run; here, as root, every one of them runs. --no-fail-fast: one failing
+# binary must not hide how the others fare.
+cargo test --workspace --locked --no-fail-fast -- --include-ignored 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "all tiers: %d passed, %d failed\n", p, f

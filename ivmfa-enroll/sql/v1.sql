@@ -1132,11 +1132,13 @@ BEGIN
         PERFORM ivmfa.record_failure(v_name, v_source, p_now);
     END IF;
     PERFORM ivmfa.audit('verify', v_name, v_source, v_verdict);
+    -- The wait is told as of the filing, like the verdict: the user reads the same whole
+    -- back-off the file store tells, not one a clock tick between the two calls shortened.
     RETURN QUERY
     SELECT v_verdict,
            COALESCE((SELECT f.count FROM ivmfa.failure AS f
                                  WHERE f.name = v_name AND f.source = v_source), 0),
-           ivmfa.wait_for(v_name, v_source, p_now),
+           ivmfa.wait_for(v_name, v_source, v_at),
            NULL::integer,
            v_offset;
 END
