@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_packages libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools \
     librsvg2-bin openssh-server openssh-client openssl lintian rpm strace \
-    libpam-google-authenticator libpam-oath man-db sudo postgresql
+    libpam-google-authenticator libpam-oath man-db sudo postgresql pgbouncer
 find_cargo
 
 cargo fmt --all -- --check

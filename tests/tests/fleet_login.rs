@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use ivmfa_tests::fleet::{black_hole, Certs, Fleet, HBA_CERT};
+use ivmfa_tests::fleet::{black_hole, Bouncer, Certs, Fleet, HBA_CERT};
 use ivmfa_tests::postgres::{Postgres, DATABASE, SUPERUSER};
 use ivmfa_tests::*;
 
@@ -361,6 +361,44 @@ fn an_address_that_never_answers_does_not_stop_failover() {
     // Two rounds, each giving the silent address half of its 2 s, then the next at once.
     assert!(took >= Duration::from_millis(2 * 1000), "{took:?}");
     assert!(took < Duration::from_millis(2 * 2000 + 1500), "{took:?}");
+}
+
+/// A host's failures, grace periods and audit rows are its role's: a pooler that logs every
+/// host in as one role of its own (PgBouncer's `user=` on the database line) is refused,
+/// while PgBouncer with transaction pooling that keeps the host's role works.
+#[test]
+#[ignore = "needs root"]
+fn a_pooler_that_runs_the_session_as_another_role_is_refused() {
+    let fleet = Fleet::start();
+    let e = fleet.enroll(USER);
+    fleet.pg.login_role("host_pool", &["ivmfa_host"]);
+    let bouncer = Bouncer::start(&fleet, "host_pool");
+    let through = |role: &str| {
+        Fixture::with_config(
+            "",
+            &fleet
+                .host_config(role, "")
+                .replace(&fleet.address(), &bouncer.address()),
+        )
+    };
+    let (out, lines) = through("host_a").login_logged(USER, &["000000"]);
+    out.assert("PAM_SERVICE_ERR").assert_said(UNAVAILABLE);
+    logged_line(
+        &lines,
+        &[
+            "connected as the role host_a, but the server runs the session as host_pool",
+            "PgBouncer",
+        ],
+    );
+    // The role it logs in as is the one asked for: PgBouncer is fine.
+    settle();
+    let (out, lines) = through("host_pool").login_logged(USER, &[&code(&e, 0)]);
+    out.assert("PAM_SUCCESS");
+    assert!(
+        !lines.iter().any(|l| l.contains("denied")),
+        "{lines:#?}\n{}",
+        bouncer.log()
+    );
 }
 
 /// Text the database sends for the user to read (a declined reset's reason) reaches the
