@@ -258,11 +258,6 @@ mod tests {
             assert!(!e.unreachable(), "{e}");
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn an_older_schema_is_told_apart_from_a_newer_one() {
