@@ -410,8 +410,9 @@ fn text_from_the_database_reaches_the_terminal_escaped_and_bounded() {
     let f = fleet.fixture("host_a", "", "");
     let e = fleet.enroll(USER);
     fleet.superuser(
-        "INSERT INTO ivmfa.notice (name, time, reason) VALUES ('daemon', 0, 'Call the desk' \
-         || chr(27) || ']0;owned' || chr(7) || ' now' || repeat('x', 5000)) RETURNING 1",
+        "INSERT INTO ivmfa.notice (name, time, host, reason) VALUES ('daemon', 0, 'host_a', \
+         'Call the desk' || chr(27) || ']0;owned' || chr(7) || ' now' || repeat('x', 5000)) \
+         RETURNING 1",
     );
     settle();
     let out = f.login(USER, &[&code(&e, 0)]);
