@@ -3,8 +3,8 @@
 # lints, builds everything (and the .deb and .rpm), then runs every tier: core unit tests,
 # real libpam, store faults and crashes, the CLI on a pseudo-terminal, sshd end to end,
 # console login and su, the fleet schema in a PostgreSQL server the tests start themselves
-# (Debian's postgresql; its pgcrypto comes with postgresql-15), and the package installed,
-# used and purged.
+# (Debian's postgresql; its pgcrypto comes with postgresql-15; pgbouncer in front of it for
+# one test), and the package installed, used and purged.
 # The package tier really installs and purges the package "ivmfa": do not run the suite on a
 # machine that uses ivmfa.
 # Run it as root (or with sudo): some tiers need root (chown, mount namespaces, setuid
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_packages libpam0g-dev libpam-modules binutils util-linux bsdutils coreutils zbar-tools \
     librsvg2-bin openssh-server openssh-client openssl lintian rpm strace \
-    libpam-google-authenticator libpam-oath man-db sudo postgresql
+    libpam-google-authenticator libpam-oath man-db sudo postgresql pgbouncer
 find_cargo
 
 cargo fmt --all -- --check

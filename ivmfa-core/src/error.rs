@@ -35,8 +35,14 @@ pub enum Error {
     System(String),
     /// Another process held the user's lock for longer than a login may wait.
     Busy { path: PathBuf, waited: u64 },
-    /// The fleet database could not be asked, or its answer cannot be used.
+    /// The fleet database answered, or was reached, but the round failed: a statement that
+    /// failed or missed the deadline, an answer the module cannot use, a refused
+    /// certificate or role, an unknown schema version, a standby.
     Fleet(String),
+    /// No server of the fleet database could be reached: each address refused or dropped
+    /// the TCP connection, or gave no answer in time before a session was established (TCP,
+    /// TLS, authentication). The one failure `break_glass_group` is for.
+    FleetUnreachable(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -113,7 +119,9 @@ impl fmt::Display for Error {
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Conversation(msg) => write!(f, "the PAM conversation failed: {msg}"),
             Error::System(msg) => write!(f, "{msg}"),
-            Error::Fleet(msg) => write!(f, "fleet database: {msg}"),
+            Error::Fleet(msg) | Error::FleetUnreachable(msg) => {
+                write!(f, "fleet database: {msg}")
+            }
             Error::Busy { path, waited } => write!(
                 f,
                 "gave up waiting for the lock {} after {waited} s: another process holds it",

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ivmfa_core::auth::authenticate;
 use ivmfa_core::config::FleetDb;
+use ivmfa_core::enrollment::{Algorithm, Secret};
 use ivmfa_core::fleet_api::{
-    FleetApi, Grace, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
+    FleetApi, Grace, Judgement, NewKey, ResetFiled, SetupBegun, SetupFinished, Standing, Status,
 };
 use ivmfa_core::ports::{Account, Conversation, Host, Login, Priority, Verdict};
 use ivmfa_core::Error;
@@ -17,13 +18,19 @@ use zeroize::Zeroizing;
 /// A database that answers from a script and records every round.
 #[derive(Default)]
 struct FakeFleet {
+    /// No server can be reached.
     down: bool,
+    /// A server answers, but the round fails (a statement past the deadline, a verdict the
+    /// module cannot use).
+    broken: bool,
     status: Option<Status>,
     wait: u64,
     inband: bool,
     judgement: Option<Judgement>,
     /// `grace`'s answer; `Lapsed` if unset.
     grace: Option<Grace>,
+    /// Set-up in the login is allowed, and ends with these recovery codes.
+    codes: Option<Vec<String>>,
     rounds: RefCell<Vec<String>>,
 }
 
@@ -31,7 +38,14 @@ impl FakeFleet {
     fn round(&self, what: String) -> Result<(), Error> {
         self.rounds.borrow_mut().push(what);
         if self.down {
-            return Err(Error::Fleet("no usable server within 3000 ms".into()));
+            return Err(Error::FleetUnreachable(
+                "no usable server within 3000 ms".into(),
+            ));
+        }
+        if self.broken {
+            return Err(Error::Fleet(
+                "no answer within the deadline (3000 ms) to a statement".into(),
+            ));
         }
         Ok(())
     }
@@ -91,11 +105,24 @@ impl FleetApi for FakeFleet {
     }
     fn setup_begin(&self, _: &FleetDb, user: &str) -> Result<SetupBegun, Error> {
         self.round(format!("setup_begin {user}"))?;
-        Ok(SetupBegun::NotAllowed)
+        if self.codes.is_none() {
+            return Ok(SetupBegun::NotAllowed);
+        }
+        Ok(SetupBegun::Ready(NewKey {
+            secret: Secret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap(),
+            digits: 6,
+            period: 30,
+            algorithm: Algorithm::SHA1,
+        }))
     }
     fn setup_finish(&self, _: &FleetDb, user: &str, _: &str) -> Result<SetupFinished, Error> {
         self.round(format!("setup_finish {user}"))?;
-        Ok(SetupFinished::Failed)
+        Ok(match &self.codes {
+            Some(codes) => SetupFinished::Enrolled {
+                recovery_codes: codes.iter().cloned().map(Zeroizing::new).collect(),
+            },
+            None => SetupFinished::Failed,
+        })
     }
 }
 
@@ -217,6 +244,19 @@ fn run(
     answers: &[&str],
     extra: &str,
 ) -> Run {
+    run_on(None, fleet, user, rhost, uid, answers, extra)
+}
+
+/// [`run`], with PAM_TTY `tty`.
+fn run_on(
+    tty: Option<&str>,
+    fleet: Option<FakeFleet>,
+    user: &str,
+    rhost: Option<&str>,
+    uid: u32,
+    answers: &[&str],
+    extra: &str,
+) -> Run {
     let path = config(extra);
     use std::os::unix::fs::MetadataExt;
     let euid = std::fs::metadata(&path).unwrap().uid();
@@ -234,7 +274,7 @@ fn run(
         user,
         service: "sshd",
         rhost,
-        tty: None,
+        tty,
         authtok: None,
     };
     let args = vec![format!("config={}", path.display())];
@@ -358,10 +398,11 @@ fn unreachable_denies_except_break_glass_at_the_console() {
         ..FakeFleet::default()
     };
     let glass = "break_glass_group = \"breakglass\"\n";
+    const TTY: Option<&str> = Some("tty1");
     // No client at all, or a database that cannot be asked: unavailable.
-    let r = run(None, "alice", None, 0, &[], glass);
+    let r = run_on(TTY, None, "root", None, 0, &[], glass);
     assert_eq!(r.verdict, Verdict::ServiceErr);
-    let r = run(Some(down()), "alice", None, 0, &[], glass);
+    let r = run_on(TTY, Some(down()), "alice", None, 0, &[], glass);
     assert_eq!(r.verdict, Verdict::ServiceErr);
     assert!(
         r.shown.iter().any(|s| s.contains(UNAVAILABLE)),
@@ -376,28 +417,38 @@ fn unreachable_denies_except_break_glass_at_the_console() {
         r.log
     );
     // A member at the console passes, logged at err.
-    let r = run(Some(down()), "root", None, 0, &[], glass);
+    let r = run_on(TTY, Some(down()), "root", None, 0, &[], glass);
     assert_eq!(r.verdict, Verdict::Success, "{:?}", r.log);
     assert!(r
         .log
         .iter()
         .any(|l| l.starts_with("Error") && l.contains("break-glass")));
     // Not from a remote host, not through a setuid program someone else started, not
-    // without the option.
+    // without a local terminal (a root service that sets no PAM_RHOST), not without the
+    // option.
     assert_eq!(
-        run(Some(down()), "root", Some("192.0.2.9"), 0, &[], glass).verdict,
+        run_on(TTY, Some(down()), "root", Some("192.0.2.9"), 0, &[], glass).verdict,
         Verdict::ServiceErr
     );
     assert_eq!(
-        run(Some(down()), "root", None, 1001, &[], glass).verdict,
+        run_on(TTY, Some(down()), "root", None, 1001, &[], glass).verdict,
         Verdict::ServiceErr
     );
+    for tty in [None, Some("pts/3")] {
+        assert_eq!(
+            run_on(tty, Some(down()), "root", None, 0, &[], glass).verdict,
+            Verdict::ServiceErr,
+            "{tty:?}"
+        );
+    }
     assert_eq!(
-        run(Some(down()), "root", None, 0, &[], "").verdict,
+        run_on(TTY, Some(down()), "root", None, 0, &[], "").verdict,
         Verdict::ServiceErr
     );
-    // A database that answers is never bypassed.
-    let r = run(
+    // A database that answers is never bypassed: not when its verdict is a wrong code, and
+    // not when the round fails after a server was reached.
+    let r = run_on(
+        TTY,
         Some(FakeFleet::default()),
         "root",
         None,
@@ -406,6 +457,47 @@ fn unreachable_denies_except_break_glass_at_the_console() {
         glass,
     );
     assert_eq!(r.rounds.len(), 2);
+    let broken = FakeFleet {
+        broken: true,
+        ..FakeFleet::default()
+    };
+    let r = run_on(TTY, Some(broken), "root", None, 0, &["000000"], glass);
+    assert_eq!(r.verdict, Verdict::ServiceErr, "{:?}", r.log);
+    assert!(
+        !r.log.iter().any(|l| l.contains("break-glass")),
+        "{:?}",
+        r.log
+    );
+}
+
+/// What the database sends for the user's terminal is escaped and bounded: the recovery
+/// codes of a set-up in the login.
+#[test]
+fn recovery_codes_from_the_database_are_shown_escaped_and_bounded() {
+    let fleet = FakeFleet {
+        status: Some(Status::Ticket),
+        codes: Some(
+            (0..150)
+                .map(|i| format!("abcd-efgh-{i:04}\x1b]0;x\x07{}", "y".repeat(100)))
+                .collect(),
+        ),
+        ..FakeFleet::default()
+    };
+    let r = run(Some(fleet), "alice", None, 0, &["123456"], "");
+    assert_eq!(r.verdict, Verdict::Success, "{:?} {:?}", r.log, r.shown);
+    let codes = r
+        .shown
+        .iter()
+        .find(|s| s.starts_with("Recovery codes:"))
+        .expect("the recovery codes are shown");
+    assert!(!codes.contains(['\x1b', '\x07']), "{codes:?}");
+    assert!(
+        codes.contains("abcd-efgh-0000\\u{1b}]0;x\\u{7}yyy"),
+        "{codes:?}"
+    );
+    assert_eq!(codes.matches("abcd-efgh-").count(), 100);
+    assert!(!codes.contains("abcd-efgh-0100"));
+    assert!(codes.len() < 100 * 60, "{}", codes.len());
 }
 
 #[test]

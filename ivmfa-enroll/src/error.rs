@@ -60,7 +60,7 @@ impl From<ivmfa_core::Error> for CliError {
                 "try again in a moment; if it persists, find the process holding the lock in \
                  /proc/locks and end it"
             }
-            E::Fleet(_) => {
+            E::Fleet(_) | E::FleetUnreachable(_) => {
                 "check the db_* settings, that the database server is up and reachable, and \
                  its log"
             }

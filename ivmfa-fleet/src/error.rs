@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ivmfa_core::logtext::printable;
+
 /// Where a round was when it failed or ran out of time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -43,6 +45,10 @@ pub enum Refusal {
     SchemaVersion(i32),
     /// The check statement failed.
     Check(String),
+    /// The server runs the session as another role than the one asked for: a pooler
+    /// (PgBouncer with `user=` on its database line) that puts every host in one role,
+    /// which would make each host's failures, grace periods and audit rows everyone's.
+    Role { asked: String, got: String },
     /// The deadline passed here.
     Deadline(Phase),
 }
@@ -78,8 +84,28 @@ impl fmt::Display for Refusal {
                 known_versions()
             ),
             Refusal::Check(e) => write!(f, "cannot read the schema version: {e}"),
+            Refusal::Role { asked, got } => write!(
+                f,
+                "connected as the role {}, but the server runs the session as {}: a \
+                 connection pooler in between that logs in as a role of its own (PgBouncer's \
+                 user= on the database line) makes every host one; not used",
+                printable(asked),
+                printable(got)
+            ),
             Refusal::Deadline(phase) => write!(f, "no answer in time while {phase}"),
         }
+    }
+}
+
+impl Refusal {
+    /// Whether this address could not be reached: the TCP connection failed, or no answer
+    /// came in time before a session was established (TCP, TLS, authentication). Nothing
+    /// after that counts, nor a refusal in words: a server that answered is up.
+    fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Connect(_) | Refusal::Deadline(Phase::Connecting | Phase::Handshake)
+        )
     }
 }
 
@@ -142,17 +168,96 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// Whether no server could be reached at all: every address tried failed before a
+    /// session was established ([`Refusal`]'s `unreachable`). The login's break-glass rule
+    /// opens on this alone; whatever a server that was reached says, or fails to say in
+    /// time, denies.
+    pub fn unreachable(&self) -> bool {
+        match self {
+            Error::Unavailable { tried, .. } => {
+                !tried.is_empty() && tried.iter().all(|(_, why)| why.unreachable())
+            }
+            _ => false,
+        }
+    }
+}
+
 impl std::error::Error for Error {}
 
 impl From<Error> for ivmfa_core::Error {
     fn from(e: Error) -> Self {
-        ivmfa_core::Error::Fleet(e.to_string())
+        if e.unreachable() {
+            ivmfa_core::Error::FleetUnreachable(e.to_string())
+        } else {
+            ivmfa_core::Error::Fleet(e.to_string())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unavailable(tried: Vec<Refusal>) -> Error {
+        let address: SocketAddr = "192.0.2.1:5432".parse().unwrap();
+        Error::Unavailable {
+            timeout: Duration::from_secs(3),
+            tried: tried.into_iter().map(|r| (address, r)).collect(),
+        }
+    }
+
+    fn refused() -> Refusal {
+        Refusal::Connect(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }
+
+    #[test]
+    fn only_a_server_never_reached_is_unreachable() {
+        for tried in [
+            vec![refused()],
+            vec![Refusal::Deadline(Phase::Connecting)],
+            vec![refused(), Refusal::Deadline(Phase::Handshake)],
+        ] {
+            let e = unavailable(tried);
+            assert!(e.unreachable(), "{e}");
+            assert!(matches!(
+                ivmfa_core::Error::from(e),
+                ivmfa_core::Error::FleetUnreachable(_)
+            ));
+        }
+        let answered = [
+            Refusal::Deadline(Phase::Checking),
+            Refusal::Deadline(Phase::Statement),
+            Refusal::Handshake("FATAL 28000: no pg_hba.conf entry".into()),
+            Refusal::Credentials("no password".into()),
+            Refusal::ReadOnly,
+            Refusal::SchemaVersion(99),
+            Refusal::Check("no row".into()),
+            Refusal::Role {
+                asked: "host_a".into(),
+                got: "pooler".into(),
+            },
+        ];
+        for why in answered {
+            let e = unavailable(vec![refused(), why]);
+            assert!(!e.unreachable(), "{e}");
+            assert!(matches!(
+                ivmfa_core::Error::from(e),
+                ivmfa_core::Error::Fleet(_)
+            ));
+        }
+        assert!(!unavailable(vec![]).unreachable());
+        for e in [
+            Error::Deadline {
+                timeout: Duration::from_secs(3),
+            },
+            Error::Statement("ERROR 40P01: deadlock detected".into()),
+            Error::Answer("verify answered error".into()),
+            Error::Settings("db_ca".into()),
+        ] {
+            assert!(!e.unreachable(), "{e}");
+        }
+    }
 
     #[test]
     fn an_older_schema_is_told_apart_from_a_newer_one() {

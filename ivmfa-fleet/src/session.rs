@@ -3,9 +3,11 @@
 //! [`connect`] makes a tokio current-thread runtime (no thread is started: the runtime runs
 //! on the caller's thread, inside [`Session`]'s calls), then tries the addresses in order:
 //! TCP, TLS with the pinned CA, authentication, and a check that the server is a read-write
-//! primary with a schema version this client knows. Every step and every statement after it
-//! runs against the one deadline fixed when `connect` was called. When it passes, the
-//! runtime is dropped with the socket in it: nothing more is sent, and never a cancel
+//! primary with a schema version this client knows, running the session as the role asked
+//! for. Every step and every statement after it runs against the one deadline fixed when
+//! `connect` was called; each address may use only its share of what is left of it, so one
+//! that never answers does not keep the next from being tried. When the deadline passes,
+//! the runtime is dropped with the socket in it: nothing more is sent, and never a cancel
 //! request (a cancelled wait for a synchronous standby was seen to come back "accepted").
 //!
 //! Statements are sent with `query_typed`: an unnamed statement with typed parameters, one
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, Receiver};
 use tokio::task::JoinHandle;
 use tokio::time::timeout_at;
 use tokio_postgres::config::SslMode;
@@ -36,15 +38,21 @@ use crate::tls;
 /// The schema versions (`ivmfa_api.schema_version()`) this client can talk to.
 pub const KNOWN_SCHEMA_VERSIONS: &[i32] = &[1];
 
-/// Asked on every connection before anything else: which schema, and whether it may write.
+/// Asked on every connection before anything else: which schema, whether it may write, and
+/// as whom the server runs the session (a pooler may have logged in as another role).
 const CHECK: &str = "SELECT ivmfa_api.schema_version(), \
-                     pg_catalog.current_setting('transaction_read_only')";
+                     pg_catalog.current_setting('transaction_read_only'), SESSION_USER::text";
 
 /// The same, where the schema may be missing: whether its version function exists, then
 /// (if it does) [`VERSION`].
 const CHECK_ANY: &str = "SELECT pg_catalog.to_regprocedure('ivmfa_api.schema_version()') \
-                         IS NOT NULL, pg_catalog.current_setting('transaction_read_only')";
+                         IS NOT NULL, pg_catalog.current_setting('transaction_read_only'), \
+                         SESSION_USER::text";
 const VERSION: &str = "SELECT ivmfa_api.schema_version()";
+
+/// Notifications kept until [`Session::wait_notification`] takes them; more are dropped
+/// (each is only a reason to look again, and any role that may connect can send them).
+const NOTIFICATIONS_KEPT: usize = 16;
 
 /// What a connection must find before it is handed out.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,8 +72,8 @@ pub struct Session {
     timeout: Duration,
     address: SocketAddr,
     schema_version: Option<i32>,
-    /// The channels of notifications that arrived, in order.
-    notifications: UnboundedReceiver<String>,
+    /// That notifications arrived (at most [`NOTIFICATIONS_KEPT`] of them).
+    notifications: Receiver<()>,
 }
 
 /// Connects as `settings` says, within `settings.timeout` for everything.
@@ -90,13 +98,15 @@ fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Err
         .build()
         .map_err(Error::Runtime)?;
     let mut tried = Vec::new();
-    for &address in &settings.addresses {
-        if Instant::now() >= deadline {
+    for (i, &address) in settings.addresses.iter().enumerate() {
+        let now = Instant::now();
+        if now >= deadline {
             break;
         }
+        let until = share(now, deadline, settings.addresses.len() - i);
         let phase = Cell::new(Phase::Connecting);
         let attempt = runtime.block_on(within(
-            deadline,
+            until,
             open(address, settings, &loaded, &phase, expect),
         ));
         match attempt {
@@ -113,10 +123,8 @@ fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Err
                 })
             }
             Ok(Err(refusal)) => tried.push((address, refusal)),
-            Err(_) => {
-                tried.push((address, Refusal::Deadline(phase.get())));
-                break;
-            }
+            // Its share is spent; the next address gets its own.
+            Err(_) => tried.push((address, Refusal::Deadline(phase.get()))),
         }
     }
     // Dropping the runtime here closes every socket an attempt left open.
@@ -126,12 +134,22 @@ fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Err
     })
 }
 
+/// When an address, with `left` addresses still to try (itself included), must have given a
+/// usable connection: an equal share of what remains of the deadline. An address that never
+/// answers then keeps no other from being tried, and one refused at once leaves its share to
+/// those after it.
+fn share(now: Instant, deadline: Instant, left: usize) -> Instant {
+    let remaining = deadline.saturating_duration_since(now);
+    let left = u32::try_from(left.max(1)).unwrap_or(u32::MAX);
+    now + remaining / left
+}
+
 /// A connection that passed its check.
 struct Opened {
     client: Client,
     connection: JoinHandle<()>,
     schema_version: Option<i32>,
-    notifications: UnboundedReceiver<String>,
+    notifications: Receiver<()>,
 }
 
 /// One address: TCP, TLS and authentication, then the check.
@@ -165,15 +183,15 @@ async fn open(
         .map_err(|e| Refusal::Handshake(describe(&e)))?;
     drop(config);
     // The connection's half that reads and writes the socket; it runs whenever this thread
-    // waits in the runtime, and ends with it. Notifications go to the session (only an
-    // administrator's watch ever LISTENs); notices are dropped (every function of ours
-    // raises none to its caller).
-    let (notified, notifications) = unbounded_channel();
+    // waits in the runtime, and ends with it. That a notification came goes to the session
+    // (only an administrator's watch ever LISTENs), past a few unread ones it is dropped;
+    // notices are dropped (every function of ours raises none to its caller).
+    let (notified, notifications) = channel(NOTIFICATIONS_KEPT);
     let mut connection = connection;
     let connection = tokio::spawn(async move {
         while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            if let AsyncMessage::Notification(n) = message {
-                let _ = notified.send(n.channel().to_owned());
+            if let AsyncMessage::Notification(_) = message {
+                let _ = notified.try_send(());
             }
         }
     });
@@ -193,6 +211,8 @@ async fn open(
     let row = rows
         .first()
         .ok_or_else(|| Refusal::Check("no row".into()))?;
+    let session_user: String = row.try_get(2).map_err(check)?;
+    same_role(&settings.user, &session_user)?;
     let read_only: String = row.try_get(1).map_err(check)?;
     if read_only != "off" {
         return Err(Refusal::ReadOnly);
@@ -224,6 +244,20 @@ async fn open(
         schema_version,
         notifications,
     })
+}
+
+/// Refuses a session the server runs as another role than `asked`. A host's failures, grace
+/// periods, set-ups and audit rows are its role's: a pooler that logs every host in as one
+/// role of its own (PgBouncer with `user=` on its database line) would merge them.
+fn same_role(asked: &str, session_user: &str) -> Result<(), Refusal> {
+    if asked == session_user {
+        Ok(())
+    } else {
+        Err(Refusal::Role {
+            asked: asked.to_owned(),
+            got: session_user.to_owned(),
+        })
+    }
 }
 
 /// `future`, unless `deadline` passes first. The timer is made inside the runtime (it needs
@@ -367,6 +401,40 @@ impl Session {
         self.client = None;
         if let Some(connection) = self.connection.take() {
             connection.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_an_equal_share_of_what_is_left() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(3000);
+        assert_eq!(share(now, deadline, 3), now + Duration::from_millis(1000));
+        assert_eq!(share(now, deadline, 1), deadline);
+        // What an address refused at once did not use goes to the ones after it.
+        let later = now + Duration::from_millis(10);
+        assert_eq!(
+            share(later, deadline, 2),
+            later + Duration::from_millis(1495)
+        );
+        assert_eq!(share(deadline, deadline, 2), deadline);
+        assert_eq!(share(now, deadline, 0), deadline);
+    }
+
+    #[test]
+    fn a_session_run_as_another_role_is_refused() {
+        assert!(same_role("host_web1", "host_web1").is_ok());
+        for got in ["pgbouncer", "host_web2", "Host_web1", "host_web1 "] {
+            let refusal = same_role("host_web1", got).unwrap_err();
+            let text = refusal.to_string();
+            assert!(
+                text.contains("connected as the role host_web1") && text.contains("PgBouncer"),
+                "{text}"
+            );
         }
     }
 }

@@ -289,3 +289,108 @@ pub fn black_hole() -> (std::net::TcpListener, String) {
     let addr = listener.local_addr().unwrap().to_string();
     (listener, addr)
 }
+
+/// PgBouncer in front of the fleet's server, logging in to it as `role` whoever its client
+/// says it is (`user=` on its database line), with transaction pooling; TLS on both sides
+/// with the fleet's CA. It runs as `postgres` (it refuses root); stopped when dropped.
+pub struct Bouncer {
+    pub port: u16,
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Bouncer {
+    pub fn start(fleet: &Fleet, role: &str) -> Bouncer {
+        crate::require_root("PgBouncer");
+        let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| {
+                panic!("needs PgBouncer: apt-get install pgbouncer (scripts/test.sh installs it)")
+            });
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ivmfa-bouncer-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let uid = crate::postgres::postgres_uid();
+        let (server_crt, server_key) = fleet.certs.server("bouncer", "IP:127.0.0.1");
+        let (role_crt, role_key) = fleet.certs.client(role);
+        for (from, name) in [
+            (fleet.certs.ca(), "ca.crt"),
+            (server_crt, "server.crt"),
+            (server_key, "server.key"),
+            (role_crt, "role.crt"),
+            (role_key, "role.key"),
+        ] {
+            fs::copy(from, dir.join(name)).unwrap();
+        }
+        let port = crate::sshd::free_port();
+        let d = dir.display();
+        fs::write(dir.join("users.txt"), "").unwrap();
+        fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\nivmfa = host=127.0.0.1 port={pg} dbname=ivmfa user={role}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = any\nauth_file = {d}/users.txt\n\
+                 pool_mode = transaction\n\
+                 client_tls_sslmode = require\nclient_tls_ca_file = {d}/ca.crt\n\
+                 client_tls_cert_file = {d}/server.crt\nclient_tls_key_file = {d}/server.key\n\
+                 server_tls_sslmode = verify-ca\nserver_tls_ca_file = {d}/ca.crt\n\
+                 server_tls_cert_file = {d}/role.crt\nserver_tls_key_file = {d}/role.key\n\
+                 logfile = {d}/pgbouncer.log\n",
+                pg = fleet.pg.port
+            ),
+        )
+        .unwrap();
+        for entry in fs::read_dir(&dir).unwrap() {
+            std::os::unix::fs::chown(entry.unwrap().path(), Some(uid), None).unwrap();
+        }
+        std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+        use std::os::unix::process::CommandExt;
+        let gid = std::fs::metadata(fleet.pg.dir.join("data")).unwrap();
+        let child = Command::new(program)
+            .arg(dir.join("pgbouncer.ini"))
+            .uid(uid)
+            .gid(std::os::unix::fs::MetadataExt::gid(&gid))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let bouncer = Bouncer { port, dir, child };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < until,
+                "PgBouncer did not start: {}",
+                bouncer.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        bouncer
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use ivmfa_tests::fleet::{black_hole, Certs, Fleet, HBA_CERT};
+use ivmfa_tests::fleet::{black_hole, Bouncer, Certs, Fleet, HBA_CERT};
 use ivmfa_tests::postgres::{Postgres, DATABASE, SUPERUSER};
 use ivmfa_tests::*;
 
@@ -17,6 +17,15 @@ fn login_from(f: &Fixture, rhost: &str, answers: &[&str]) -> Outcome {
     let mut args = f.auth_args(USER, answers);
     args.extend(["--rhost".into(), rhost.into()]);
     f.run(args)
+}
+
+/// A login of `user` with no remote host and PAM_TTY `tty`, as `login` on a terminal makes
+/// one; with syslog captured.
+fn on_tty(f: &Fixture, user: &str, tty: &str, answers: &[&str]) -> (Outcome, Vec<String>) {
+    let mut args = f.auth_args(user, answers);
+    args.extend(["--tty".into(), tty.into()]);
+    let (output, lines) = f.logged(&driver(), &args);
+    (Outcome::parse(&output), lines)
 }
 
 #[test]
@@ -208,21 +217,217 @@ fn break_glass_passes_at_the_console_only() {
     let f = fleet.fixture("host_a", "", "break_glass_group = \"daemon\"\n");
     fleet.enroll(USER);
     // While the database answers, nobody is waved through.
-    f.login(USER, &["000000"]).assert("PAM_AUTH_ERR");
+    on_tty(&f, USER, "tty1", &["000000"])
+        .0
+        .assert("PAM_AUTH_ERR");
     fleet.pg.stop();
-    let (out, lines, _) = timed(&f, &[]);
+    let (out, lines) = on_tty(&f, USER, "tty1", &[]);
     out.assert("PAM_SUCCESS");
     let line = logged_line(&lines, &["break-glass", "break_glass_group daemon"]);
     assert!(
         line.starts_with("<83>"),
         "logged at err (authpriv.err): {line}"
     );
-    login_from(&f, "192.0.2.5", &[])
+    // Every spelling of a local terminal: a virtual console, a serial line, the system
+    // console, a local X display.
+    for tty in [
+        "/dev/tty2",
+        "ttyS0",
+        "/dev/ttyS1",
+        "console",
+        "/dev/console",
+        ":0",
+    ] {
+        on_tty(&f, USER, tty, &[]).0.assert("PAM_SUCCESS");
+    }
+    // Root with no remote host is not enough: a network service running as root that sets
+    // no PAM_RHOST (OpenVPN's PAM plugin, FreeRADIUS) sets no terminal either, and a
+    // pseudo-terminal may be anyone's.
+    f.login(USER, &[])
         .assert("PAM_SERVICE_ERR")
         .assert_said(UNAVAILABLE);
-    f.login("bin", &[])
+    for tty in [
+        "pts/3",
+        "/dev/pts/3",
+        "tty",
+        "ttyX1",
+        "tty1 ",
+        "host:0",
+        "openvpn",
+    ] {
+        let (out, lines) = on_tty(&f, USER, tty, &[]);
+        out.assert("PAM_SERVICE_ERR").assert_said(UNAVAILABLE);
+        assert!(
+            !lines.iter().any(|l| l.contains("break-glass")),
+            "{tty}: {lines:#?}"
+        );
+    }
+    let mut args = f.auth_args(USER, &[]);
+    args.extend(["--rhost", "192.0.2.5", "--tty", "tty1"].map(String::from));
+    f.run(args)
         .assert("PAM_SERVICE_ERR")
         .assert_said(UNAVAILABLE);
+    on_tty(&f, "bin", "tty1", &[])
+        .0
+        .assert("PAM_SERVICE_ERR")
+        .assert_said(UNAVAILABLE);
+}
+
+/// Break-glass is for a database no one can reach, not for one that answers badly: a
+/// database that is up but slow, or that gives an answer the module cannot use, denies
+/// even a member at the console. Otherwise root on any host could open every console: by
+/// holding a user's row (leaving a `submit` of its own open) it makes this host's
+/// statement miss the deadline.
+#[test]
+#[ignore = "needs root"]
+fn break_glass_does_not_open_while_the_database_answers() {
+    let fleet = Fleet::start();
+    let f = fleet.fixture(
+        "host_a",
+        "",
+        "break_glass_group = \"daemon\"\ndb_timeout_ms = 1000\n",
+    );
+    fleet.enroll(USER);
+    let mut holder = fleet.pg.session(SUPERUSER);
+    holder.query("BEGIN");
+    holder.query("SELECT name FROM ivmfa.account WHERE name = 'daemon' FOR UPDATE");
+    let (out, lines) = on_tty(&f, USER, "tty1", &["000000"]);
+    out.assert("PAM_SERVICE_ERR").assert_said(UNAVAILABLE);
+    logged_line(
+        &lines,
+        &["denied: fleet database", "no answer within the deadline"],
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("break-glass")),
+        "{lines:#?}"
+    );
+    holder.query("ROLLBACK");
+    drop(holder);
+
+    // A hardware token whose counter the database does not keep: its codes are refused
+    // until an administrator resyncs it, and that is no way in without one.
+    let g = fleet.fixture("host_a", "", "break_glass_group = \"bin\"\n");
+    let hex: String = random_secret()
+        .expose()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        fleet.admin(&format!(
+            "SELECT verdict FROM ivmfa_api.admin_enroll_key('bin', '\\x{hex}'::bytea, 'hotp', \
+             6, 'SHA1', true)"
+        )),
+        "ok"
+    );
+    assert_eq!(
+        fleet.admin("SELECT verdict FROM ivmfa_api.admin_enroll_unconfirmed('bin', 1)"),
+        "enrolled"
+    );
+    fleet.superuser("DELETE FROM ivmfa.token_counter WHERE name = 'bin' RETURNING 1");
+    let (out, lines) = on_tty(&g, "bin", "tty1", &["123456"]);
+    out.assert("PAM_SERVICE_ERR").assert_said(UNAVAILABLE);
+    logged_line(&lines, &["denied: fleet database", "no counter"]);
+    assert!(
+        !lines.iter().any(|l| l.contains("break-glass")),
+        "{lines:#?}"
+    );
+
+    // A schema version the module does not know: the database answered.
+    fleet.superuser("UPDATE ivmfa.meta SET schema_version = 99 RETURNING schema_version");
+    let (out, lines) = on_tty(&f, USER, "tty1", &[]);
+    out.assert("PAM_SERVICE_ERR");
+    logged_line(&lines, &["denied: fleet database", "schema version 99"]);
+}
+
+/// An address that never answers gets its share of the deadline, not all of it: the next
+/// address is still tried.
+#[test]
+#[ignore = "needs root"]
+fn an_address_that_never_answers_does_not_stop_failover() {
+    let fleet = Fleet::start();
+    let e = fleet.enroll(USER);
+    let (_hole, hole) = black_hole();
+    let config = fleet
+        .host_config("host_a", "db_timeout_ms = 2000\n")
+        .replace(
+            &format!("[\"{}\"]", fleet.address()),
+            &format!("[\"{hole}\", \"{}\"]", fleet.address()),
+        );
+    let f = Fixture::with_config("", &config);
+    settle();
+    let (out, lines, took) = timed(&f, &[&code(&e, 0)]);
+    out.assert("PAM_SUCCESS");
+    assert!(!lines.iter().any(|l| l.contains("denied")), "{lines:#?}");
+    // Two rounds, each giving the silent address half of its 2 s, then the next at once.
+    assert!(took >= Duration::from_millis(2 * 1000), "{took:?}");
+    assert!(took < Duration::from_millis(2 * 2000 + 1500), "{took:?}");
+}
+
+/// A host's failures, grace periods and audit rows are its role's: a pooler that logs every
+/// host in as one role of its own (PgBouncer's `user=` on the database line) is refused,
+/// while PgBouncer with transaction pooling that keeps the host's role works.
+#[test]
+#[ignore = "needs root"]
+fn a_pooler_that_runs_the_session_as_another_role_is_refused() {
+    let fleet = Fleet::start();
+    let e = fleet.enroll(USER);
+    fleet.pg.login_role("host_pool", &["ivmfa_host"]);
+    let bouncer = Bouncer::start(&fleet, "host_pool");
+    let through = |role: &str| {
+        Fixture::with_config(
+            "",
+            &fleet
+                .host_config(role, "")
+                .replace(&fleet.address(), &bouncer.address()),
+        )
+    };
+    let (out, lines) = through("host_a").login_logged(USER, &["000000"]);
+    out.assert("PAM_SERVICE_ERR").assert_said(UNAVAILABLE);
+    logged_line(
+        &lines,
+        &[
+            "connected as the role host_a, but the server runs the session as host_pool",
+            "PgBouncer",
+        ],
+    );
+    // The role it logs in as is the one asked for: PgBouncer is fine.
+    settle();
+    let (out, lines) = through("host_pool").login_logged(USER, &[&code(&e, 0)]);
+    out.assert("PAM_SUCCESS");
+    assert!(
+        !lines.iter().any(|l| l.contains("denied")),
+        "{lines:#?}\n{}",
+        bouncer.log()
+    );
+}
+
+/// Text the database sends for the user to read (a declined reset's reason) reaches the
+/// terminal without control characters and no longer than an administrator may write it.
+#[test]
+#[ignore = "needs root"]
+fn text_from_the_database_reaches_the_terminal_escaped_and_bounded() {
+    let fleet = Fleet::start();
+    let f = fleet.fixture("host_a", "", "");
+    let e = fleet.enroll(USER);
+    fleet.superuser(
+        "INSERT INTO ivmfa.notice (name, time, host, reason) VALUES ('daemon', 0, 'host_a', \
+         'Call the desk' || chr(27) || ']0;owned' || chr(7) || ' now' || repeat('x', 5000)) \
+         RETURNING 1",
+    );
+    settle();
+    let out = f.login(USER, &[&code(&e, 0)]);
+    out.assert("PAM_SUCCESS");
+    let shown = out
+        .transcript
+        .iter()
+        .find(|l| l.contains("was declined: Call the desk"))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        !shown.contains(['\x1b', '\x07']),
+        "control characters reached the terminal: {shown:?}"
+    );
+    assert!(shown.contains("\\u{1b}]0;owned\\u{7} now"), "{shown:?}");
+    assert!(shown.chars().count() < 700, "{}", shown.chars().count());
 }
 
 #[test]

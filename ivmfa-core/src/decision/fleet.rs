@@ -12,7 +12,8 @@
 //!
 //! A round that fails (unreachable, TLS, refused, unknown schema, any error) denies with
 //! [`messages::UNAVAILABLE`] and the reason in syslog. The one exception is
-//! `break_glass_group`, at the console only: see [`Fleet::unavailable`].
+//! `break_glass_group`, at the console only and only while no server can be reached at all:
+//! see [`Fleet::unavailable`].
 //!
 //! A hardware token (HOTP) needs nothing of its own here: the database finds its code from
 //! the counter it keeps and moves the counter under the user's lock; the module only tells
@@ -39,11 +40,15 @@ use crate::fleet_api::{
 };
 use crate::grace::{Address, Withheld};
 use crate::input::{self, Accepts, Answer};
-use crate::logtext::printable;
+use crate::logtext::{printable, shown};
 use crate::messages;
 use crate::ports::{Priority, Verdict};
+use crate::recovery;
 use crate::reset::{self, ResetRequest};
 use crate::username::UserName;
+
+/// The longest recovery code shown as the database sent it (ours are 14 characters).
+const SHOWN_CODE_LEN: usize = 32;
 
 /// Runs the login of `user` (resolved, not exempt) against the fleet database.
 pub(crate) fn login(att: &mut Attempt, config: &Config, user: &UserName) -> Result<Verdict> {
@@ -591,7 +596,14 @@ impl Fleet<'_, '_, '_> {
                             }
                         },
                     );
-                    let codes: Vec<&str> = recovery_codes.iter().map(|c| c.as_str()).collect();
+                    // The database's words on the user's terminal: escaped, and no more of
+                    // them than a set of recovery codes can be.
+                    let shown: Vec<zeroize::Zeroizing<String>> = recovery_codes
+                        .iter()
+                        .take(recovery::MAX_COUNT)
+                        .map(|c| zeroize::Zeroizing::new(shown(c, SHOWN_CODE_LEN)))
+                        .collect();
+                    let codes: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
                     inband::tell_enrolled(self.att, &codes);
                     return Ok(Verdict::Success);
                 }
@@ -661,12 +673,20 @@ impl Fleet<'_, '_, '_> {
     /// The database could not be asked: deny, unless the break-glass rule applies.
     ///
     /// Break-glass: a member of `break_glass_group` passes with the password alone (this
-    /// module comes after the password step), logged at err. Only at the console: no remote
-    /// host, and the login program runs as root (login, a display manager), not as a setuid
-    /// program started by another user (su, sudo), whose caller may be anywhere.
+    /// module comes after the password step), logged at err. Only when no server could be
+    /// reached at all ([`Error::FleetUnreachable`]): a database that answers, however badly
+    /// (a statement past the deadline because another host holds the user's row, the
+    /// verdict `error`, a token without a counter, an unknown schema), is no reason to let
+    /// anyone by. Only at the console: no remote host, a local terminal (see
+    /// [`crate::ports::Login::on_local_terminal`]), and the login program runs as root
+    /// (login, a display manager), not as a setuid program started by another user (su,
+    /// sudo), whose caller may be anywhere.
     fn unavailable(&mut self, why: &Error) -> Result<Verdict> {
-        if let Some(group) = &self.config.break_glass_group {
-            let at_console = self.att.login.rhost.is_none() && self.att.host.uid() == 0;
+        let unreachable = matches!(why, Error::FleetUnreachable(_));
+        if let (Some(group), true) = (&self.config.break_glass_group, unreachable) {
+            let login = self.att.login;
+            let at_console =
+                login.rhost.is_none() && login.on_local_terminal() && self.att.host.uid() == 0;
             if at_console {
                 match self.att.host.in_group(self.user.as_str(), group) {
                     Ok(Some(true)) => {

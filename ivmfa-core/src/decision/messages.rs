@@ -92,8 +92,13 @@ pub(crate) const TICKET_ELSEWHERE: &str = "Your multi-factor authentication rese
 for another machine: the one where you asked for it, unless your administrators told you \
 another. Log in there to set up your new code.";
 
+/// `reason` is an administrator's words from the store or the fleet database: shown escaped
+/// and no longer than an administrator may write it.
 pub(crate) fn reset_denied(reason: &str) -> String {
-    format!("Your request to reset multi-factor authentication was declined: {reason}")
+    format!(
+        "Your request to reset multi-factor authentication was declined: {}",
+        crate::logtext::shown(reason, crate::reset::MAX_REASON_LEN)
+    )
 }
 
 pub(crate) fn malformed(digits: u8) -> String {

@@ -146,4 +146,91 @@ impl Login<'_> {
     pub(crate) fn source(&self) -> &str {
         self.rhost.unwrap_or("")
     }
+
+    /// Whether PAM_TTY names a terminal someone must sit at: a virtual console (`ttyN`), a
+    /// serial line (`ttySN`) or the system console (`console`), each also with `/dev/` before
+    /// it, or a local X display (`:N`); N is a number. Not a pseudo-terminal (`pts/N`: ssh,
+    /// tmux, a terminal emulator, anyone's), and not a missing one: a network service
+    /// running as root that sets no PAM_RHOST (OpenVPN's PAM plugin, FreeRADIUS's rlm_pam)
+    /// sets no PAM_TTY either.
+    pub(crate) fn on_local_terminal(&self) -> bool {
+        let Some(tty) = self.tty else {
+            return false;
+        };
+        if let Some(display) = tty.strip_prefix(':') {
+            return number(display);
+        }
+        let device = tty.strip_prefix("/dev/").unwrap_or(tty);
+        device == "console"
+            || device
+                .strip_prefix("ttyS")
+                .or_else(|| device.strip_prefix("tty"))
+                .is_some_and(number)
+    }
+}
+
+/// A terminal's or display's number: decimal digits, no sign, no space.
+fn number(text: &str) -> bool {
+    (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(tty: Option<&str>) -> bool {
+        Login {
+            user: "alice",
+            service: "login",
+            rhost: None,
+            tty,
+            authtok: None,
+        }
+        .on_local_terminal()
+    }
+
+    #[test]
+    fn a_local_terminal_is_a_console_a_serial_line_or_a_local_display() {
+        for tty in [
+            "tty1",
+            "/dev/tty1",
+            "tty63",
+            "ttyS0",
+            "/dev/ttyS1",
+            "console",
+            "/dev/console",
+            ":0",
+            ":10",
+        ] {
+            assert!(on(Some(tty)), "{tty}");
+        }
+        for tty in [
+            "pts/3",
+            "/dev/pts/3",
+            "tty",
+            "/dev/tty",
+            "ttyS",
+            "ttyX1",
+            "tty1 ",
+            " tty1",
+            "tty-1",
+            "tty1/../pts/0",
+            "/dev//tty1",
+            "/devtty1",
+            "dev/tty1",
+            "ttyUSB0",
+            "hvc0",
+            ":",
+            ":0.0",
+            "host:0",
+            "localhost:0",
+            "console1",
+            "openvpn",
+            "ssh",
+            "",
+        ] {
+            assert!(!on(Some(tty)), "{tty:?}");
+        }
+        assert!(!on(None));
+    }
 }

@@ -146,8 +146,8 @@ pub struct Config {
     pub backend: Backend,
     /// The fleet database, with `backend = "postgres"`.
     pub db: FleetDb,
-    /// Members may pass at the console with the password alone while the fleet database
-    /// cannot be asked.
+    /// Members may pass at the console (a local terminal) with the password alone while no
+    /// server of the fleet database can be reached.
     pub break_glass_group: Option<String>,
 }
 
