@@ -211,23 +211,7 @@ impl Postgres {
         // A port picked free may be taken before the server binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let options = self.options(port);
-            let started = self.as_postgres(
-                "pg_ctl",
-                &[
-                    "-D",
-                    &self.dir.join("data").display().to_string(),
-                    "-l",
-                    &self.dir.join("server.log").display().to_string(),
-                    "-o",
-                    &options,
-                    "-w",
-                    "-t",
-                    "30",
-                    "start",
-                ],
-            );
-            if started.status.success() {
+            if self.pg_ctl_start(port).status.success() {
                 self.port = port;
                 return;
             }
@@ -349,8 +333,14 @@ impl Postgres {
 
     /// Starts a stopped server again on the same port.
     pub fn restart(&self) {
-        let options = self.options(self.port);
-        let out = self.as_postgres(
+        let out = self.pg_ctl_start(self.port);
+        assert!(out.status.success(), "pg_ctl start: {}", text(&out));
+    }
+
+    /// `pg_ctl start` of `data` on `port`, waiting until it takes connections.
+    fn pg_ctl_start(&self, port: u16) -> Output {
+        let options = self.options(port);
+        self.as_postgres(
             "pg_ctl",
             &[
                 "-D",
@@ -364,8 +354,7 @@ impl Postgres {
                 "30",
                 "start",
             ],
-        );
-        assert!(out.status.success(), "pg_ctl start: {}", text(&out));
+        )
     }
 
     fn as_postgres(&self, program: &str, args: &[&str]) -> Output {

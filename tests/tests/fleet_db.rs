@@ -482,19 +482,17 @@ fn reset_desk_and_setup_under_a_ticket() {
         DATABASE,
         "SELECT role || ' ' || action || ' ' || outcome FROM ivmfa.audit ORDER BY id",
     );
-    for line in [
-        "host_a request_reset filed",
-        "host_b request_reset already pending",
-        "admin admin_reset_approve approved for host_a",
-        "host_a setup_finish enrolled (ticket)",
-        "admin admin_reset_deny denied",
-        "host_a notice_shown shown",
-    ] {
-        assert!(
-            audit.lines().any(|l| l == line),
-            "{line} not in the audit:\n{audit}"
-        );
-    }
+    assert_audited(
+        &audit,
+        &[
+            "host_a request_reset filed",
+            "host_b request_reset already pending",
+            "admin admin_reset_approve approved for host_a",
+            "host_a setup_finish enrolled (ticket)",
+            "admin admin_reset_deny denied",
+            "host_a notice_shown shown",
+        ],
+    );
 }
 
 /// A ticket is for one host role: the one the request came through, or the one the
@@ -698,20 +696,18 @@ fn a_ticket_is_for_one_host() {
         DATABASE,
         "SELECT role || ' ' || action || ' ' || outcome FROM ivmfa.audit ORDER BY id",
     );
-    for line in [
-        "host_b setup_begin not allowed (the ticket is for host_a)",
-        "host_b setup_begin not allowed (a set-up is under way through host_a)",
-        "host_a setup_finish enrolled (policy)",
-        "admin admin_reset_approve issued again for host_b",
-        "admin admin_reset_approve refused: no host role boss",
-        "host_b setup_finish enrolled (ticket)",
-        "host_a notice_shown shown",
-    ] {
-        assert!(
-            audit.lines().any(|l| l == line),
-            "{line} not in the audit:\n{audit}"
-        );
-    }
+    assert_audited(
+        &audit,
+        &[
+            "host_b setup_begin not allowed (the ticket is for host_a)",
+            "host_b setup_begin not allowed (a set-up is under way through host_a)",
+            "host_a setup_finish enrolled (policy)",
+            "admin admin_reset_approve issued again for host_b",
+            "admin admin_reset_approve refused: no host role boss",
+            "host_b setup_finish enrolled (ticket)",
+            "host_a notice_shown shown",
+        ],
+    );
     assert!(
         !audit.contains("host_b notice_shown"),
         "host_b took the notice:\n{audit}"
@@ -1694,19 +1690,17 @@ fn hardware_tokens_are_judged_by_their_counter() {
         DATABASE,
         "SELECT role || ' ' || action || ' ' || outcome FROM ivmfa.audit ORDER BY id",
     );
-    for line in [
-        "admin admin_enroll_key begun (hotp)",
-        "admin admin_enroll_confirm enrolled (hotp)",
-        "admin admin_resync counter 10 -> 502",
-        "admin admin_enroll_unconfirmed enrolled without a code (hotp)",
-        "host_a verify token_used",
-        "host_a submit no counter",
-    ] {
-        assert!(
-            audit.lines().any(|l| l == line),
-            "{line} not in the audit:\n{audit}"
-        );
-    }
+    assert_audited(
+        &audit,
+        &[
+            "admin admin_enroll_key begun (hotp)",
+            "admin admin_enroll_confirm enrolled (hotp)",
+            "admin admin_resync counter 10 -> 502",
+            "admin admin_enroll_unconfirmed enrolled without a code (hotp)",
+            "host_a verify token_used",
+            "host_a submit no counter",
+        ],
+    );
 }
 
 /// Grace periods as the file store keeps them, per address, and per host role: a right code
@@ -1924,17 +1918,15 @@ fn grace_periods_by_address_and_host() {
         "SELECT role || ' ' || action || ' ' || COALESCE(source, '-') || ' ' || outcome \
          FROM ivmfa.audit ORDER BY id",
     );
-    for line in [
-        "clock verify 192.0.2.1 accepted, grace period begun",
-        "clock grace 192.0.2.1 grace",
-        "clock_b grace 192.0.2.1 none",
-        "clock grace 192.0.2.1 reset_pending",
-    ] {
-        assert!(
-            audit.lines().any(|l| l == line),
-            "{line} not in the audit:\n{audit}"
-        );
-    }
+    assert_audited(
+        &audit,
+        &[
+            "clock verify 192.0.2.1 accepted, grace period begun",
+            "clock grace 192.0.2.1 grace",
+            "clock_b grace 192.0.2.1 none",
+            "clock grace 192.0.2.1 reset_pending",
+        ],
+    );
 }
 
 /// `enroll` on the fleet: the key is made in the database and shown once; the CLI's
@@ -2598,4 +2590,16 @@ fn base32_of(bytes: &[u8]) -> String {
         out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
     }
     out
+}
+
+/// Every one of `lines` is a whole line of the audit (as the tests print it: role, action,
+/// outcome).
+#[track_caller]
+fn assert_audited(audit: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            audit.lines().any(|l| l == *line),
+            "{line} not in the audit:\n{audit}"
+        );
+    }
 }
