@@ -67,9 +67,22 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
+/// rustls's ring provider, with P-256 first among the key exchange groups. The client sends
+/// a key share for the first group only, and PostgreSQL accepts P-256 alone unless told
+/// otherwise (`ssl_ecdh_curve`, default `prime256v1`): with rustls's X25519 first, every
+/// connection took a HelloRetryRequest, one more round trip and a wasted key. The same groups
+/// stay offered, so a server that wants another still gets it, as before.
+fn provider() -> CryptoProvider {
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    CryptoProvider {
+        kx_groups: vec![SECP256R1, X25519, SECP384R1],
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
 /// The client side of TLS for one connection to `address`.
 pub(crate) fn connector(loaded: &Loaded, address: IpAddr) -> Result<Tls, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let chain = WebPkiServerVerifier::builder_with_provider(
         loaded.roots.clone(),
         Arc::<CryptoProvider>::clone(&provider),
@@ -150,5 +163,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for TlsSt
     /// SCRAM gains nothing from binding to it.
     fn channel_binding(&self) -> ChannelBinding {
         ChannelBinding::none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p256_is_offered_first_and_no_group_is_dropped() {
+        let ours: Vec<_> = provider().kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(ours[0], rustls::NamedGroup::secp256r1);
+        let mut defaults: Vec<_> = rustls::crypto::ring::default_provider()
+            .kx_groups
+            .iter()
+            .map(|g| g.name())
+            .collect();
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|g| u16::from(*g));
+        defaults.sort_by_key(|g| u16::from(*g));
+        assert_eq!(sorted, defaults);
     }
 }
