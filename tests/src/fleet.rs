@@ -166,8 +166,13 @@ pub struct Fleet {
 impl Fleet {
     /// A fresh server with the schema, TLS and certificate authentication.
     pub fn start() -> Fleet {
+        Fleet::start_with("")
+    }
+
+    /// As [`Fleet::start`], with server settings `extra` ([`Postgres::start_with`]).
+    pub fn start_with(extra: &str) -> Fleet {
         require_postgres("the fleet tier");
-        let pg = Postgres::start();
+        let pg = Postgres::start_with(extra);
         pg.install();
         pg.login_role("admin", &["ivmfa_admin"]);
         let certs = Certs::new("fleet");

@@ -95,13 +95,22 @@ pub struct Postgres {
     bin: PathBuf,
     /// A standby's replication slot on its primary.
     slot: Option<String>,
+    /// Server settings after the suite's own (`-c name=value ...`): a later one wins.
+    extra: String,
 }
 
 impl Postgres {
     /// initdb and start a fresh server; about half a second.
     pub fn start() -> Postgres {
+        Postgres::start_with("")
+    }
+
+    /// As [`Postgres::start`], with server settings `extra` (`-c name=value ...`) after the
+    /// suite's: the benchmark turns `fsync` back on, as a fleet runs.
+    pub fn start_with(extra: &str) -> Postgres {
         require_postgres("the fleet tests");
         let mut server = Postgres::unstarted();
+        server.extra = extra.to_owned();
         let init = server.as_postgres(
             "initdb",
             &[
@@ -203,6 +212,7 @@ impl Postgres {
             dir,
             bin,
             slot: None,
+            extra: String::new(),
         }
     }
 
@@ -223,8 +233,9 @@ impl Postgres {
     fn options(&self, port: u16) -> String {
         format!(
             "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
-             -c max_connections=60 -c fsync=off",
-            self.dir.join("sock").display()
+             -c max_connections=60 -c fsync=off {}",
+            self.dir.join("sock").display(),
+            self.extra
         )
     }
 
