@@ -1,11 +1,15 @@
 //! ivmfa-bench: pam_ivmfa against google-authenticator-libpam, side by side, through real
-//! libpam (pam_start_confdir) with identical stacks. Run it with scripts/bench.sh; it prints
-//! one table (see docs/BENCHMARKS.md).
+//! libpam (pam_start_confdir) with identical stacks, and pam_ivmfa as a fleet client
+//! (`backend = "postgres"`): straight to PostgreSQL, a new TLS connection per database
+//! round, and through PgBouncer in transaction pooling. Run it with scripts/bench.sh; it
+//! prints the tables docs/BENCHMARKS.md records.
 //!
 //! The outer process prepares N users (passwd entries, homes, one secret each, both modules'
 //! files holding the same secret) and re-executes itself in a private mount namespace where
-//! /etc/passwd and /etc/group include them. Each measurement then runs in child processes of
-//! its own, so each module's peak memory is its own.
+//! /etc/passwd and /etc/group include them. There it starts PostgreSQL (fsync on) with the
+//! fleet schema, TLS and client certificates, enrolls the same users with the same secrets,
+//! and starts PgBouncer in front of it. Each measurement then runs in child processes of its
+//! own, so each module's peak memory is its own.
 
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -18,10 +22,20 @@ use ivmfa_core::state::State;
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 use ivmfa_tests::ffi::{Script, Transaction, PAM_USER};
+use ivmfa_tests::fleet::Fleet;
+use ivmfa_tests::pgbouncer::PgBouncer;
+use ivmfa_tests::postgres::SUPERUSER;
 
 const UID0: u32 = 30_000;
 const GA_MODULE: &str = "pam_google_authenticator.so";
+/// The services measured (`bench-<name>` in the private PAM directory): the file store,
+/// google-authenticator, the fleet database straight, the fleet database through PgBouncer.
 const MODULES: [&str; 2] = ["ivmfa", "ga"];
+const FLEET: [&str; 2] = ["pg", "pgb"];
+/// The database role every benchmark login connects as (one host, many processes).
+const HOST_ROLE: &str = "bench_host";
+/// Logins racing one code in each trial of the fleet's replay race.
+const FLEET_RACERS: usize = 8;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -100,11 +114,21 @@ fn write_ga_file(dir: &Path, i: usize, secret: &Secret) {
 fn outer(args: &[String]) -> Result<(), String> {
     let mut users = 1000;
     let mut module = PathBuf::from("target/release/libpam_ivmfa.so");
+    let mut only = "all";
+    let mut pg_options = String::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--users" => users = it.next().and_then(|v| v.parse().ok()).ok_or("--users N")?,
             "--module" => module = it.next().map(PathBuf::from).ok_or("--module PATH")?,
+            "--fleet-only" => only = "fleet",
+            "--no-fleet" => only = "files",
+            "--pg-options" => {
+                pg_options = it
+                    .next()
+                    .cloned()
+                    .ok_or("--pg-options '-c NAME=VALUE ...'")?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -149,6 +173,7 @@ fn outer(args: &[String]) -> Result<(), String> {
     fs::write(dir.join("passwd"), passwd).unwrap();
     fs::write(dir.join("group"), group).unwrap();
     fs::write(dir.join("secrets"), secrets).unwrap();
+    fs::write(dir.join("pg-options"), pg_options).unwrap();
     fs::write(dir.join("ivmfa.toml"), "").unwrap();
     // The same stack for both: the module alone, replay protection on, window ±1 step.
     fs::write(
@@ -167,6 +192,20 @@ fn outer(args: &[String]) -> Result<(), String> {
         format!("auth required {GA_MODULE}\n"),
     )
     .unwrap();
+    // The fleet's: its config (written once the database is up) says `backend = "postgres"`;
+    // window and rate limits are the database's settings, the same for every host.
+    for name in FLEET {
+        fs::write(
+            dir.join(format!("pam.d/bench-{name}")),
+            format!(
+                "auth required {} store={} config={}\n",
+                module.display(),
+                dir.join("store").display(),
+                dir.join(format!("ivmfa-{name}.toml")).display()
+            ),
+        )
+        .unwrap();
+    }
     fs::write(dir.join("pam.d/other"), "auth required pam_deny.so\n").unwrap();
 
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -174,7 +213,7 @@ fn outer(args: &[String]) -> Result<(), String> {
         .args(["-m", "--propagation", "private", "sh", "-ec"])
         .arg(format!(
             "mount --bind {d}/passwd /etc/passwd; mount --bind {d}/group /etc/group; \
-             exec \"$0\" --inner {d} {module}",
+             exec \"$0\" --inner {d} {module} {only}",
             d = dir.display(),
             module = module.display()
         ))
@@ -220,6 +259,7 @@ fn inner(args: &[String]) -> Result<(), String> {
         return work(&setup, &args[2..]);
     }
     let module = PathBuf::from(&args[1]);
+    let only = args.get(2).map_or("all", String::as_str);
     let ga = [
         "/usr/lib/x86_64-linux-gnu/security",
         "/lib/x86_64-linux-gnu/security",
@@ -230,98 +270,208 @@ fn inner(args: &[String]) -> Result<(), String> {
     .find(|p| p.exists())
     .ok_or("libpam-google-authenticator is not installed")?;
     let n = setup.users;
+    // Declared before the bouncer, so dropped after it.
+    let fleet = (only != "files").then(|| start_fleet(&setup));
+    let bouncer = fleet.as_ref().map(|f| start_bouncer(&setup, f));
+    let mut bench = Bench {
+        setup: &setup,
+        fleet: fleet.as_ref(),
+        bouncer_pid: bouncer.as_ref().map(PgBouncer::pid),
+        latencies: Vec::new(),
+        rates: Vec::new(),
+        rss: [0.0; 2],
+    };
     println!(
         "ivmfa-bench: {n} users, {} cores; latencies in microseconds\n",
         num_cpus()
     );
-    println!("| measurement | ivmfa median | ivmfa p99 | google-auth median | google-auth p99 | ivmfa / google-auth |");
-    println!("|---|---|---|---|---|---|");
-    let mut rss = [0.0; 2];
-    for (section, label) in [
-        ("success-fresh", "success, fresh handle per login"),
-        ("success-reused", "success, one handle reused"),
-        ("failure", "wrong code (fail delay skipped)"),
-    ] {
-        let mut row = Vec::new();
-        for (m, module_name) in MODULES.iter().enumerate() {
-            setup.reset();
-            let out = child(&dir, &[section, module_name, "0", &n.to_string()]);
-            let lat: Vec<f64> = out
-                .lines()
-                .filter_map(|l| l.strip_prefix("lat ").and_then(|v| v.parse().ok()))
-                .collect();
-            let ok = field(&out, "ok ");
-            let expected = if section == "failure" { 0.0 } else { n as f64 };
-            if ok != expected {
-                eprintln!("warning: {module_name} {section}: {ok} of {n} logins succeeded");
-            }
-            rss[m] = f64::max(rss[m], field(&out, "rss_kb "));
-            row.push(stats(lat));
+    if only != "fleet" {
+        files_tables(&mut bench, &module, &ga);
+    }
+    if let (Some(fleet), Some(bouncer)) = (&fleet, &bouncer) {
+        fleet_tables(&mut bench, fleet, bouncer);
+    }
+    Ok(())
+}
+
+/// A phase of a login's database rounds: its name, median and p99 in µs.
+type Phase = (String, (f64, f64));
+
+/// What the measurements need, and what they found (a measurement is taken once and may be
+/// printed in two tables).
+struct Bench<'a> {
+    setup: &'a Setup,
+    fleet: Option<&'a Fleet>,
+    bouncer_pid: Option<u32>,
+    /// (section, service) → latencies in µs.
+    latencies: Vec<((String, String), Vec<f64>)>,
+    /// (processes, service) → logins per second.
+    rates: Vec<((usize, String), f64)>,
+    /// Peak resident memory of a measuring process, file store and google-authenticator.
+    rss: [f64; 2],
+}
+
+impl Bench<'_> {
+    /// Every module's state as before any login: no code used, no failure counted.
+    fn reset(&self) {
+        self.setup.reset();
+        if let Some(fleet) = self.fleet {
+            fleet.pg.sql(
+                SUPERUSER,
+                ivmfa_tests::postgres::DATABASE,
+                "UPDATE ivmfa.account SET last_step = 0, total_count = 0, total_last = 0, \
+                 refused = '{}'; DELETE FROM ivmfa.failure; DELETE FROM ivmfa.attempt; \
+                 VACUUM ANALYZE ivmfa.account; VACUUM ANALYZE ivmfa.failure; \
+                 VACUUM ANALYZE ivmfa.attempt",
+            );
         }
-        println!(
-            "| {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
-            row[0].0,
-            row[0].1,
-            row[1].0,
-            row[1].1,
-            row[0].0 / row[1].0
-        );
     }
 
-    println!("\n| processes | ivmfa logins/s | google-auth logins/s | ivmfa / google-auth |");
-    println!("|---|---|---|---|");
-    for procs in [1usize, 2, 4, 8] {
-        let mut rates = Vec::new();
-        for module_name in MODULES {
-            setup.reset();
-            let started = Instant::now();
-            let children: Vec<_> = (0..procs)
-                .map(|p| {
-                    let (from, to) = (p * n / procs, (p + 1) * n / procs);
-                    Command::new(std::env::current_exe().unwrap())
-                        .arg("--inner")
-                        .arg(&dir)
-                        .args([
-                            "-",
-                            "success-fresh",
-                            module_name,
-                            &from.to_string(),
-                            &to.to_string(),
-                        ])
-                        .stdout(Stdio::null())
-                        .spawn()
-                        .unwrap()
-                })
-                .collect();
-            for mut c in children {
-                c.wait().unwrap();
-            }
-            rates.push(n as f64 / started.elapsed().as_secs_f64());
+    /// Latencies (µs) of every user's login in one process, `section` being
+    /// `success-fresh`, `success-reused` or `failure`.
+    fn latency(&mut self, section: &str, module_name: &str) -> (f64, f64) {
+        let key = (section.to_owned(), module_name.to_owned());
+        if let Some((_, lat)) = self.latencies.iter().find(|(k, _)| *k == key) {
+            return stats(lat.clone());
         }
-        println!(
-            "| {procs} | {:.0} | {:.0} | {:.2} |",
-            rates[0],
-            rates[1],
-            rates[0] / rates[1]
+        let n = self.setup.users;
+        self.reset();
+        let out = child(
+            &self.setup.dir,
+            &[section, module_name, "0", &n.to_string()],
         );
+        let lat: Vec<f64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("lat ").and_then(|v| v.parse().ok()))
+            .collect();
+        let ok = field(&out, "ok ");
+        let expected = if section == "failure" { 0.0 } else { n as f64 };
+        if ok != expected {
+            eprintln!("warning: {module_name} {section}: {ok} of {n} logins succeeded");
+        }
+        if let Some(m) = MODULES.iter().position(|m| *m == module_name) {
+            self.rss[m] = f64::max(self.rss[m], field(&out, "rss_kb "));
+        }
+        self.latencies.push((key, lat.clone()));
+        stats(lat)
     }
 
-    let trials = 200.min(n);
-    let mut both = [0usize; 2];
-    for (m, module_name) in MODULES.iter().enumerate() {
-        setup.reset();
+    /// Logins per second of every user once, shared out among `procs` processes.
+    fn rate(&mut self, procs: usize, module_name: &str) -> f64 {
+        let key = (procs, module_name.to_owned());
+        if let Some((_, rate)) = self.rates.iter().find(|(k, _)| *k == key) {
+            return *rate;
+        }
+        let n = self.setup.users;
+        self.reset();
+        let started = Instant::now();
+        let children: Vec<_> = (0..procs)
+            .map(|p| {
+                let (from, to) = (p * n / procs, (p + 1) * n / procs);
+                Command::new(std::env::current_exe().unwrap())
+                    .arg("--inner")
+                    .arg(&self.setup.dir)
+                    .args([
+                        "-",
+                        "success-fresh",
+                        module_name,
+                        &from.to_string(),
+                        &to.to_string(),
+                    ])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut ok = 0.0;
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            ok += field(&String::from_utf8_lossy(&out.stdout), "ok ");
+        }
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        if ok != n as f64 {
+            eprintln!("warning: {module_name}, {procs} processes: {ok} of {n} logins succeeded");
+        }
+        self.rates.push((key, rate));
+        rate
+    }
+
+    /// Each phase of a login's database rounds for every user, timed in one process
+    /// (`rounds`): the phase's name, with the median and p99 in µs, in the order run; and
+    /// the CPU time per login (ms) of the client, PgBouncer and PostgreSQL.
+    fn phases(&self, module_name: &str) -> (Vec<Phase>, [f64; 3]) {
+        self.reset();
+        let n = self.setup.users;
+        let before = self.server_cpu();
+        let out = child(
+            &self.setup.dir,
+            &["rounds", module_name, "0", &n.to_string()],
+        );
+        let after = self.server_cpu();
+        let per_login = |i: usize| (after[i] - before[i]) * 1000.0 / n as f64;
+        let cpu = [field(&out, "cpu_us ") / 1000.0, per_login(0), per_login(1)];
+        let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
+        for line in out.lines() {
+            let mut words = line.split(' ');
+            let (Some("phase"), Some(name), Some(us)) = (words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            let Ok(us) = us.parse::<f64>() else { continue };
+            match phases.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => v.push(us),
+                None => phases.push((name.to_owned(), vec![us])),
+            }
+        }
+        let phases = phases.into_iter().map(|(n, v)| (n, stats(v))).collect();
+        (phases, cpu)
+    }
+
+    /// CPU seconds used so far by PgBouncer, and by PostgreSQL: the postmaster, the server
+    /// processes alive, and those that ended (the postmaster's children's time).
+    fn server_cpu(&self) -> [f64; 2] {
+        let Some(fleet) = self.fleet else {
+            return [f64::NAN; 2];
+        };
+        let bouncer = self.bouncer_pid.map_or(f64::NAN, |pid| cpu_seconds(pid).0);
+        let postmaster: Option<u32> = fs::read_to_string(fleet.pg.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()));
+        let Some(postmaster) = postmaster else {
+            return [bouncer, f64::NAN];
+        };
+        let (own, ended) = cpu_seconds(postmaster);
+        let alive: f64 = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| parent(*pid) == Some(postmaster))
+            .map(|pid| cpu_seconds(pid).0)
+            .sum();
+        [bouncer, own + ended + alive]
+    }
+
+    /// `trials` rounds of `racers` processes logging in as one user with one code at the
+    /// same instant (a new user each round). Returns the rounds where more than one got in,
+    /// and the rounds where none did.
+    fn race(&self, module_name: &str, trials: usize, racers: usize) -> (usize, usize) {
+        self.reset();
+        let (mut more, mut none) = (0, 0);
         for i in 0..trials {
-            let code = setup.code(i, false);
+            let code = self.setup.code(i, false);
+            // Time for every racer to start and load the module before the common instant.
+            let lead = 40 + 20 * racers as u128;
             let start = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 40;
-            let racers: Vec<_> = (0..2)
+                + lead;
+            let children: Vec<_> = (0..racers)
                 .map(|_| {
                     Command::new(std::env::current_exe().unwrap())
                         .arg("--inner")
-                        .arg(&dir)
+                        .arg(&self.setup.dir)
                         .args([
                             "-",
                             "race",
@@ -335,18 +485,59 @@ fn inner(args: &[String]) -> Result<(), String> {
                         .unwrap()
                 })
                 .collect();
-            let wins = racers
+            let wins = children
                 .into_iter()
                 .map(|c| {
                     String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).contains("ok 1")
                 })
                 .filter(|won| *won)
                 .count();
-            if wins == 2 {
-                both[m] += 1;
+            if wins > 1 {
+                more += 1;
+            }
+            if wins == 0 {
+                none += 1;
             }
         }
+        (more, none)
     }
+}
+
+/// pam_ivmfa's file store against google-authenticator: latency, throughput, the replay
+/// race, the footprint (the tables of the first part of docs/BENCHMARKS.md).
+fn files_tables(bench: &mut Bench, module: &Path, ga: &Path) {
+    println!("| measurement | ivmfa median | ivmfa p99 | google-auth median | google-auth p99 | ivmfa / google-auth |");
+    println!("|---|---|---|---|---|---|");
+    for (section, label) in [
+        ("success-fresh", "success, fresh handle per login"),
+        ("success-reused", "success, one handle reused"),
+        ("failure", "wrong code (fail delay skipped)"),
+    ] {
+        let row: Vec<(f64, f64)> = MODULES.iter().map(|m| bench.latency(section, m)).collect();
+        println!(
+            "| {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            row[0].0,
+            row[0].1,
+            row[1].0,
+            row[1].1,
+            row[0].0 / row[1].0
+        );
+    }
+
+    println!("\n| processes | ivmfa logins/s | google-auth logins/s | ivmfa / google-auth |");
+    println!("|---|---|---|---|");
+    for procs in [1usize, 2, 4, 8] {
+        let rates: Vec<f64> = MODULES.iter().map(|m| bench.rate(procs, m)).collect();
+        println!(
+            "| {procs} | {:.0} | {:.0} | {:.2} |",
+            rates[0],
+            rates[1],
+            rates[0] / rates[1]
+        );
+    }
+
+    let trials = 200.min(bench.setup.users);
+    let both: Vec<usize> = MODULES.iter().map(|m| bench.race(m, trials, 2).0).collect();
     println!("\n| replay race ({trials} trials, 2 processes, one code) | ivmfa | google-auth |");
     println!("|---|---|---|");
     println!(
@@ -363,17 +554,200 @@ fn inner(args: &[String]) -> Result<(), String> {
     println!("|---|---|---|---|");
     println!(
         "| module size (KiB) | {:.0} | {:.0} | {:.2} |",
-        size(&module),
-        size(&ga),
-        size(&module) / size(&ga)
+        size(module),
+        size(ga),
+        size(module) / size(ga)
     );
     println!(
         "| peak RSS of the benchmark process (KiB) | {:.0} | {:.0} | {:.2} |",
-        rss[0],
-        rss[1],
-        rss[0] / rss[1]
+        bench.rss[0],
+        bench.rss[1],
+        bench.rss[0] / bench.rss[1]
     );
-    Ok(())
+}
+
+/// The fleet database beside the file store and google-authenticator: per-login latency in
+/// milliseconds, throughput, and a replay race of 8 processes per code, checked against the
+/// database's audit as well as the PAM results.
+fn fleet_tables(bench: &mut Bench, fleet: &Fleet, bouncer: &PgBouncer) {
+    let setting = |name: &str| fleet.superuser(&format!("SHOW {name}"));
+    let preload = setting("shared_preload_libraries");
+    println!(
+        "\nfleet: PostgreSQL {} on 127.0.0.1 (fsync {}, synchronous_commit {}{}), TLS with \
+         a client certificate, a new connection per database round; {} in transaction \
+         pooling in front of it",
+        setting("server_version"),
+        setting("fsync"),
+        setting("synchronous_commit"),
+        if preload.is_empty() {
+            String::new()
+        } else {
+            format!(", shared_preload_libraries {preload}")
+        },
+        pgbouncer_version()
+    );
+    let all = ["ivmfa", "ga", "pg", "pgb"];
+    println!(
+        "\n| per login (ms) | file store | google-auth | postgres, new TLS connection | \
+         postgres through PgBouncer |"
+    );
+    println!("|---|---|---|---|---|");
+    for (section, label) in [
+        ("success-fresh", "success"),
+        ("failure", "wrong code (fail delay skipped)"),
+    ] {
+        let row: Vec<(f64, f64)> = all.iter().map(|m| bench.latency(section, m)).collect();
+        for (which, name) in [(0, "median"), (1, "p99")] {
+            let ms: Vec<String> = row
+                .iter()
+                .map(|r| format!("{:.2}", if which == 0 { r.0 } else { r.1 } / 1000.0))
+                .collect();
+            println!("| {label}, {name} | {} |", ms.join(" | "));
+        }
+    }
+
+    println!(
+        "\n| processes | file store logins/s | google-auth logins/s | postgres logins/s | \
+         through PgBouncer logins/s |"
+    );
+    println!("|---|---|---|---|---|");
+    for procs in [1usize, 2, 4, 8] {
+        let rates: Vec<String> = all
+            .iter()
+            .map(|m| format!("{:.0}", bench.rate(procs, m)))
+            .collect();
+        println!("| {procs} | {} |", rates.join(" | "));
+    }
+
+    // Where a login's time goes: its two rounds, timed inside the client, no libpam.
+    let (phases, cpu): (Vec<_>, Vec<_>) = FLEET.iter().map(|m| bench.phases(m)).unzip();
+    println!(
+        "\n| one login's database rounds, in-process (ms, median / p99) | postgres | \
+         through PgBouncer |"
+    );
+    println!("|---|---|---|");
+    for (k, (name, (median, p99))) in phases[0].iter().enumerate() {
+        let (median_b, p99_b) = phases[1].get(k).map_or((f64::NAN, f64::NAN), |p| p.1);
+        println!(
+            "| {name} | {:.2} / {:.2} | {:.2} / {:.2} |",
+            median / 1000.0,
+            p99 / 1000.0,
+            median_b / 1000.0,
+            p99_b / 1000.0
+        );
+    }
+    for (i, who) in ["the client", "PgBouncer", "PostgreSQL"].iter().enumerate() {
+        let show = |v: f64| {
+            if v.is_nan() {
+                "–".to_owned()
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        // Straight to PostgreSQL, PgBouncer has nothing to do with the login.
+        let direct = if i == 1 { f64::NAN } else { cpu[0][i] };
+        println!(
+            "| CPU per login, {who} (ms) | {} | {} |",
+            show(direct),
+            show(cpu[1][i])
+        );
+    }
+
+    let trials = 200.min(bench.setup.users);
+    let mut rows = Vec::new();
+    for m in FLEET {
+        let before: i64 = audited_acceptances(fleet);
+        let (more, none) = bench.race(m, trials, FLEET_RACERS);
+        let accepted = audited_acceptances(fleet) - before;
+        rows.push((more, none, accepted));
+    }
+    println!(
+        "\n| replay race ({trials} trials, {FLEET_RACERS} processes, one code) | postgres | \
+         through PgBouncer |"
+    );
+    println!("|---|---|---|");
+    println!(
+        "| trials where more than one login got in | {} | {} |",
+        rows[0].0, rows[1].0
+    );
+    println!(
+        "| trials where none got in | {} | {} |",
+        rows[0].1, rows[1].1
+    );
+    println!(
+        "| codes accepted, by the database's audit | {} | {} |",
+        rows[0].2, rows[1].2
+    );
+    let log = bouncer.log();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARNING "))
+        .count();
+    if errors > 0 {
+        eprintln!("warning: PgBouncer logged {errors} errors or warnings:\n{log}");
+    }
+}
+
+fn audited_acceptances(fleet: &Fleet) -> i64 {
+    fleet
+        .superuser(
+            "SELECT count(*) FROM ivmfa.audit WHERE action = 'verify' AND outcome = 'accepted'",
+        )
+        .parse()
+        .unwrap_or(-1)
+}
+
+fn pgbouncer_version() -> String {
+    Command::new(ivmfa_tests::pgbouncer::PROGRAM)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "PgBouncer".into())
+}
+
+/// The fleet database for the benchmark: durable (fsync on, as a fleet runs it; the suite
+/// turns it off for speed) with the settings of `--pg-options` after, TLS with client
+/// certificates, every user enrolled with the
+/// secret the file store holds, and the config of a host that connects straight to it.
+fn start_fleet(setup: &Setup) -> Fleet {
+    let options = fs::read_to_string(setup.dir.join("pg-options")).unwrap_or_default();
+    let fleet = Fleet::start_with(&format!("-c fsync=on {options}"));
+    let config = fleet.host_config(HOST_ROLE, "");
+    fs::write(setup.dir.join("ivmfa-pg.toml"), config).unwrap();
+    let mut script = String::from("\\set ON_ERROR_STOP 1\n");
+    for (i, secret) in setup.secrets.iter().enumerate() {
+        let hex: String = secret.expose().iter().map(|b| format!("{b:02x}")).collect();
+        script.push_str(&format!(
+            "SELECT verdict FROM ivmfa_api.admin_provision('{}', '\\x{hex}'::bytea, 6, \
+             'SHA1', true);\n",
+            user(i)
+        ));
+    }
+    let run = fleet.pg.run("admin", &script);
+    let enrolled = run.stdout.lines().filter(|l| *l == "enrolled").count();
+    assert!(
+        run.ok && enrolled == setup.users,
+        "enrolled {enrolled} of {} users: {}",
+        setup.users,
+        run.stderr
+    );
+    fleet
+}
+
+/// PgBouncer in front of the fleet's server, and the config of a host that connects to it.
+fn start_bouncer(setup: &Setup, fleet: &Fleet) -> PgBouncer {
+    let bouncer = PgBouncer::start(&fleet.pg, &fleet.certs, &[HOST_ROLE]);
+    let config = fleet
+        .host_config(HOST_ROLE, "")
+        .replace(&fleet.address(), &bouncer.address());
+    fs::write(setup.dir.join("ivmfa-pgb.toml"), config).unwrap();
+    bouncer
 }
 
 fn num_cpus() -> usize {
@@ -390,6 +764,7 @@ fn work(setup: &Setup, args: &[String]) -> Result<(), String> {
     let confdir = confdir(setup);
     let mut ok = 0;
     match args[0].as_str() {
+        "rounds" => return rounds(setup, &args[1..]),
         "race" => {
             let i: usize = args[2].parse().map_err(|_| "user index")?;
             let start: u128 = args[4].parse().map_err(|_| "start")?;
@@ -458,4 +833,82 @@ fn work(setup: &Setup, args: &[String]) -> Result<(), String> {
         .unwrap_or_default();
     println!("rss_kb {hwm}");
     Ok(())
+}
+
+/// The phases of a login's two database rounds, timed in this process through ivmfa-fleet
+/// itself (no libpam, no module): prints `phase <name> <µs>` for each.
+fn rounds(setup: &Setup, args: &[String]) -> Result<(), String> {
+    let config = setup.dir.join(format!("ivmfa-{}.toml", args[0]));
+    let config = ivmfa_core::config::Config::resolve(&[format!("config={}", config.display())], 0)
+        .map_err(|e| e.to_string())?;
+    let settings = ivmfa_fleet::Settings::for_host(&config.db, 0).map_err(|e| e.to_string())?;
+    let from: usize = args[1].parse().map_err(|_| "from")?;
+    let to: usize = args[2].parse().map_err(|_| "to")?;
+    let phase = |name: &str, since: &mut Instant| {
+        println!("phase {name} {}", since.elapsed().as_secs_f64() * 1e6);
+        *since = Instant::now();
+    };
+    for i in from..to {
+        let name = user(i);
+        let code = setup.code(i, false);
+        let mut t = Instant::now();
+        let mut s = ivmfa_fleet::connect(&settings).map_err(|e| e.to_string())?;
+        phase("connect-1", &mut t);
+        s.before_prompt(&name, "", true)
+            .map_err(|e| e.to_string())?;
+        phase("before_prompt", &mut t);
+        s.close();
+        phase("close-1", &mut t);
+        let mut s = ivmfa_fleet::connect(&settings).map_err(|e| e.to_string())?;
+        phase("connect-2", &mut t);
+        let attempt = match s.submit(&name, &code, "").map_err(|e| e.to_string())? {
+            ivmfa_fleet::Submitted::Pending(attempt) => attempt,
+            other => return Err(format!("submit: {other:?}")),
+        };
+        phase("submit", &mut t);
+        s.verify(attempt).map_err(|e| e.to_string())?;
+        phase("verify", &mut t);
+        s.close();
+        phase("close-2", &mut t);
+    }
+    // The client's own CPU time per login (this process: TLS, the runtime, the files).
+    let on_cpu_ns: f64 = fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|t| t.split(' ').next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN);
+    println!("cpu_us {}", on_cpu_ns / 1000.0 / (to - from).max(1) as f64);
+    Ok(())
+}
+
+/// A process's CPU seconds (user and system), and those of its children it has waited for.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    // /proc counts in USER_HZ, 100 on Linux whatever the kernel's own tick.
+    const TICKS: f64 = 100.0;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    // After the command's closing parenthesis: state, ppid, ... utime is the 12th field.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return (0.0, 0.0);
+    };
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() < 4 {
+        return (0.0, 0.0);
+    }
+    ((f[0] + f[1]) / TICKS, (f[2] + f[3]) / TICKS)
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
