@@ -295,9 +295,10 @@ pub fn black_hole() -> (std::net::TcpListener, String) {
     (listener, addr)
 }
 
-/// PgBouncer in front of the fleet's server, logging in to it as `role` whoever its client
-/// says it is (`user=` on its database line), with transaction pooling; TLS on both sides
-/// with the fleet's CA. It runs as `postgres` (it refuses root); stopped when dropped.
+/// PgBouncer in front of the fleet's server, with transaction pooling and TLS to its clients
+/// (a certificate of the fleet's CA for 127.0.0.1). It runs as `postgres` (it refuses root);
+/// stopped when dropped. [`Bouncer::start`] is a misconfigured one, [`Bouncer::deployed`] the
+/// one docs/fleet.md sets up.
 pub struct Bouncer {
     pub port: u16,
     dir: PathBuf,
@@ -305,36 +306,13 @@ pub struct Bouncer {
 }
 
 impl Bouncer {
+    /// Logging in to the server as `role` whoever its client says it is (`user=` on its
+    /// database line), over TLS with `role`'s certificate.
     pub fn start(fleet: &Fleet, role: &str) -> Bouncer {
-        crate::require_root("PgBouncer");
-        let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .unwrap_or_else(|| {
-                panic!("needs PgBouncer: apt-get install pgbouncer (scripts/test.sh installs it)")
-            });
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ivmfa-bouncer-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let uid = crate::postgres::postgres_uid();
-        let (server_crt, server_key) = fleet.certs.server("bouncer", "IP:127.0.0.1");
+        let (dir, port) = Bouncer::prepare(fleet);
         let (role_crt, role_key) = fleet.certs.client(role);
-        for (from, name) in [
-            (fleet.certs.ca(), "ca.crt"),
-            (server_crt, "server.crt"),
-            (server_key, "server.key"),
-            (role_crt, "role.crt"),
-            (role_key, "role.key"),
-        ] {
-            fs::copy(from, dir.join(name)).unwrap();
-        }
-        let port = crate::sshd::free_port();
+        fs::copy(role_crt, dir.join("role.crt")).unwrap();
+        fs::copy(role_key, dir.join("role.key")).unwrap();
         let d = dir.display();
         fs::write(dir.join("users.txt"), "").unwrap();
         fs::write(
@@ -353,6 +331,72 @@ impl Bouncer {
             ),
         )
         .unwrap();
+        Bouncer::launch(fleet, dir, port)
+    }
+
+    /// As docs/fleet.md deploys it: each host's client certificate checked against the
+    /// fleet's CA, its common name the role PgBouncer logs in to the server as (`auth_type =
+    /// cert`; PgBouncer 1.18 lets in only the roles of its auth_file, here `roles`), and on
+    /// to the server over its Unix socket, which the suite's pg_hba.conf trusts.
+    pub fn deployed(fleet: &Fleet, roles: &[&str]) -> Bouncer {
+        let (dir, port) = Bouncer::prepare(fleet);
+        let d = dir.display();
+        let users: String = roles.iter().map(|r| format!("\"{r}\" \"\"\n")).collect();
+        fs::write(dir.join("users.txt"), users).unwrap();
+        fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\nivmfa = host={sock} port={pg} dbname=ivmfa\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\npool_mode = transaction\n\
+                 max_client_conn = 200\ndefault_pool_size = 20\n\
+                 auth_type = cert\nauth_file = {d}/users.txt\n\
+                 client_tls_sslmode = verify-full\nclient_tls_ca_file = {d}/ca.crt\n\
+                 client_tls_cert_file = {d}/server.crt\nclient_tls_key_file = {d}/server.key\n\
+                 client_tls_protocols = secure\nserver_tls_sslmode = disable\n\
+                 logfile = {d}/pgbouncer.log\n",
+                sock = fleet.pg.dir.join("sock").display(),
+                pg = fleet.pg.port
+            ),
+        )
+        .unwrap();
+        Bouncer::launch(fleet, dir, port)
+    }
+
+    /// A directory of its own with the CA and a server certificate (IP SAN 127.0.0.1), and
+    /// a port.
+    fn prepare(fleet: &Fleet) -> (PathBuf, u16) {
+        crate::require_root("PgBouncer");
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ivmfa-bouncer-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let (server_crt, server_key) = fleet.certs.server("bouncer", "IP:127.0.0.1");
+        for (from, name) in [
+            (fleet.certs.ca(), "ca.crt"),
+            (server_crt, "server.crt"),
+            (server_key, "server.key"),
+        ] {
+            fs::copy(from, dir.join(name)).unwrap();
+        }
+        (dir, crate::sshd::free_port())
+    }
+
+    /// Starts PgBouncer on the `pgbouncer.ini` in `dir`, as `postgres`; returns once it
+    /// listens.
+    fn launch(fleet: &Fleet, dir: PathBuf, port: u16) -> Bouncer {
+        let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| {
+                panic!("needs PgBouncer: apt-get install pgbouncer (scripts/test.sh installs it)")
+            });
+        let uid = crate::postgres::postgres_uid();
         for entry in fs::read_dir(&dir).unwrap() {
             std::os::unix::fs::chown(entry.unwrap().path(), Some(uid), None).unwrap();
         }
@@ -368,9 +412,12 @@ impl Bouncer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let bouncer = Bouncer { port, dir, child };
+        let mut bouncer = Bouncer { port, dir, child };
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = bouncer.child.try_wait() {
+                panic!("PgBouncer ended ({status}): {}", bouncer.log());
+            }
             assert!(
                 std::time::Instant::now() < until,
                 "PgBouncer did not start: {}",
@@ -383,6 +430,11 @@ impl Bouncer {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its process, for the benchmark's CPU count.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

@@ -9,7 +9,6 @@ pub mod cli;
 pub mod ffi;
 pub mod fixture;
 pub mod fleet;
-pub mod pgbouncer;
 pub mod postgres;
 pub mod qrscan;
 pub mod sshd;

@@ -22,8 +22,7 @@ use ivmfa_core::state::State;
 use ivmfa_core::store::Store;
 use ivmfa_core::username::UserName;
 use ivmfa_tests::ffi::{Script, Transaction, PAM_USER};
-use ivmfa_tests::fleet::Fleet;
-use ivmfa_tests::pgbouncer::PgBouncer;
+use ivmfa_tests::fleet::{Bouncer, Fleet};
 use ivmfa_tests::postgres::SUPERUSER;
 
 const UID0: u32 = 30_000;
@@ -276,7 +275,7 @@ fn inner(args: &[String]) -> Result<(), String> {
     let mut bench = Bench {
         setup: &setup,
         fleet: fleet.as_ref(),
-        bouncer_pid: bouncer.as_ref().map(PgBouncer::pid),
+        bouncer_pid: bouncer.as_ref().map(Bouncer::pid),
         latencies: Vec::new(),
         rates: Vec::new(),
         rss: [0.0; 2],
@@ -569,7 +568,7 @@ fn files_tables(bench: &mut Bench, module: &Path, ga: &Path) {
 /// The fleet database beside the file store and google-authenticator: per-login latency in
 /// milliseconds, throughput, and a replay race of 8 processes per code, checked against the
 /// database's audit as well as the PAM results.
-fn fleet_tables(bench: &mut Bench, fleet: &Fleet, bouncer: &PgBouncer) {
+fn fleet_tables(bench: &mut Bench, fleet: &Fleet, bouncer: &Bouncer) {
     let setting = |name: &str| fleet.superuser(&format!("SHOW {name}"));
     let preload = setting("shared_preload_libraries");
     println!(
@@ -698,7 +697,7 @@ fn audited_acceptances(fleet: &Fleet) -> i64 {
 }
 
 fn pgbouncer_version() -> String {
-    Command::new(ivmfa_tests::pgbouncer::PROGRAM)
+    Command::new("pgbouncer")
         .arg("--version")
         .output()
         .ok()
@@ -741,8 +740,8 @@ fn start_fleet(setup: &Setup) -> Fleet {
 }
 
 /// PgBouncer in front of the fleet's server, and the config of a host that connects to it.
-fn start_bouncer(setup: &Setup, fleet: &Fleet) -> PgBouncer {
-    let bouncer = PgBouncer::start(&fleet.pg, &fleet.certs, &[HOST_ROLE]);
+fn start_bouncer(setup: &Setup, fleet: &Fleet) -> Bouncer {
+    let bouncer = Bouncer::deployed(fleet, &[HOST_ROLE]);
     let config = fleet
         .host_config(HOST_ROLE, "")
         .replace(&fleet.address(), &bouncer.address());
