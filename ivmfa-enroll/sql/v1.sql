@@ -349,6 +349,9 @@ CREATE TABLE ivmfa.audit (
 -- The message and parsing settings a caller can change, pinned on every function of ours
 -- (applied at the end of this file). Settings only a superuser can change (log_statement,
 -- log_min_messages, log_min_duration_statement, auto_explain.*) are out of a host's reach.
+-- plan_cache_mode is pinned for speed, not secrecy: each statement of a PL/pgSQL function
+-- is then planned once per server process, where custom plans would plan it again at every
+-- call, running the building blocks below on their constant arguments as they go.
 CREATE FUNCTION ivmfa.pinned_settings() RETURNS text[]
 LANGUAGE sql IMMUTABLE
 AS $$
@@ -368,76 +371,103 @@ AS $$
         'plpgsql.print_strict_params = off',
         'plpgsql.extra_warnings = none',
         'plpgsql.extra_errors = none',
-        'plpgsql.check_asserts = off'
+        'plpgsql.check_asserts = off',
+        'plan_cache_mode = force_generic_plan'
     ]
 $$;
 
 -- The database's clock, the only one: the start of the client's statement, in whole
 -- seconds. (now() would be the start of the transaction, which a client can hold open.)
 CREATE FUNCTION ivmfa.clock() RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT pg_catalog.floor(
-        pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()))::bigint
+BEGIN
+    RETURN pg_catalog.floor(
+        pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()))::bigint;
+END
 $$;
 
 -- A user name as the file store accepts it (ivmfa-core's UserName): letters, digits, '.',
 -- '_', '-', '@' and a trailing '$', not starting with '.', '-' or '@'; at most 128 bytes.
 CREATE FUNCTION ivmfa.valid_name(p_name text) RETURNS boolean
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    SELECT p_name IS NOT NULL
+BEGIN
+    RETURN p_name IS NOT NULL
        AND pg_catalog.octet_length(p_name) BETWEEN 1 AND 128
        AND pg_catalog.ltrim(pg_catalog.left(p_name, 1),
                'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_') = ''
        AND pg_catalog.ltrim(
                CASE WHEN pg_catalog.right(p_name, 1) = '$'
                     THEN pg_catalog.left(p_name, -1) ELSE p_name END,
-               'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@') = ''
+               'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@') = '';
+END
 $$;
 
 -- The form a failure source is kept in, as the file store keeps it: printable ASCII as it
 -- is, except '"', '\' and '%', which like every other byte become %XX; at most 255
 -- characters, never cut inside an escape.
 CREATE FUNCTION ivmfa.source_key(p_source text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    WITH raw AS (
-        SELECT pg_catalog.substr(
-                   pg_catalog.convert_to(COALESCE(p_source, ''), 'UTF8'), 1, 255) AS b
-    ), piece AS (
-        SELECT i,
-               CASE WHEN v BETWEEN 33 AND 126 AND v NOT IN (34, 37, 92)
-                    THEN pg_catalog.chr(v)
-                    ELSE '%' || pg_catalog.upper(pg_catalog.lpad(pg_catalog.to_hex(v), 2, '0'))
-               END AS p
-        FROM raw, pg_catalog.generate_series(0, pg_catalog.length(raw.b) - 1) AS i,
-             LATERAL (SELECT pg_catalog.get_byte(raw.b, i) AS v) AS byte
-    ), upto AS (
-        SELECT i, p, pg_catalog.sum(pg_catalog.length(p)) OVER (ORDER BY i) AS total
-        FROM piece
-    )
-    SELECT COALESCE(pg_catalog.string_agg(p, '' ORDER BY i), '')
-    FROM upto WHERE total <= 255
+BEGIN
+    RETURN (
+        WITH raw AS (
+            SELECT pg_catalog.substr(
+                       pg_catalog.convert_to(COALESCE(p_source, ''), 'UTF8'), 1, 255) AS b
+        ), piece AS (
+            SELECT i,
+                   CASE WHEN v BETWEEN 33 AND 126 AND v NOT IN (34, 37, 92)
+                        THEN pg_catalog.chr(v)
+                        ELSE '%' || pg_catalog.upper(
+                                        pg_catalog.lpad(pg_catalog.to_hex(v), 2, '0'))
+                   END AS p
+            FROM raw, pg_catalog.generate_series(0, pg_catalog.length(raw.b) - 1) AS i,
+                 LATERAL (SELECT pg_catalog.get_byte(raw.b, i) AS v) AS byte
+        ), upto AS (
+            SELECT i, p, pg_catalog.sum(pg_catalog.length(p)) OVER (ORDER BY i) AS total
+            FROM piece
+        )
+        SELECT COALESCE(pg_catalog.string_agg(p, '' ORDER BY i), '')
+        FROM upto WHERE total <= 255
+    );
+END
 $$;
 
--- RFC 4226 HOTP with RFC 6238's choice of hash: HMAC of the 8-byte big-endian counter,
--- dynamic truncation, the low `digits` decimal digits. Called with the key column itself.
-CREATE FUNCTION ivmfa.hotp(p_key bytea, p_counter bigint, p_digits smallint, p_algorithm text)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
+-- RFC 4226 HOTP with RFC 6238's choice of hash, for the counters p_from to p_to: each
+-- counter with its code, the HMAC of the 8-byte big-endian counter dynamically truncated
+-- to its low `digits` decimal digits. Called with the key column itself, in the FROM list
+-- of the statement that compares the codes, so that a search of many counters is one
+-- statement (OFFSET 0 keeps each HMAC computed once, not once per use).
+-- The one function of ours that pins nothing (ivmfa.pin_functions skips it): a SQL
+-- function with settings of its own is never inlined, and inlined, its body becomes part
+-- of the calling statement, planned and run under the caller's pinned settings; a search
+-- then costs a third of a call. Nobody but the owner may call it, and every caller pins.
+CREATE FUNCTION ivmfa.codes(p_key bytea, p_from bigint, p_to bigint, p_digits smallint,
+                            p_algorithm text)
+RETURNS TABLE (counter bigint, code text)
+LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT pg_catalog.lpad(
+    SELECT c, pg_catalog.lpad(
         ((((pg_catalog.get_byte(m.mac, o.at) & 127)::bigint << 24)
           | (pg_catalog.get_byte(m.mac, o.at + 1)::bigint << 16)
           | (pg_catalog.get_byte(m.mac, o.at + 2)::bigint << 8)
           | pg_catalog.get_byte(m.mac, o.at + 3)::bigint)
          % pg_catalog.power(10::numeric, p_digits)::bigint)::text,
         p_digits, '0')
-    FROM (SELECT ivmfa.hmac(pg_catalog.int8send(p_counter), p_key,
-                            pg_catalog.lower(p_algorithm)) AS mac) AS m,
+    FROM pg_catalog.generate_series(p_from, p_to) AS c,
+         LATERAL (SELECT ivmfa.hmac(pg_catalog.int8send(c), p_key,
+                                    pg_catalog.lower(p_algorithm)) AS mac OFFSET 0) AS m,
          LATERAL (SELECT pg_catalog.get_byte(m.mac, pg_catalog.length(m.mac) - 1) & 15
-                  AS at) AS o
+                  AS at OFFSET 0) AS o
+$$;
+
+-- The code for one counter.
+CREATE FUNCTION ivmfa.hotp(p_key bytea, p_counter bigint, p_digits smallint, p_algorithm text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT c.code FROM ivmfa.codes(p_key, p_counter, p_counter, p_digits, p_algorithm) AS c
 $$;
 
 -- RFC 4648 base32 without padding, as authenticator apps take a key.
@@ -474,67 +504,84 @@ $$;
 -- recovery::normalize): dashes, spaces and tabs dropped, ASCII lower case; 12 letters of
 -- the alphabet or 8 digits. NULL otherwise.
 CREATE FUNCTION ivmfa.recovery_canonical(p_answer text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    SELECT CASE
-        WHEN pg_catalog.length(c.t) = 12
-             AND pg_catalog.ltrim(c.t, 'abcdefghijkmnpqrstuvwxyz23456789') = '' THEN c.t
-        WHEN pg_catalog.length(c.t) = 8 AND pg_catalog.ltrim(c.t, '0123456789') = '' THEN c.t
-        END
-    FROM (SELECT pg_catalog.translate(
-                     pg_catalog.translate(p_answer, E'- \t', ''),
-                     'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS t) AS c
-    WHERE pg_catalog.octet_length(p_answer) <= 64
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN pg_catalog.length(c.t) = 12
+                 AND pg_catalog.ltrim(c.t, 'abcdefghijkmnpqrstuvwxyz23456789') = '' THEN c.t
+            WHEN pg_catalog.length(c.t) = 8
+                 AND pg_catalog.ltrim(c.t, '0123456789') = '' THEN c.t
+            END
+        FROM (SELECT pg_catalog.translate(
+                         pg_catalog.translate(p_answer, E'- \t', ''),
+                         'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS t) AS c
+        WHERE pg_catalog.octet_length(p_answer) <= 64
+    );
+END
 $$;
 
 -- The digits of an answer made of ASCII digits and spaces only (ivmfa-core's input::parse),
 -- if there are `p_digits` of them. NULL otherwise.
 CREATE FUNCTION ivmfa.code_digits(p_answer text, p_digits smallint) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    SELECT CASE WHEN pg_catalog.ltrim(t.t, '0123456789 ') = ''
-                     AND pg_catalog.length(pg_catalog.replace(t.t, ' ', '')) = p_digits
-                THEN pg_catalog.replace(t.t, ' ', '') END
-    FROM (SELECT pg_catalog.btrim(p_answer, E' \t') AS t) AS t
-    WHERE pg_catalog.octet_length(p_answer) <= 64
+BEGIN
+    RETURN (
+        SELECT CASE WHEN pg_catalog.ltrim(t.t, '0123456789 ') = ''
+                         AND pg_catalog.length(pg_catalog.replace(t.t, ' ', '')) = p_digits
+                    THEN pg_catalog.replace(t.t, ' ', '') END
+        FROM (SELECT pg_catalog.btrim(p_answer, E' \t') AS t) AS t
+        WHERE pg_catalog.octet_length(p_answer) <= 64
+    );
+END
 $$;
 
 -- Seconds to wait after the `count`-th consecutive failure: none below the threshold, then
 -- the back-off, doubling with each further failure, at most the longest back-off.
 CREATE FUNCTION ivmfa.delay(p_count integer, p_threshold integer, p_backoff integer,
                             p_max integer) RETURNS bigint
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    SELECT CASE WHEN p_count < p_threshold THEN 0::bigint
-                ELSE LEAST(p_backoff::numeric
-                               * pg_catalog.power(2::numeric, LEAST(p_count - p_threshold, 63)),
-                           p_max::numeric)::bigint END
+BEGIN
+    RETURN CASE WHEN p_count < p_threshold THEN 0::bigint
+           ELSE LEAST(p_backoff::numeric
+                          * pg_catalog.power(2::numeric, LEAST(p_count - p_threshold, 63)),
+                      p_max::numeric)::bigint END;
+END
 $$;
 
 -- What is left of a wait of `delay` that began at `last`; never more than `delay`, so a
 -- clock set back cannot stretch a back-off.
 CREATE FUNCTION ivmfa.remaining(p_last bigint, p_delay bigint, p_now bigint) RETURNS bigint
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    SELECT LEAST(GREATEST(p_last + p_delay - p_now, 0), p_delay)
+BEGIN
+    RETURN LEAST(GREATEST(p_last + p_delay - p_now, 0), p_delay);
+END
 $$;
 
 -- Seconds the user must still wait before a code from `source` (in kept form) is judged:
 -- the longer of the source's own back-off and the user's. 0 for none.
 CREATE FUNCTION ivmfa.wait_for(p_name text, p_source text, p_now bigint) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT GREATEST(
-        COALESCE((
-            SELECT ivmfa.remaining(f.last, ivmfa.delay(f.count, s.max_failures,
-                                   s.backoff_seconds, s.max_backoff_seconds), p_now)
-            FROM ivmfa.failure AS f WHERE f.name = p_name AND f.source = p_source), 0),
-        COALESCE((
-            SELECT ivmfa.remaining(a.total_last, ivmfa.delay(a.total_count,
-                                   s.max_failures_per_user, s.backoff_seconds,
-                                   s.max_backoff_seconds), p_now)
-            FROM ivmfa.account AS a WHERE a.name = p_name), 0))
-    FROM ivmfa.settings AS s
+BEGIN
+    RETURN (
+        SELECT GREATEST(
+            COALESCE((
+                SELECT ivmfa.remaining(f.last, ivmfa.delay(f.count, s.max_failures,
+                                       s.backoff_seconds, s.max_backoff_seconds), p_now)
+                FROM ivmfa.failure AS f WHERE f.name = p_name AND f.source = p_source), 0),
+            COALESCE((
+                SELECT ivmfa.remaining(a.total_last, ivmfa.delay(a.total_count,
+                                       s.max_failures_per_user, s.backoff_seconds,
+                                       s.max_backoff_seconds), p_now)
+                FROM ivmfa.account AS a WHERE a.name = p_name), 0))
+        FROM ivmfa.settings AS s
+    );
+END
 $$;
 
 -- Counts a failure from `source` (kept form) for a user whose row the caller has locked.
@@ -570,21 +617,25 @@ $$;
 
 -- A right code or recovery code: every counter starts over.
 CREATE FUNCTION ivmfa.record_success(p_name text) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
     UPDATE ivmfa.account AS a
        SET total_count = 0, total_last = 0, successes = a.successes + 1
      WHERE a.name = p_name;
     DELETE FROM ivmfa.failure AS f WHERE f.name = p_name;
+END
 $$;
 
 CREATE FUNCTION ivmfa.audit(p_action text, p_user text, p_source text, p_outcome text)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
     INSERT INTO ivmfa.audit (role, action, user_name, source, outcome)
     VALUES (SESSION_USER, p_action, pg_catalog.left(p_user, 128),
-            pg_catalog.left(p_source, 255), p_outcome)
+            pg_catalog.left(p_source, 255), p_outcome);
+END
 $$;
 
 -- Records that an API function failed, keeping only the SQLSTATE (a message could quote
@@ -639,37 +690,48 @@ $$;
 
 -- The counter the user's token is expected to show next, if one is kept for its key.
 CREATE FUNCTION ivmfa.token_next(p_name text) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT c.next
-      FROM ivmfa.secret AS s
-      JOIN ivmfa.token_counter AS c
-        ON c.name = s.name AND c.key_id = ivmfa.token_key_id(s.key)
-     WHERE s.name = p_name
+BEGIN
+    RETURN (
+        SELECT c.next
+          FROM ivmfa.secret AS s
+          JOIN ivmfa.token_counter AS c
+            ON c.name = s.name AND c.key_id = ivmfa.token_key_id(s.key)
+         WHERE s.name = p_name
+    );
+END
 $$;
 
 -- The lowest counter from p_from to p_to (never the last a bigint can hold: the one after it
 -- could not be stored) whose code is p_code for the user's key. NULL if none.
 CREATE FUNCTION ivmfa.token_match(p_name text, p_code text, p_from bigint, p_to numeric)
 RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT pg_catalog.min(c)
-      FROM ivmfa.secret AS s,
-           pg_catalog.generate_series(GREATEST(p_from, 0),
-                                      LEAST(p_to, 9223372036854775806)::bigint) AS c
-     WHERE s.name = p_name AND ivmfa.hotp(s.key, c, s.digits, s.algorithm) = p_code
+BEGIN
+    RETURN (
+        SELECT pg_catalog.min(c.counter)
+          FROM ivmfa.secret AS s,
+               ivmfa.codes(s.key, GREATEST(p_from, 0),
+                           LEAST(p_to, 9223372036854775806)::bigint, s.digits,
+                           s.algorithm) AS c
+         WHERE s.name = p_name AND c.code = p_code
+    );
+END
 $$;
 
 -- Moves the user's token counter (for the current key) to p_next, never back; creates it if
 -- none is kept. The caller holds the account row's lock.
 CREATE FUNCTION ivmfa.token_advance(p_name text, p_next bigint) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
     INSERT INTO ivmfa.token_counter AS c (name, key_id, next)
     SELECT s.name, ivmfa.token_key_id(s.key), p_next
       FROM ivmfa.secret AS s WHERE s.name = p_name
-    ON CONFLICT (name, key_id) DO UPDATE SET next = GREATEST(c.next, EXCLUDED.next)
+    ON CONFLICT (name, key_id) DO UPDATE SET next = GREATEST(c.next, EXCLUDED.next);
+END
 $$;
 
 -- A remote address in one spelling (PostgreSQL's, for IPv6 the same as ivmfa-core's), or
@@ -699,10 +761,14 @@ $$;
 
 -- The grace period a host asked for, as far as the fleet allows: 0 for none.
 CREATE FUNCTION ivmfa.grace_seconds(p_period integer) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT LEAST(GREATEST(COALESCE(p_period, 0), 0), s.grace_period_max)::bigint
-      FROM ivmfa.settings AS s
+BEGIN
+    RETURN (
+        SELECT LEAST(GREATEST(COALESCE(p_period, 0), 0), s.grace_period_max)::bigint
+          FROM ivmfa.settings AS s
+    );
+END
 $$;
 
 -- A right code from `address` through `host` at `now` begins (or renews) its grace period.
@@ -710,8 +776,9 @@ $$;
 -- The caller holds the account row's lock.
 CREATE FUNCTION ivmfa.record_grace(p_name text, p_host text, p_address text, p_period bigint,
                                    p_now bigint) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
     DELETE FROM ivmfa.grace AS g
      WHERE g.name = p_name AND g.host = p_host
        AND (g.address = p_address OR g.at > p_now OR p_now - g.at >= p_period);
@@ -721,6 +788,7 @@ AS $$
          WHERE h.name = p_name AND h.host = p_host
          ORDER BY h.at DESC, h.address OFFSET 7);
     INSERT INTO ivmfa.grace (name, host, address, at) VALUES (p_name, p_host, p_address, p_now);
+END
 $$;
 
 -- Installs the enrollment an administrator began, under the account row's lock the caller
@@ -762,11 +830,15 @@ $$;
 -- A role a ticket may name: one that can log in, is a member of ivmfa_host, and is no
 -- superuser (pg_has_role counts a superuser a member of every role).
 CREATE FUNCTION ivmfa.is_host_role(p_role text) RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles AS r
-                    WHERE r.rolname::text = p_role AND r.rolcanlogin AND NOT r.rolsuper
-                      AND pg_catalog.pg_has_role(r.oid, 'ivmfa_host'::name, 'MEMBER'))
+BEGIN
+    RETURN (
+        SELECT EXISTS (SELECT FROM pg_catalog.pg_roles AS r
+                        WHERE r.rolname::text = p_role AND r.rolcanlogin AND NOT r.rolsuper
+                          AND pg_catalog.pg_has_role(r.oid, 'ivmfa_host'::name, 'MEMBER'))
+    );
+END
 $$;
 
 -- Before the prompt: what the host should do with this user.
@@ -1044,15 +1116,15 @@ BEGIN
            SET refused = ARRAY(SELECT x FROM pg_catalog.unnest(a.refused) AS x
                                WHERE x >= v_current - 10 ORDER BY x)
          WHERE a.name = v_name;
-        SELECT pg_catalog.min(st) FILTER (WHERE st > a.last_step AND st <> ALL (a.refused)),
+        SELECT pg_catalog.min(c.counter) FILTER (WHERE c.counter > a.last_step
+                                                   AND c.counter <> ALL (a.refused)),
                pg_catalog.count(*)
           INTO v_step, v_matched
           FROM ivmfa.secret AS s
           JOIN ivmfa.account AS a ON a.name = s.name,
-               pg_catalog.generate_series(GREATEST(v_current - v_window, 0),
-                                          v_current + v_window) AS st
-         WHERE s.name = v_name
-           AND ivmfa.hotp(s.key, st, s.digits, s.algorithm) = v_code;
+               ivmfa.codes(s.key, GREATEST(v_current - v_window, 0), v_current + v_window,
+                           s.digits, s.algorithm) AS c
+         WHERE s.name = v_name AND c.code = v_code;
         IF v_step IS NOT NULL THEN
             UPDATE ivmfa.account AS a SET last_step = v_step
              WHERE a.name = v_name AND a.last_step < v_step;
@@ -1069,16 +1141,17 @@ BEGIN
         ELSE
             -- Not in the window: looked for up to ten minutes either way, nearest first,
             -- only to tell the user their phone's clock is off. Never accepted.
-            SELECT st - v_current INTO v_offset
+            SELECT c.counter - v_current INTO v_offset
               FROM ivmfa.secret AS s,
-                   pg_catalog.generate_series(
+                   ivmfa.codes(s.key,
                        GREATEST(v_current - GREATEST(600 / GREATEST(v_period, 1),
                                                      v_window + 1), 0),
-                       v_current + GREATEST(600 / GREATEST(v_period, 1), v_window + 1)) AS st
+                       v_current + GREATEST(600 / GREATEST(v_period, 1), v_window + 1),
+                       s.digits, s.algorithm) AS c
              WHERE s.name = v_name
-               AND pg_catalog.abs(st - v_current) > v_window
-               AND ivmfa.hotp(s.key, st, s.digits, s.algorithm) = v_code
-             ORDER BY pg_catalog.abs(st - v_current), st > v_current DESC
+               AND pg_catalog.abs(c.counter - v_current) > v_window
+               AND c.code = v_code
+             ORDER BY pg_catalog.abs(c.counter - v_current), c.counter > v_current DESC
              LIMIT 1;
             IF v_offset IS NOT NULL THEN
                 -- A code for a step still to come must never work when it comes: it is
@@ -1355,11 +1428,11 @@ BEGIN
     v_code := ivmfa.code_digits(p_answer, 6::smallint);
     SELECT s.totp_window INTO v_window FROM ivmfa.settings AS s;
     IF v_code IS NOT NULL THEN
-        SELECT pg_catalog.min(st) INTO v_step
+        SELECT pg_catalog.min(c.counter) INTO v_step
           FROM ivmfa.pending_setup AS p,
-               pg_catalog.generate_series(GREATEST(p_now / 30 - v_window, 0),
-                                          p_now / 30 + v_window) AS st
-         WHERE p.name = p_user AND ivmfa.hotp(p.key, st, 6::smallint, 'sha1') = v_code;
+               ivmfa.codes(p.key, GREATEST(p_now / 30 - v_window, 0), p_now / 30 + v_window,
+                           6::smallint, 'sha1') AS c
+         WHERE p.name = p_user AND c.code = v_code;
     END IF;
     IF v_step IS NULL THEN
         IF v_tries + 1 >= 3 THEN
@@ -2218,12 +2291,16 @@ $$;
 -- The characters a failure source is kept in (ivmfa.source_key): printable ASCII but '"'
 -- and '\', '%' starting an escape.
 CREATE FUNCTION ivmfa.is_source_key(p text) RETURNS boolean
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-    SELECT p IS NOT NULL AND pg_catalog.octet_length(p) <= 255
-       AND pg_catalog.ltrim(p, (SELECT pg_catalog.string_agg(pg_catalog.chr(i), '')
-                                  FROM pg_catalog.generate_series(33, 126) AS i
-                                 WHERE i NOT IN (34, 92))) = ''
+BEGIN
+    RETURN (
+        SELECT p IS NOT NULL AND pg_catalog.octet_length(p) <= 255
+           AND pg_catalog.ltrim(p, (SELECT pg_catalog.string_agg(pg_catalog.chr(i), '')
+                                      FROM pg_catalog.generate_series(33, 126) AS i
+                                     WHERE i NOT IN (34, 92))) = ''
+    );
+END
 $$;
 
 -- `db migrate`: one user of a file store, everything its secret.toml and state hold, so
@@ -2394,8 +2471,9 @@ $$;
 -- Rights and pinned settings
 ------------------------------------------------------------------------------------------
 
--- The pinned settings on every function of ours; the test suite checks that none lacks
--- one, and that every message setting a host can change is among them.
+-- The pinned settings on every function of ours but ivmfa.codes (see there); the test
+-- suite checks that no other lacks one, and that every message setting a host can change
+-- is among them.
 CREATE FUNCTION ivmfa.pin_functions(p_schema text) RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -2405,7 +2483,9 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
               WHERE p.pronamespace = p_schema::regnamespace
-                AND p.proowner = 'ivmfa_owner'::regrole LOOP
+                AND p.proowner = 'ivmfa_owner'::regrole
+                AND p.oid <> 'ivmfa.codes(bytea, bigint, bigint, smallint, text)'::regprocedure
+              LOOP
         FOREACH s IN ARRAY ivmfa.pinned_settings() LOOP
             EXECUTE pg_catalog.format('ALTER FUNCTION %s SET %s', f, s);
         END LOOP;
