@@ -826,6 +826,62 @@ fn a_rolled_back_call_still_counts() {
     assert_eq!(failures, "3");
 }
 
+/// A judged code is durable whatever the host chose for its session: `verify` and
+/// `setup_finish` commit at least with `synchronous_commit = on` (waiting for the disk and
+/// the synchronous standbys) even when the host turned it off, so an acceptance cannot be
+/// lost in a crash or failover and the code taken again. `submit`'s filing is the one commit
+/// that does not wait; the verdict's commit flushes it with everything before it.
+#[test]
+#[ignore = "needs root"]
+fn a_verdict_commits_durably_whatever_the_host_set() {
+    let pg = fleet();
+    pg.login_role("host_a", &["ivmfa_host"]);
+    let key = random_secret();
+    let e = enrollment(key.expose(), 6, Algorithm::SHA1);
+    provision(&pg, "val", key.expose(), 6, "SHA1");
+    let setting = "SELECT pg_catalog.current_setting('synchronous_commit')";
+    let mut h = pg.session("host_a");
+    for asked in ["off", "local", "on", "remote_write", "remote_apply"] {
+        h.query(&format!("SET synchronous_commit = {asked}"));
+        // As each commit would run: the setting at the end of the call's transaction.
+        h.query("BEGIN");
+        let id = h
+            .query(&format!(
+                "SELECT attempt FROM ivmfa_api.submit('val', {}, 'x')",
+                lit(&never_right(&e, now()))
+            ))
+            .concat();
+        assert_eq!(h.query(setting), ["off"], "submit, host asked {asked}");
+        h.query("COMMIT");
+        h.query("BEGIN");
+        assert_eq!(
+            h.query(&format!("SELECT verdict FROM ivmfa_api.verify({id})")),
+            ["wrong"]
+        );
+        let durable = if asked == "off" || asked == "local" {
+            "on"
+        } else {
+            asked
+        };
+        assert_eq!(h.query(setting), [durable], "verify, host asked {asked}");
+        h.query("COMMIT");
+        h.query("BEGIN");
+        assert_eq!(
+            h.query("SELECT verdict FROM ivmfa_api.setup_finish('val', '000000')"),
+            ["no_setup"]
+        );
+        assert_eq!(
+            h.query(setting),
+            [durable],
+            "setup_finish, host asked {asked}"
+        );
+        h.query("COMMIT");
+        // Outside the calls' transactions, the host's own setting is its own again.
+        assert_eq!(h.query(setting), [asked]);
+        pg.sql(SUPERUSER, DATABASE, "DELETE FROM ivmfa.failure");
+    }
+}
+
 /// Whatever goes wrong inside a host function is a verdict, `error`, never an error message
 /// (whose text could quote a row): a read-only transaction, a lock held elsewhere past the
 /// caller's lock_timeout or statement_timeout. Only the SQLSTATE is kept, in the audit.

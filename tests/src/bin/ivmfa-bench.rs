@@ -285,12 +285,55 @@ fn inner(args: &[String]) -> Result<(), String> {
         num_cpus()
     );
     if only != "fleet" {
+        let stolen = Stolen::start();
         files_tables(&mut bench, &module, &ga);
+        stolen.print("the tables above");
     }
     if let (Some(fleet), Some(bouncer)) = (&fleet, &bouncer) {
+        let stolen = Stolen::start();
         fleet_tables(&mut bench, fleet, bouncer);
+        stolen.print("the fleet's tables");
     }
     Ok(())
+}
+
+/// The share of the machine's CPU time the hypervisor gave to others while tables were
+/// measured (`steal` in /proc/stat). A virtual machine whose neighbours are busy runs
+/// everything slower, the processes of a fleet login most (each waits for the others in
+/// turn): a table taken with much stolen is not comparable with one taken with little.
+struct Stolen([u64; 2]);
+
+impl Stolen {
+    fn start() -> Stolen {
+        Stolen(Stolen::now())
+    }
+
+    /// Steal and total jiffies of all CPUs so far.
+    fn now() -> [u64; 2] {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest times are within user).
+        [
+            ticks.get(7).copied().unwrap_or(0),
+            ticks.iter().take(8).sum(),
+        ]
+    }
+
+    fn print(&self, what: &str) {
+        let [steal, total] = Stolen::now();
+        let total = total.saturating_sub(self.0[1]).max(1);
+        println!(
+            "\nCPU time stolen by the hypervisor during {what}: {:.0} % of the machine's",
+            100.0 * steal.saturating_sub(self.0[0]) as f64 / total as f64
+        );
+    }
 }
 
 /// A phase of a login's database rounds: its name, median and p99 in µs.
