@@ -2310,6 +2310,33 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
 END
 $$;
 
+-- Forgets audit rows older than p_keep_days days (1 to 3650): the table grows with every
+-- call of the host API, refused ones too. The prune is itself an audit row.
+--   verdict: 'pruned' (rows: how many went), 'invalid' (p_keep_days out of range)
+CREATE FUNCTION ivmfa_api.admin_prune_audit(p_keep_days integer)
+RETURNS TABLE (verdict text, rows bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    IF p_keep_days IS NULL OR p_keep_days NOT BETWEEN 1 AND 3650 THEN
+        RETURN QUERY SELECT 'invalid'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    DELETE FROM ivmfa.audit AS a
+     WHERE a.at < pg_catalog.statement_timestamp()
+                  - pg_catalog.make_interval(days => p_keep_days);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM ivmfa.audit('admin_prune_audit', NULL, NULL,
+                        'pruned ' || v_count || ' rows older than ' || p_keep_days || ' days');
+    RETURN QUERY SELECT 'pruned'::text, v_count;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    PERFORM ivmfa.audit_error('admin_prune_audit', NULL, SQLSTATE);
+    RETURN QUERY SELECT 'error'::text, NULL::bigint;
+END
+$$;
+
 -- The characters a failure source is kept in (ivmfa.source_key): printable ASCII but '"'
 -- and '\', '%' starting an escape.
 CREATE FUNCTION ivmfa.is_source_key(p text) RETURNS boolean
@@ -2547,6 +2574,7 @@ GRANT EXECUTE ON FUNCTION
     ivmfa_api.admin_enroll_unconfirmed(text, integer),
     ivmfa_api.admin_resync(text, text, text),
     ivmfa_api.admin_fence(),
+    ivmfa_api.admin_prune_audit(integer),
     ivmfa_api.admin_import(text, text, bytea, integer, integer, text, integer, bigint, bytea,
                            bytea[], bigint, integer[], bigint, bigint[], bigint, integer,
                            bigint, text[], integer[], bigint[], boolean)

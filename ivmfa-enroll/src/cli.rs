@@ -158,7 +158,7 @@ pub enum Command {
     )]
     Reset(ResetAction),
     /// Set up the fleet database (backend = "postgres"): its schema, hosts, a file store's
-    /// users, the fence after a failover
+    /// users, the fence after a failover, the audit's size
     #[command(
         subcommand,
         after_help = "Examples:\n  \
@@ -169,7 +169,9 @@ pub enum Command {
         sudo ivmfa-enroll db migrate --from /var/lib/ivmfa\n      \
             this machine's store into the fleet\n  \
         ivmfa-enroll db fence\n      \
-            after a failover: no code used before it works again\n\n\
+            after a failover: no code used before it works again\n  \
+        ivmfa-enroll db prune-audit --keep-days 365\n      \
+            forget the audit rows older than a year\n\n\
         These act on the database the config's db_addresses and db_name name, over TLS \
         verified against db_ca, as --db-user (see ivmfa-enroll --help)."
     )]
@@ -359,6 +361,22 @@ pub enum DbAction {
         (see SCHEMA.md). Run it from the promotion hook (Patroni's on_role_change), or use \
         synchronous replication (synchronous_mode_strict), which needs no fence.")]
     Fence,
+    /// Forget the database's audit rows older than a number of days
+    #[command(
+        name = "prune-audit",
+        after_help = "Examples:\n  \
+        ivmfa-enroll db prune-audit --keep-days 365\n  \
+        0 3 * * 0 root ivmfa-enroll db prune-audit --keep-days 90\n      \
+            an /etc/cron.d line: every Sunday at 03:00\n\n\
+        Every call of the host API is an audit row, refused ones too, so the table grows \
+        with every login and every guess. The prune is itself an audit row, naming the \
+        administrator's role and how many rows went. Keep what your retention rules ask for."
+    )]
+    PruneAudit {
+        /// Keep the rows of the last N days (1 to 3650); older ones are deleted
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        keep_days: u32,
+    },
 }
 
 #[derive(Args, Debug)]

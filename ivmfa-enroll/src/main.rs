@@ -140,6 +140,9 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
                 migrate::run(&fleet_only("db migrate")?, from, *replace)?
             }
             DbAction::Fence => fence(&fleet_only("db fence")?)?,
+            DbAction::PruneAudit { keep_days } => {
+                prune_audit(&fleet_only("db prune-audit")?, *keep_days)?
+            }
         },
         // The doctor reports a broken config as a finding instead of stopping at it.
         Command::Check {
@@ -166,6 +169,25 @@ fn run(cli: &Cli) -> Result<bool, CliError> {
         }
     }
     Ok(true)
+}
+
+/// `db prune-audit`: the audit rows older than `keep_days` days deleted.
+fn prune_audit(admin: &fleet::Admin, keep_days: u32) -> Result<(), CliError> {
+    let pruned = admin
+        .round(|db| db.admin_prune_audit(keep_days))?
+        .ok_or_else(|| {
+            CliError::new(
+                error::Kind::Usage,
+                format!("the database refused --keep-days {keep_days}"),
+                "give a number of days from 1 to 3650",
+            )
+        })?;
+    admin.audit(
+        ivmfa_sys::Level::Notice,
+        &format!("pruned {pruned} audit rows older than {keep_days} days"),
+    );
+    println!("Pruned: deleted {pruned} audit row(s) older than {keep_days} day(s).");
+    Ok(())
 }
 
 /// `db fence`: every watermark raised past now, after a failover.

@@ -493,6 +493,26 @@ impl Session {
         }
     }
 
+    /// Forgets the audit rows older than `keep_days` days; how many went. `None` when the
+    /// database refuses the number of days (1 to 3650).
+    pub fn admin_prune_audit(&mut self, keep_days: u32) -> Result<Option<u64>, Error> {
+        const F: &str = "admin_prune_audit";
+        let days = i32::try_from(keep_days).unwrap_or(i32::MAX);
+        let row = self.one_row(
+            F,
+            "SELECT * FROM ivmfa_api.admin_prune_audit($1)",
+            &[(&days, Type::INT4)],
+        )?;
+        let v: String = get(&row, F, "verdict")?;
+        match v.as_str() {
+            "pruned" => Ok(Some(
+                get::<Option<i64>>(&row, F, "rows")?.unwrap_or(0).max(0) as u64,
+            )),
+            "invalid" => Ok(None),
+            other => Err(verdict(F, other)),
+        }
+    }
+
     pub fn admin_import(&mut self, i: &Import<'_>) -> Result<Imported, Error> {
         const F: &str = "admin_import";
         let row = self.one_row(

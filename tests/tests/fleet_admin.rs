@@ -673,6 +673,8 @@ fn an_approved_reset_is_set_up_through_the_host_named() {
         .assert_said("declined: Come to the desk");
 }
 
+/// A file store migrated, then the database's upkeep after it: `db fence` and
+/// `db prune-audit`.
 #[test]
 #[ignore = "needs root"]
 fn migrate_keeps_used_codes_used_and_back_off_in_force() {
@@ -766,6 +768,35 @@ fn migrate_keeps_used_codes_used_and_back_off_in_force() {
         .login(USER, &[&next])
         .assert("PAM_AUTH_ERR")
         .assert_said("already been used");
+
+    // db prune-audit: rows older than the days kept go, the newer stay, and the prune is a
+    // row of its own, naming the administrator.
+    let old_rows = "SELECT count(*) FROM ivmfa.audit WHERE at < now() - interval '365 days'";
+    let total = "SELECT count(*) FROM ivmfa.audit";
+    site.superuser_sql(
+        "UPDATE ivmfa.audit SET at = at - interval '400 days' \
+         WHERE id IN (SELECT id FROM ivmfa.audit ORDER BY id LIMIT 5)",
+    );
+    assert_eq!(site.superuser_sql(old_rows), "5");
+    let before: u64 = site.superuser_sql(total).parse().unwrap();
+    let out = site.admin(&["db", "prune-audit", "--keep-days", "365"]);
+    out.expect(0, "Pruned: deleted 5 audit row(s) older than 365 day(s).");
+    assert_eq!(site.superuser_sql(old_rows), "0");
+    let after: u64 = site.superuser_sql(total).parse().unwrap();
+    assert_eq!(after, before - 5 + 1);
+    assert_eq!(
+        site.superuser_sql(
+            "SELECT role || ' ' || outcome FROM ivmfa.audit \
+             WHERE action = 'admin_prune_audit'"
+        ),
+        "alice pruned 5 rows older than 365 days"
+    );
+    let zero = site.admin(&["db", "prune-audit", "--keep-days", "0"]);
+    assert!(
+        zero.code == 2 && zero.stderr.contains("0 is not in 1..=3650"),
+        "{zero:#?}"
+    );
+    assert_eq!(site.superuser_sql(total), after.to_string());
 
     site.golden(
         "fleet_migrate_not_root",
