@@ -822,11 +822,14 @@ BEGIN
 END
 $$;
 
--- Makes the caller's transaction commit durably whatever the host set for its session: an
--- acceptance committed asynchronously (synchronous_commit off or local, a client's to
--- choose) could be lost in a crash or a failover, and the code accepted again. 'on' waits
--- for the disk and for the synchronous standbys the fleet names; remote_write and
--- remote_apply, if the administrators chose them, are kept.
+-- Makes the caller's transaction commit durably when the host's session, role or
+-- database says otherwise (synchronous_commit off or local): an acceptance committed
+-- asynchronously could be lost in a crash or a failover, and the code accepted again.
+-- 'on' waits for the disk and for the synchronous standbys the fleet names; remote_write
+-- and remote_apply, if the administrators chose them, are kept. It holds until the end of
+-- the transaction, which the client ends: a host that opens one and lowers the setting
+-- again before COMMIT defeats it. That is a compromised host, which db fence and
+-- synchronous replication answer (SCHEMA.md); this guards the honest ones.
 CREATE FUNCTION ivmfa.commit_durably() RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -938,8 +941,10 @@ DECLARE
 BEGIN
     -- The filing commits without waiting for the disk or a standby: one flush per login
     -- instead of two. verify's commit waits (ivmfa.commit_durably), and the log is flushed
-    -- in order, so an attempt that was judged had been filed durably; one that a crash
-    -- loses before the WAL writer's next flush (a fraction of a second) was never judged.
+    -- in order, so the filing of a verdict that committed is durable. A crash before the
+    -- WAL writer's next flush (a fraction of a second) can lose a filing whose verdict did
+    -- not commit, including one a host read inside its own open transaction; a host could
+    -- do as much by turning synchronous_commit off itself.
     PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
     IF NOT ivmfa.valid_name(p_user) THEN
         RETURN QUERY SELECT 'invalid_user'::text, NULL::bigint, 0::bigint;

@@ -826,11 +826,12 @@ fn a_rolled_back_call_still_counts() {
     assert_eq!(failures, "3");
 }
 
-/// A judged code is durable whatever the host chose for its session: `verify` and
-/// `setup_finish` commit at least with `synchronous_commit = on` (waiting for the disk and
-/// the synchronous standbys) even when the host turned it off, so an acceptance cannot be
-/// lost in a crash or failover and the code taken again. `submit`'s filing is the one commit
-/// that does not wait; the verdict's commit flushes it with everything before it.
+/// A judged code is durable whatever the host's session says: `verify` and `setup_finish`
+/// commit at least with `synchronous_commit = on` (waiting for the disk and the synchronous
+/// standbys) even when the session has it off, so an acceptance is not lost in a crash or
+/// failover and the code taken again. `submit`'s filing is the one commit that does not
+/// wait; the verdict's commit flushes it with everything before it. (A host that holds the
+/// transaction open can lower the setting again before COMMIT: SCHEMA.md.)
 #[test]
 #[ignore = "needs root"]
 fn a_verdict_commits_durably_whatever_the_host_set() {
