@@ -37,26 +37,7 @@ impl Fixture {
 
     /// Runs ivmfa-enroll with this fixture's config and store; no terminal, stdin as given.
     pub fn cli(&self, args: &[&str], stdin: &str) -> CliOutput {
-        use std::io::Write;
-        let mut child = Command::new(enroll_bin())
-            .args(self.cli_args(args))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        CliOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CliOutput::of(Command::new(enroll_bin()).args(self.cli_args(args)), stdin)
     }
 }
 
@@ -68,6 +49,26 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
+    /// Runs `cmd` with `stdin` as its input (no terminal) and collects what it said.
+    pub fn of(cmd: &mut Command, stdin: &str) -> CliOutput {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The command may exit before reading its input.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Checks the exit status and that stderr is the two-line `error:` / `hint:` form
     /// containing `text` (or, for status 0, that stdout contains it).
     #[track_caller]

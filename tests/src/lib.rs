@@ -155,6 +155,24 @@ pub fn wrong_code(e: &Enrollment) -> String {
     String::from_utf8(c).unwrap()
 }
 
+/// A code of `e` right for no step within ten minutes of `at`: a wrong code that no phone
+/// clock explains either (so never "clock off"), unlike [`wrong_code`], which may by chance
+/// match a neighbouring step.
+pub fn never_right(e: &Enrollment, at: u64) -> String {
+    let period = e.period.max(1) as i64;
+    let reach = 600 / period + 1;
+    let near: Vec<String> = (-reach..=reach)
+        .map(|k| {
+            let t = (at as i64 + k * period).max(0) as u64;
+            ivmfa_core::totp::code_at(e, t).unwrap().to_string()
+        })
+        .collect();
+    (0..)
+        .map(|n| format!("{:0width$}", n, width = usize::from(e.digits)))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
 /// The effective uid, from the second field of `Uid:` in /proc/self/status.
 pub fn euid() -> u32 {
     fs::read_to_string("/proc/self/status")

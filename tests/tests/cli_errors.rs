@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ivmfa_tests::*;
 
@@ -380,7 +380,6 @@ fn normalize(f: &Fixture, text: &str) -> String {
 /// Runs ivmfa-enroll as [`Fixture::cli`] does, but with a known environment: no `SUDO_USER`
 /// (enroll's default user) and no colours or locale from the caller.
 fn run(f: &Fixture, args: &[&str], stdin: &str, as_user: Option<u32>) -> CliOutput {
-    use std::io::Write;
     let dir = f.dir.display().to_string();
     let store = f.store.display().to_string();
     let args: Vec<String> = args
@@ -406,25 +405,14 @@ fn run(f: &Fixture, args: &[&str], stdin: &str, as_user: Option<u32>) -> CliOutp
         }
         None => Command::new(enroll_bin()),
     };
-    let mut child = cmd
-        .args(&all)
-        .env_remove("SUDO_USER")
-        .env("LC_ALL", "C")
-        .env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The command may exit before reading its input.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    CliOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    CliOutput::of(
+        cmd.args(&all)
+            .env_remove("SUDO_USER")
+            .env("LC_ALL", "C")
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE"),
+        stdin,
+    )
 }
 
 /// Compares (or, blessing, writes) one golden; returns what is wrong, if anything.

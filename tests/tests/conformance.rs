@@ -162,22 +162,6 @@ fn normalized(out: &Outcome) -> Vec<String> {
         .collect()
 }
 
-/// A code right for no step within ten minutes of now: a wrong code no phone clock explains.
-fn never_right(e: &Enrollment) -> String {
-    let t = now() as i64;
-    let near: Vec<String> = (-21i64..=21)
-        .map(|k| {
-            ivmfa_core::totp::code_at(e, (t + k * 30) as u64)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    (0..)
-        .map(|n| format!("{n:06}"))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
 #[test]
 #[ignore = "needs root"]
 fn codes_replay_and_back_off() {
@@ -192,7 +176,7 @@ fn codes_replay_and_back_off() {
             .unwrap()
             .assert("PAM_AUTH_ERR")
             .assert_said("already been used");
-        outs.push(f.login(USER, &[&never_right(&e)]));
+        outs.push(f.login(USER, &[&never_right(&e, now())]));
         outs.last()
             .unwrap()
             .assert("PAM_AUTH_ERR")
@@ -204,7 +188,7 @@ fn codes_replay_and_back_off() {
             .assert("PAM_AUTH_ERR")
             .assert_said("Please enter the 6-digit code");
         // The replay counted too: this is the third failure, which starts the back-off.
-        outs.push(f.login(USER, &[&never_right(&e)]));
+        outs.push(f.login(USER, &[&never_right(&e, now())]));
         outs.last()
             .unwrap()
             .assert("PAM_AUTH_ERR")
@@ -369,7 +353,7 @@ fn an_answer_an_earlier_module_collected_is_judged_like_a_typed_one() {
         settle();
         let mut outs = vec![
             f.login(USER, &[&code(&e, 0)]),
-            f.login(USER, &[&never_right(&e)]),
+            f.login(USER, &[&never_right(&e, now())]),
             f.login(USER, &["correct horse"]),
         ];
         outs[0].assert("PAM_SUCCESS");
@@ -380,7 +364,7 @@ fn an_answer_an_earlier_module_collected_is_judged_like_a_typed_one() {
         // try_first_pass: a wrong one there, then the right one at the prompt.
         f.set_module_line(stack.trim_end());
         collecting(&f, "try_first_pass");
-        outs.push(f.login(USER, &[&never_right(&e), &code(&e, 1)]));
+        outs.push(f.login(USER, &[&never_right(&e, now()), &code(&e, 1)]));
         outs[3].assert("PAM_SUCCESS");
         outs
     });
@@ -433,7 +417,7 @@ fn a_right_code_from_an_address_begins_a_grace_period_for_it_alone() {
             outs.push(out);
         }
         // A wrong code from anywhere ends it.
-        let (out, _) = from(Some(ELSEWHERE), &[&never_right(&e)]);
+        let (out, _) = from(Some(ELSEWHERE), &[&never_right(&e, now())]);
         out.assert("PAM_AUTH_ERR")
             .assert_said("That code is not correct.");
         outs.push(out);

@@ -165,19 +165,7 @@ impl Site {
 }
 
 fn run(cmd: &mut Command, stdin: &str) -> CliOutput {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    CliOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    CliOutput::of(cmd, stdin)
 }
 
 /// A CLI run answered as it goes: what it printed so far, and lines typed in.
@@ -248,22 +236,6 @@ fn key_printed(text: &str) -> Enrollment {
         .filter(|c| !c.is_whitespace())
         .collect();
     Enrollment::standard(Secret::from_base32(&key).unwrap(), 0)
-}
-
-/// A code of `e` that is right for no step within ten minutes of now.
-fn never_right(e: &Enrollment) -> String {
-    let t = now() as i64;
-    let near: Vec<String> = (-21i64..=21)
-        .map(|k| {
-            ivmfa_core::totp::code_at(e, (t + k * 30) as u64)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    (0..)
-        .map(|n| format!("{n:06}"))
-        .find(|c| !near.contains(c))
-        .unwrap()
 }
 
 #[track_caller]
@@ -439,7 +411,7 @@ fn enroll_status_and_the_reset_desk() {
     let shown = talk.until("code the app shows now: ");
     assert!(shown.contains("URI:     otpauth://totp/"), "{shown}");
     let e = key_printed(&shown);
-    talk.type_line(&never_right(&e));
+    talk.type_line(&never_right(&e, now()));
     talk.until("(2 left)");
     settle();
     talk.type_line(&code(&e, 0));
@@ -702,7 +674,7 @@ fn migrate_keeps_used_codes_used_and_back_off_in_force() {
     let b = files.enroll("bin");
     for _ in 0..3 {
         files
-            .login("bin", &[&never_right(&b)])
+            .login("bin", &[&never_right(&b, now())])
             .assert("PAM_AUTH_ERR");
     }
     files

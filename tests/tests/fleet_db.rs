@@ -66,18 +66,6 @@ fn fields(row: &str) -> Vec<String> {
     row.split('|').map(str::to_owned).collect()
 }
 
-/// A code right for no step within ten minutes of `at` (so never "clock_off" either), unlike
-/// `wrong_code`, which may by chance match a neighbouring step.
-fn never_right(e: &Enrollment, at: u64) -> String {
-    let near: Vec<String> = (-21i64..=21)
-        .map(|k| code_at(e, (at as i64 + k * 30) as u64))
-        .collect();
-    (0..)
-        .map(|n| format!("{:0width$}", n, width = usize::from(e.digits)))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
 /// The columns of verify's answer, or of submit's when it did not file an attempt.
 #[derive(Debug)]
 struct Judged {
