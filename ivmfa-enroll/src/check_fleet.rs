@@ -42,7 +42,7 @@ pub fn check(r: &mut Report, config: &Config) {
             return;
         }
     };
-    let mut db = match ivmfa_fleet::connect(&settings) {
+    let mut db = match ivmfa_fleet::connect(&settings, &Default::default()) {
         Ok(db) => db,
         Err(e) => {
             r.problem(

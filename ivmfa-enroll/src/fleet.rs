@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ivmfa_core::config::Config;
 use ivmfa_core::logtext::printable;
-use ivmfa_fleet::{Credentials, Owner, Session, Settings};
+use ivmfa_fleet::{Credentials, Owner, Session, Settings, TlsSessions};
 use ivmfa_sys::Level;
 
 use crate::error::{CliError, Kind, Result};
@@ -70,6 +70,8 @@ fn invoker() -> Result<Invoker> {
 pub struct Admin {
     pub config: Config,
     settings: Settings,
+    /// Shared by the command's connections (PgBouncer resumes them).
+    tls: TlsSessions,
     /// Who is acting, for syslog (as the file store's commands say it).
     actor: String,
 }
@@ -126,6 +128,7 @@ impl Admin {
         Ok(Admin {
             config,
             settings,
+            tls: TlsSessions::default(),
             actor,
         })
     }
@@ -142,7 +145,8 @@ impl Admin {
     /// A connection with the schema known (within db_timeout_ms), then a longer deadline for
     /// the statements that follow.
     pub fn connect(&self) -> Result<Session> {
-        let mut session = ivmfa_fleet::connect(&self.settings).map_err(|e| self.error(e))?;
+        let mut session =
+            ivmfa_fleet::connect(&self.settings, &self.tls).map_err(|e| self.error(e))?;
         session.renew_deadline(STATEMENT_TIMEOUT);
         Ok(session)
     }

@@ -8,16 +8,23 @@ use ivmfa_core::fleet_api::{FleetApi, Judgement, ResetFiled, SetupBegun, SetupFi
 use crate::host_api::Submitted;
 use crate::session::{connect, Session};
 use crate::settings::Settings;
+use crate::tls::TlsSessions;
 
-/// What `pam_ivmfa` hands the decision. `euid`: the module's effective uid, trusted beside
-/// root to own the host's CA, certificate, key and password files.
+/// What `pam_ivmfa` hands the decision, for one PAM transaction. `euid`: the module's
+/// effective uid, trusted beside root to own the host's CA, certificate, key and password
+/// files. Its rounds share TLS sessions: the second resumes the first's where the server
+/// (PgBouncer) allows it.
 pub struct Client {
     euid: u32,
+    tls: TlsSessions,
 }
 
 impl Client {
     pub fn new(euid: u32) -> Client {
-        Client { euid }
+        Client {
+            euid,
+            tls: TlsSessions::default(),
+        }
     }
 
     /// One round: connect (within the deadline), run `calls`, close.
@@ -26,7 +33,7 @@ impl Client {
         db: &FleetDb,
         calls: impl FnOnce(&mut Session) -> std::result::Result<T, crate::Error>,
     ) -> Result<T> {
-        let mut session = connect(&Settings::for_host(db, self.euid)?)?;
+        let mut session = connect(&Settings::for_host(db, self.euid)?, &self.tls)?;
         let answer = calls(&mut session)?;
         session.close();
         Ok(answer)

@@ -31,6 +31,7 @@ pub use error::{Error, Phase, Refusal};
 pub use host_api::Submitted;
 pub use session::{connect, connect_any_schema, Session, KNOWN_SCHEMA_VERSIONS};
 pub use settings::{pgpass_path, Credentials, Owner, Settings};
+pub use tls::TlsSessions;
 /// What [`Session::query`] takes and gives, for callers beyond the host API (the CLI).
 pub use tokio_postgres::types::{ToSql, Type};
 pub use tokio_postgres::Row;

@@ -19,6 +19,8 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -33,7 +35,7 @@ use tokio_postgres::{AsyncMessage, Client, Row};
 use crate::credentials::Loaded;
 use crate::error::{Error, Phase, Refusal};
 use crate::settings::Settings;
-use crate::tls;
+use crate::tls::{self, TlsSessions};
 
 /// The schema versions (`ivmfa_api.schema_version()`) this client can talk to.
 pub const KNOWN_SCHEMA_VERSIONS: &[i32] = &[1];
@@ -72,13 +74,16 @@ pub struct Session {
     timeout: Duration,
     address: SocketAddr,
     schema_version: Option<i32>,
+    tls_resumed: bool,
     /// That notifications arrived (at most [`NOTIFICATIONS_KEPT`] of them).
     notifications: Receiver<()>,
 }
 
-/// Connects as `settings` says, within `settings.timeout` for everything.
-pub fn connect(settings: &Settings) -> Result<Session, Error> {
-    connect_expecting(settings, Expect::KnownSchema)
+/// Connects as `settings` says, within `settings.timeout` for everything, resuming a TLS
+/// session of `sessions` where the server offers one, and keeping there the sessions it
+/// offers now.
+pub fn connect(settings: &Settings, sessions: &TlsSessions) -> Result<Session, Error> {
+    connect_expecting(settings, sessions, Expect::KnownSchema)
 }
 
 /// Connects as [`connect`] does, to a read-write primary, but takes a database without the
@@ -86,10 +91,14 @@ pub fn connect(settings: &Settings) -> Result<Session, Error> {
 /// (`ivmfa-enroll db install`, `db upgrade`). [`Session::installed_schema`] says what is
 /// there. Never for verdicts.
 pub fn connect_any_schema(settings: &Settings) -> Result<Session, Error> {
-    connect_expecting(settings, Expect::AnySchema)
+    connect_expecting(settings, &TlsSessions::default(), Expect::AnySchema)
 }
 
-fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Error> {
+fn connect_expecting(
+    settings: &Settings,
+    sessions: &TlsSessions,
+    expect: Expect,
+) -> Result<Session, Error> {
     let deadline = Instant::now() + settings.timeout;
     let loaded = Loaded::read(settings)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -107,7 +116,7 @@ fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Err
         let phase = Cell::new(Phase::Connecting);
         let attempt = runtime.block_on(within(
             until,
-            open(address, settings, &loaded, &phase, expect),
+            open(address, settings, &loaded, sessions, &phase, expect),
         ));
         match attempt {
             Ok(Ok(opened)) => {
@@ -119,6 +128,7 @@ fn connect_expecting(settings: &Settings, expect: Expect) -> Result<Session, Err
                     timeout: settings.timeout,
                     address,
                     schema_version: opened.schema_version,
+                    tls_resumed: opened.tls_resumed,
                     notifications: opened.notifications,
                 })
             }
@@ -149,6 +159,7 @@ struct Opened {
     client: Client,
     connection: JoinHandle<()>,
     schema_version: Option<i32>,
+    tls_resumed: bool,
     notifications: Receiver<()>,
 }
 
@@ -157,11 +168,20 @@ async fn open(
     address: SocketAddr,
     settings: &Settings,
     loaded: &Loaded,
+    sessions: &TlsSessions,
     phase: &Cell<Phase>,
     expect: Expect,
 ) -> Result<Opened, Refusal> {
     let password = loaded.password_for(address, settings)?;
-    let tls = tls::connector(loaded, address.ip()).map_err(Refusal::Handshake)?;
+    let resumed = Arc::new(AtomicBool::new(false));
+    let tls = tls::connector(
+        settings,
+        loaded,
+        address.ip(),
+        sessions,
+        Arc::clone(&resumed),
+    )
+    .map_err(Refusal::Handshake)?;
     let tcp = TcpStream::connect(address)
         .await
         .map_err(Refusal::Connect)?;
@@ -242,6 +262,7 @@ async fn open(
         client,
         connection,
         schema_version,
+        tls_resumed: resumed.load(Ordering::Relaxed),
         notifications,
     })
 }
@@ -348,6 +369,11 @@ impl Session {
     /// The server this session is connected to.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Whether TLS resumed a session of an earlier connection (see [`TlsSessions`]).
+    pub fn tls_resumed(&self) -> bool {
+        self.tls_resumed
     }
 
     /// The schema version (0 only from [`connect_any_schema`] where there is no schema).

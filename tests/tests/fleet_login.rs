@@ -401,6 +401,73 @@ fn a_pooler_that_runs_the_session_as_another_role_is_refused() {
     );
 }
 
+/// A login's second round resumes the TLS session of its first where the server offers one
+/// (PgBouncer does, PostgreSQL does not), as the same role (`connect` checks the role the
+/// server runs the session as).
+#[test]
+#[ignore = "needs root"]
+fn a_second_round_through_pgbouncer_resumes_tls_as_the_same_host() {
+    use ivmfa_fleet::{connect, Credentials, Owner, Settings, TlsSessions};
+    let fleet = Fleet::start();
+    let e = fleet.enroll(USER);
+    let config = fleet.host_config("host_a", "");
+    fleet.host_config("host_b", "");
+    let bouncer = Bouncer::deployed(&fleet, &["host_a", "host_b"]);
+    let settings = |role: &str, address: &str| {
+        let (cert, key) = fleet.certs.client(role);
+        Settings {
+            addresses: vec![address.parse().unwrap()],
+            database: "ivmfa".into(),
+            user: role.into(),
+            ca: fleet.certs.ca(),
+            credentials: Credentials::Certificate { cert, key },
+            owner: Owner::System,
+            euid: 0,
+            timeout: Duration::from_secs(5),
+            application_name: "pam_ivmfa".into(),
+        }
+    };
+    let resumed = |s: &Settings, tls: &TlsSessions| {
+        let session = connect(s, tls).unwrap();
+        let resumed = session.tls_resumed();
+        session.close();
+        resumed
+    };
+
+    let a = settings("host_a", &bouncer.address());
+    let tls = TlsSessions::default();
+    assert!(
+        !resumed(&a, &tls),
+        "the first connection is a full handshake"
+    );
+    assert!(resumed(&a, &tls), "PgBouncer resumes the second");
+    assert!(resumed(&a, &tls));
+    // Sessions are kept per address: another server starts afresh.
+    let direct = settings("host_a", &fleet.address());
+    assert!(!resumed(&direct, &tls));
+    assert!(
+        !resumed(&direct, &tls),
+        "PostgreSQL offers no session to resume"
+    );
+
+    // Another role gets a handshake of its own, with its own certificate.
+    let b = settings("host_b", &bouncer.address());
+    assert!(!resumed(&b, &tls));
+    assert!(resumed(&b, &tls));
+    assert!(resumed(&a, &tls));
+
+    // Through the module: the login's two rounds, the second resumed, accept a code.
+    let f = Fixture::with_config("", &config.replace(&fleet.address(), &bouncer.address()));
+    settle();
+    let (out, lines) = f.login_logged(USER, &[&code(&e, 0)]);
+    out.assert("PAM_SUCCESS");
+    assert!(
+        !lines.iter().any(|l| l.contains("denied")),
+        "{lines:#?}\n{}",
+        bouncer.log()
+    );
+}
+
 /// Text the database sends for the user to read (a declined reset's reason) reaches the
 /// terminal without control characters and no longer than an administrator may write it.
 #[test]
@@ -519,7 +586,7 @@ fn an_administrator_connects_with_pgpass_or_a_certificate() {
         timeout: Duration::from_secs(5),
         application_name: "ivmfa-enroll".into(),
     };
-    let mut s = connect(&settings).unwrap();
+    let mut s = connect(&settings, &Default::default()).unwrap();
     assert_eq!(s.schema_version(), 1);
     let rows = s
         .query(
@@ -531,16 +598,22 @@ fn an_administrator_connects_with_pgpass_or_a_certificate() {
     s.close();
     // Group-readable: refused, as libpq ignores such a file.
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let err = connect(&settings).err().expect("refused").to_string();
+    let err = connect(&settings, &Default::default())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("chmod go-rwx"), "{err}");
     // A client certificate for the admin role works as well.
     fleet.pg.set_hba(HBA_CERT);
     let (cert, key) = fleet.certs.client("admin");
-    let s = connect(&Settings {
-        credentials: Credentials::Certificate { cert, key },
-        owner: Owner::System,
-        ..settings
-    })
+    let s = connect(
+        &Settings {
+            credentials: Credentials::Certificate { cert, key },
+            owner: Owner::System,
+            ..settings
+        },
+        &Default::default(),
+    )
     .unwrap();
     s.close();
     let _ = std::fs::remove_dir_all(&dir);

@@ -893,15 +893,17 @@ fn rounds(setup: &Setup, args: &[String]) -> Result<(), String> {
     for i in from..to {
         let name = user(i);
         let code = setup.code(i, false);
+        // One login's rounds share TLS sessions, as the module's do.
+        let tls = ivmfa_fleet::TlsSessions::default();
         let mut t = Instant::now();
-        let mut s = ivmfa_fleet::connect(&settings).map_err(|e| e.to_string())?;
+        let mut s = ivmfa_fleet::connect(&settings, &tls).map_err(|e| e.to_string())?;
         phase("connect-1", &mut t);
         s.before_prompt(&name, "", true)
             .map_err(|e| e.to_string())?;
         phase("before_prompt", &mut t);
         s.close();
         phase("close-1", &mut t);
-        let mut s = ivmfa_fleet::connect(&settings).map_err(|e| e.to_string())?;
+        let mut s = ivmfa_fleet::connect(&settings, &tls).map_err(|e| e.to_string())?;
         phase("connect-2", &mut t);
         let attempt = match s.submit(&name, &code, "").map_err(|e| e.to_string())? {
             ivmfa_fleet::Submitted::Pending(attempt) => attempt,
