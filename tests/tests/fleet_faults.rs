@@ -343,7 +343,10 @@ fn a_row_lock_held_elsewhere_denies_at_the_deadline() {
     let line = denied_unavailable(
         &denied,
         deadline,
-        &["no answer within the deadline (1500 ms)"],
+        &[
+            "no usable server within 1500 ms",
+            "no answer in time while making the round's first call",
+        ],
     );
     assert!(denied.2 >= deadline, "{:?}: {line}", denied.2);
     assert_eq!(denied.0.prompts().len(), 1, "{:?}", denied.0);
@@ -366,7 +369,10 @@ fn a_row_lock_held_elsewhere_denies_at_the_deadline() {
     denied_unavailable(
         &denied,
         deadline,
-        &["no answer within the deadline (1500 ms)"],
+        &[
+            "no usable server within 1500 ms",
+            "no answer in time while making the round's first call",
+        ],
     );
     std::thread::sleep(Duration::from_millis(500));
     let waiting = backends(&fleet, "host_a");
