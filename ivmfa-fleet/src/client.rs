@@ -1,14 +1,12 @@
-//! The login's database client: [`FleetApi`] over [`connect_calling`], one fresh connection
-//! per round, closed before the module asks the user anything.
+//! The login's database client: [`FleetApi`] over [`connect`], one fresh connection per
+//! round, closed before the module asks the user anything.
 
 use ivmfa_core::config::FleetDb;
 use ivmfa_core::error::Result;
 use ivmfa_core::fleet_api::{FleetApi, Judgement, ResetFiled, SetupBegun, SetupFinished, Standing};
-use tokio_postgres::Row;
 
-use crate::call::Call;
-use crate::host_api::{self, Submitted};
-use crate::session::{connect_calling, Session};
+use crate::host_api::Submitted;
+use crate::session::{connect, Session};
 use crate::settings::Settings;
 use crate::tls::TlsSessions;
 
@@ -29,16 +27,14 @@ impl Client {
         }
     }
 
-    /// One round: connect and make `first` (within the deadline), go on with `then`, close.
+    /// One round: connect (within the deadline), run `calls`, close.
     fn round<T>(
         &self,
         db: &FleetDb,
-        first: &Call,
-        then: impl FnOnce(Row, &mut Session) -> std::result::Result<T, crate::Error>,
+        calls: impl FnOnce(&mut Session) -> std::result::Result<T, crate::Error>,
     ) -> Result<T> {
-        let settings = Settings::for_host(db, self.euid)?;
-        let (mut session, row) = connect_calling(&settings, &self.tls, first)?;
-        let answer = then(row, &mut session)?;
+        let mut session = connect(&Settings::for_host(db, self.euid)?, &self.tls)?;
+        let answer = calls(&mut session)?;
         session.close();
         Ok(answer)
     }
@@ -53,12 +49,10 @@ impl FleetApi for Client {
         take_notice: bool,
         grace_period: u64,
     ) -> Result<Standing> {
-        let first = host_api::before_prompt(user, source, take_notice);
-        self.round(db, &first, |row, s| {
-            let mut standing = host_api::standing(&row)?;
+        self.round(db, |s| {
+            let mut standing = s.before_prompt(user, source, take_notice)?;
             if grace_period > 0 && standing.asks_for_a_code() {
-                let row = s.call(&host_api::grace(user, source, grace_period))?;
-                standing.grace = Some(host_api::granted(&row)?);
+                standing.grace = Some(s.grace(user, source, grace_period)?);
             }
             Ok(standing)
         })
@@ -72,14 +66,16 @@ impl FleetApi for Client {
         source: &str,
         grace_period: u64,
     ) -> Result<Judgement> {
-        let first = host_api::submit(user, answer, source, grace_period);
-        self.round(db, &first, |row, s| {
-            match host_api::submitted(first.function, &row)? {
+        self.round(db, |s| {
+            let submitted = if grace_period > 0 {
+                s.submit_grace(user, answer, source, grace_period)?
+            } else {
+                s.submit(user, answer, source)?
+            };
+            match submitted {
                 // Two statements, each committed: the failure counted by the first stands
                 // whatever the second says.
-                Submitted::Pending(attempt) => {
-                    host_api::judgement(&s.call(&host_api::verify(attempt))?)
-                }
+                Submitted::Pending(attempt) => s.verify(attempt),
                 Submitted::Done(judgement) => Ok(judgement),
             }
         })
@@ -93,19 +89,14 @@ impl FleetApi for Client {
         rhost: &str,
         tty: &str,
     ) -> Result<ResetFiled> {
-        let first = host_api::request_reset(user, service, rhost, tty);
-        self.round(db, &first, |row, _| host_api::reset_filed(&row))
+        self.round(db, |s| s.request_reset(user, service, rhost, tty))
     }
 
     fn setup_begin(&self, db: &FleetDb, user: &str) -> Result<SetupBegun> {
-        self.round(db, &host_api::setup_begin(user), |row, _| {
-            host_api::setup_begun(&row)
-        })
+        self.round(db, |s| s.setup_begin(user))
     }
 
     fn setup_finish(&self, db: &FleetDb, user: &str, answer: &str) -> Result<SetupFinished> {
-        self.round(db, &host_api::setup_finish(user, answer), |row, _| {
-            host_api::setup_finished(&row)
-        })
+        self.round(db, |s| s.setup_finish(user, answer))
     }
 }

@@ -13,10 +13,8 @@ pub enum Phase {
     Connecting,
     /// TLS handshake, start-up and authentication (one exchange in tokio-postgres).
     Handshake,
-    /// The schema version, read-write and role check every connection makes.
+    /// The schema version and read-write check every connection makes.
     Checking,
-    /// A login round's first call, which carries the check.
-    Calling,
     /// A statement of the host or admin API.
     Statement,
 }
@@ -27,7 +25,6 @@ impl fmt::Display for Phase {
             Phase::Connecting => "connecting",
             Phase::Handshake => "in the TLS handshake or authentication",
             Phase::Checking => "checking the schema version",
-            Phase::Calling => "making the round's first call (and the check within it)",
             Phase::Statement => "running a statement",
         })
     }
@@ -48,9 +45,6 @@ pub enum Refusal {
     SchemaVersion(i32),
     /// The check statement failed.
     Check(String),
-    /// A login round's first call failed, and so did the check asked after it alone (the
-    /// connection is gone): the call's error.
-    Call(Box<Error>),
     /// The server runs the session as another role than the one asked for: a pooler
     /// (PgBouncer with `user=` on its database line) that puts every host in one role,
     /// which would make each host's failures, grace periods and audit rows everyone's.
@@ -90,7 +84,6 @@ impl fmt::Display for Refusal {
                 known_versions()
             ),
             Refusal::Check(e) => write!(f, "cannot read the schema version: {e}"),
-            Refusal::Call(e) => write!(f, "in the round's first call, {e}"),
             Refusal::Role { asked, got } => write!(
                 f,
                 "connected as the role {}, but the server runs the session as {}: a \

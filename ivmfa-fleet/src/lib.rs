@@ -6,11 +6,10 @@
 //!   deadline for all of it and for every statement after. It serves a host (its files named
 //!   in ivmfa.toml: [`Settings::for_host`]) and an administrator (their own certificate, or
 //!   a password from their `~/.pgpass`: [`Credentials`], [`Owner::User`]).
+//! - [`Session`]'s typed calls of the host API ([`host_api`]) and of the administrators'
+//!   API ([`admin_api`], for `ivmfa-enroll`).
 //! - [`Client`]: ivmfa-core's [`ivmfa_core::fleet_api::FleetApi`] port for the PAM module,
-//!   a fresh connection per database round, whose first call carries the check
-//!   (`call.rs`); the host API typed in `host_api.rs`.
-//! - [`Session`]'s typed calls of the administrators' API ([`admin_api`], for
-//!   `ivmfa-enroll`).
+//!   a fresh connection per database round.
 //!
 //! tokio runs as a current-thread runtime made per connection, on the caller's thread: this
 //! crate starts no thread, resolves no name and never sends a cancel request.
@@ -19,17 +18,17 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod admin_api;
-mod call;
 mod client;
 mod credentials;
 mod error;
-mod host_api;
+pub mod host_api;
 mod session;
 mod settings;
 mod tls;
 
 pub use client::Client;
 pub use error::{Error, Phase, Refusal};
+pub use host_api::Submitted;
 pub use session::{connect, connect_any_schema, Session, KNOWN_SCHEMA_VERSIONS};
 pub use settings::{pgpass_path, Credentials, Owner, Settings};
 pub use tls::TlsSessions;

@@ -32,7 +32,6 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, Row};
 
-use crate::call::{Call, CHECK};
 use crate::credentials::Loaded;
 use crate::error::{Error, Phase, Refusal};
 use crate::settings::Settings;
@@ -41,26 +40,27 @@ use crate::tls::{self, TlsSessions};
 /// The schema versions (`ivmfa_api.schema_version()`) this client can talk to.
 pub const KNOWN_SCHEMA_VERSIONS: &[i32] = &[1];
 
-/// The check of [`CHECK`], where the schema may be missing: whether its version function
-/// exists, then (if it does) [`VERSION`].
+/// Asked on every connection before anything else: which schema, whether it may write, and
+/// as whom the server runs the session (a pooler may have logged in as another role).
+const CHECK: &str = "SELECT ivmfa_api.schema_version(), \
+                     pg_catalog.current_setting('transaction_read_only'), SESSION_USER::text";
+
+/// The same, where the schema may be missing: whether its version function exists, then
+/// (if it does) [`VERSION`].
 const CHECK_ANY: &str = "SELECT pg_catalog.to_regprocedure('ivmfa_api.schema_version()') \
-                         IS NOT NULL AS ivmfa_schema_installed, \
-                         pg_catalog.current_setting('transaction_read_only') AS ivmfa_read_only, \
-                         SESSION_USER::text AS ivmfa_session_user";
+                         IS NOT NULL, pg_catalog.current_setting('transaction_read_only'), \
+                         SESSION_USER::text";
 const VERSION: &str = "SELECT ivmfa_api.schema_version()";
 
 /// Notifications kept until [`Session::wait_notification`] takes them; more are dropped
 /// (each is only a reason to look again, and any role that may connect can send them).
 const NOTIFICATIONS_KEPT: usize = 16;
 
-/// What a connection must find before it is handed out, and how it asks.
-#[derive(Clone, Copy)]
-enum First<'c> {
-    /// A schema version this client knows, asked alone ([`CHECK`]): administrators.
-    Check,
-    /// The same, asked within this call, whose answer comes with the session: a login's
-    /// rounds.
-    Call(&'c Call<'c>),
+/// What a connection must find before it is handed out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A schema version this client knows: every connection that asks for verdicts.
+    KnownSchema,
     /// Whatever is there, if anything: installing or upgrading the schema.
     AnySchema,
 }
@@ -83,21 +83,7 @@ pub struct Session {
 /// session of `sessions` where the server offers one, and keeping there the sessions it
 /// offers now.
 pub fn connect(settings: &Settings, sessions: &TlsSessions) -> Result<Session, Error> {
-    connect_expecting(settings, sessions, First::Check).map(|(session, _)| session)
-}
-
-/// Connects as [`connect`] does, with the check made within `call` (one round trip fewer),
-/// and returns `call`'s row with the session. An address whose check refuses is passed over
-/// as by [`connect`]; `call` has then been made for nobody (see [`crate::call`]). Once a
-/// checked server has answered, its error ends the round: no other address is asked.
-pub(crate) fn connect_calling(
-    settings: &Settings,
-    sessions: &TlsSessions,
-    call: &Call,
-) -> Result<(Session, Row), Error> {
-    let (session, row) = connect_expecting(settings, sessions, First::Call(call))?;
-    let row = row.ok_or_else(|| Error::Answer(format!("{} answered no row", call.function)))?;
-    Ok((session, row))
+    connect_expecting(settings, sessions, Expect::KnownSchema)
 }
 
 /// Connects as [`connect`] does, to a read-write primary, but takes a database without the
@@ -105,15 +91,14 @@ pub(crate) fn connect_calling(
 /// (`ivmfa-enroll db install`, `db upgrade`). [`Session::installed_schema`] says what is
 /// there. Never for verdicts.
 pub fn connect_any_schema(settings: &Settings) -> Result<Session, Error> {
-    connect_expecting(settings, &TlsSessions::default(), First::AnySchema)
-        .map(|(session, _)| session)
+    connect_expecting(settings, &TlsSessions::default(), Expect::AnySchema)
 }
 
 fn connect_expecting(
     settings: &Settings,
     sessions: &TlsSessions,
-    first: First,
-) -> Result<(Session, Option<Row>), Error> {
+    expect: Expect,
+) -> Result<Session, Error> {
     let deadline = Instant::now() + settings.timeout;
     let loaded = Loaded::read(settings)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -131,18 +116,11 @@ fn connect_expecting(
         let phase = Cell::new(Phase::Connecting);
         let attempt = runtime.block_on(within(
             until,
-            open(address, settings, &loaded, sessions, &phase, first),
+            open(address, settings, &loaded, sessions, &phase, expect),
         ));
         match attempt {
             Ok(Ok(opened)) => {
-                let row = match opened.first {
-                    Some(Ok(row)) => Some(row),
-                    // A server that passed the check failed the call: as any statement's
-                    // failure, the round's end.
-                    Some(Err(e)) => return Err(e),
-                    None => None,
-                };
-                let session = Session {
+                return Ok(Session {
                     runtime,
                     client: Some(opened.client),
                     connection: Some(opened.connection),
@@ -152,8 +130,7 @@ fn connect_expecting(
                     schema_version: opened.schema_version,
                     tls_resumed: opened.tls_resumed,
                     notifications: opened.notifications,
-                };
-                return Ok((session, row));
+                })
             }
             Ok(Err(refusal)) => tried.push((address, refusal)),
             // Its share is spent; the next address gets its own.
@@ -184,19 +161,16 @@ struct Opened {
     schema_version: Option<i32>,
     tls_resumed: bool,
     notifications: Receiver<()>,
-    /// The answer of [`First::Call`]: its row, or how it failed once the check passed.
-    first: Option<Result<Row, Error>>,
 }
 
-/// One address: TCP, TLS and authentication, then the check (alone or within the first
-/// call).
+/// One address: TCP, TLS and authentication, then the check.
 async fn open(
     address: SocketAddr,
     settings: &Settings,
     loaded: &Loaded,
     sessions: &TlsSessions,
     phase: &Cell<Phase>,
-    first: First<'_>,
+    expect: Expect,
 ) -> Result<Opened, Refusal> {
     let password = loaded.password_for(address, settings)?;
     let resumed = Arc::new(AtomicBool::new(false));
@@ -242,38 +216,45 @@ async fn open(
         }
     });
     phase.set(Phase::Checking);
-    let (schema_version, first) = match first {
-        First::Check => (Some(check(&client, settings).await?), None),
-        First::AnySchema => (any_schema(&client, settings).await?, None),
-        First::Call(call) => {
-            phase.set(Phase::Calling);
-            let versions = KNOWN_SCHEMA_VERSIONS;
-            let role = settings.user.as_str();
-            let answer = client
-                .query_typed(&call.checked_sql(), &call.checked_params(&versions, &role))
-                .await;
-            match answer {
-                Ok(mut rows) if rows.len() == 1 => {
-                    let version = checked(&rows[0], settings)?;
-                    (Some(version), Some(Ok(rows.remove(0))))
-                }
-                // Whether the server or the call is at fault, the check alone says: an
-                // unknown schema may lack the function, a standby may fail to write.
-                failed => {
-                    let error = match failed {
-                        Err(e) => Error::Statement(describe(&e)),
-                        Ok(rows) => rows_error(call.function, rows.len()),
-                    };
-                    let version = match check(&client, settings).await {
-                        Ok(version) => version,
-                        // The connection is gone: the call's error says why.
-                        Err(Refusal::Check(_)) if client.is_closed() => {
-                            return Err(Refusal::Call(Box::new(error)))
-                        }
-                        Err(refusal) => return Err(refusal),
-                    };
-                    (Some(version), Some(Err(error)))
-                }
+    let check = |e: tokio_postgres::Error| Refusal::Check(describe(&e));
+    let rows = client
+        .query_typed(
+            if expect == Expect::KnownSchema {
+                CHECK
+            } else {
+                CHECK_ANY
+            },
+            &[],
+        )
+        .await
+        .map_err(check)?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Refusal::Check("no row".into()))?;
+    let session_user: String = row.try_get(2).map_err(check)?;
+    same_role(&settings.user, &session_user)?;
+    let read_only: String = row.try_get(1).map_err(check)?;
+    if read_only != "off" {
+        return Err(Refusal::ReadOnly);
+    }
+    let schema_version = match expect {
+        Expect::KnownSchema => {
+            let version: i32 = row.try_get(0).map_err(check)?;
+            if !KNOWN_SCHEMA_VERSIONS.contains(&version) {
+                return Err(Refusal::SchemaVersion(version));
+            }
+            Some(version)
+        }
+        Expect::AnySchema => {
+            let installed: bool = row.try_get(0).map_err(check)?;
+            if installed {
+                let rows = client.query_typed(VERSION, &[]).await.map_err(check)?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| Refusal::Check("no row".into()))?;
+                Some(row.try_get(0).map_err(check)?)
+            } else {
+                None
             }
         }
     };
@@ -283,69 +264,7 @@ async fn open(
         schema_version,
         tls_resumed: resumed.load(Ordering::Relaxed),
         notifications,
-        first,
     })
-}
-
-/// [`CHECK`] alone: the schema version, if the server may be used.
-async fn check(client: &Client, settings: &Settings) -> Result<i32, Refusal> {
-    let rows = client
-        .query_typed(CHECK, &[])
-        .await
-        .map_err(|e| Refusal::Check(describe(&e)))?;
-    let row = rows
-        .first()
-        .ok_or_else(|| Refusal::Check("no row".into()))?;
-    checked(row, settings)
-}
-
-/// The check's columns in `row`: refused unless the session runs as the role asked for, on
-/// a server that may write, with a schema version this client knows.
-fn checked(row: &Row, settings: &Settings) -> Result<i32, Refusal> {
-    let column = |e: tokio_postgres::Error| Refusal::Check(describe(&e));
-    usable(row, settings)?;
-    let version: i32 = row.try_get("ivmfa_schema_version").map_err(column)?;
-    if KNOWN_SCHEMA_VERSIONS.contains(&version) {
-        Ok(version)
-    } else {
-        Err(Refusal::SchemaVersion(version))
-    }
-}
-
-/// The role and read-write part of the check, which every connection makes.
-fn usable(row: &Row, settings: &Settings) -> Result<(), Refusal> {
-    let column = |e: tokio_postgres::Error| Refusal::Check(describe(&e));
-    let session_user: String = row.try_get("ivmfa_session_user").map_err(column)?;
-    same_role(&settings.user, &session_user)?;
-    let read_only: String = row.try_get("ivmfa_read_only").map_err(column)?;
-    if read_only != "off" {
-        return Err(Refusal::ReadOnly);
-    }
-    Ok(())
-}
-
-/// [`CHECK_ANY`]: the schema version installed, if any, on a server that may be used.
-async fn any_schema(client: &Client, settings: &Settings) -> Result<Option<i32>, Refusal> {
-    let failed = |e: tokio_postgres::Error| Refusal::Check(describe(&e));
-    let rows = client.query_typed(CHECK_ANY, &[]).await.map_err(failed)?;
-    let row = rows
-        .first()
-        .ok_or_else(|| Refusal::Check("no row".into()))?;
-    usable(row, settings)?;
-    let installed: bool = row.try_get("ivmfa_schema_installed").map_err(failed)?;
-    if !installed {
-        return Ok(None);
-    }
-    let rows = client.query_typed(VERSION, &[]).await.map_err(failed)?;
-    let row = rows
-        .first()
-        .ok_or_else(|| Refusal::Check("no row".into()))?;
-    Ok(Some(row.try_get(0).map_err(failed)?))
-}
-
-/// A call that answered `rows` rows instead of one.
-fn rows_error(function: &str, rows: usize) -> Error {
-    Error::Answer(format!("{function} answered {rows} rows instead of one"))
 }
 
 /// Refuses a session the server runs as another role than `asked`. A host's failures, grace
@@ -415,26 +334,6 @@ impl Session {
                 })
             }
         }
-    }
-
-    /// Runs one statement that must answer exactly one row, and returns it.
-    pub(crate) fn one_row(
-        &mut self,
-        function: &str,
-        sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<Row, Error> {
-        let mut rows = self.query(sql, params)?;
-        if rows.len() != 1 {
-            return Err(rows_error(function, rows.len()));
-        }
-        Ok(rows.remove(0))
-    }
-
-    /// Makes a call of the host API (after the round's first, which [`connect_calling`]
-    /// makes).
-    pub(crate) fn call(&mut self, call: &Call) -> Result<Row, Error> {
-        self.one_row(call.function, &call.sql(), &call.params())
     }
 
     /// Runs SQL text with the simple query protocol: several statements, no parameters

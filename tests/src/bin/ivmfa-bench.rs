@@ -877,13 +877,13 @@ fn work(setup: &Setup, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A login's two database rounds, timed in this process through ivmfa-fleet's client itself
-/// (no libpam, no module): prints `phase <name> <µs>` for each.
+/// The phases of a login's two database rounds, timed in this process through ivmfa-fleet
+/// itself (no libpam, no module): prints `phase <name> <µs>` for each.
 fn rounds(setup: &Setup, args: &[String]) -> Result<(), String> {
-    use ivmfa_core::fleet_api::{FleetApi, Judgement};
     let config = setup.dir.join(format!("ivmfa-{}.toml", args[0]));
     let config = ivmfa_core::config::Config::resolve(&[format!("config={}", config.display())], 0)
         .map_err(|e| e.to_string())?;
+    let settings = ivmfa_fleet::Settings::for_host(&config.db, 0).map_err(|e| e.to_string())?;
     let from: usize = args[1].parse().map_err(|_| "from")?;
     let to: usize = args[2].parse().map_err(|_| "to")?;
     let phase = |name: &str, since: &mut Instant| {
@@ -893,18 +893,27 @@ fn rounds(setup: &Setup, args: &[String]) -> Result<(), String> {
     for i in from..to {
         let name = user(i);
         let code = setup.code(i, false);
-        // One per login, as the module's: its rounds share TLS sessions.
-        let client = ivmfa_fleet::Client::new(0);
+        // One login's rounds share TLS sessions, as the module's do.
+        let tls = ivmfa_fleet::TlsSessions::default();
         let mut t = Instant::now();
-        client
-            .before_prompt(&config.db, &name, "", true, 0)
+        let mut s = ivmfa_fleet::connect(&settings, &tls).map_err(|e| e.to_string())?;
+        phase("connect-1", &mut t);
+        s.before_prompt(&name, "", true)
             .map_err(|e| e.to_string())?;
-        phase("round 1: before_prompt", &mut t);
-        match client.judge(&config.db, &name, &code, "", 0) {
-            Ok(Judgement::Accepted) => {}
-            other => return Err(format!("judge: {other:?}")),
-        }
-        phase("round 2: submit, verify", &mut t);
+        phase("before_prompt", &mut t);
+        s.close();
+        phase("close-1", &mut t);
+        let mut s = ivmfa_fleet::connect(&settings, &tls).map_err(|e| e.to_string())?;
+        phase("connect-2", &mut t);
+        let attempt = match s.submit(&name, &code, "").map_err(|e| e.to_string())? {
+            ivmfa_fleet::Submitted::Pending(attempt) => attempt,
+            other => return Err(format!("submit: {other:?}")),
+        };
+        phase("submit", &mut t);
+        s.verify(attempt).map_err(|e| e.to_string())?;
+        phase("verify", &mut t);
+        s.close();
+        phase("close-2", &mut t);
     }
     // The client's own CPU time per login (this process: TLS, the runtime, the files).
     let on_cpu_ns: f64 = fs::read_to_string("/proc/self/schedstat")
