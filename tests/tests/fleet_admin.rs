@@ -455,7 +455,18 @@ fn enroll_status_and_the_reset_desk() {
         "1"
     );
 
-    // Root is not needed for the fleet: nobody, with a password file of their own.
+    // Root is not needed for the fleet: nobody, with a password file of their own, on a
+    // machine that is no host: its config says only where the database is.
+    let admin_config = site.host.dir.join("admin.toml");
+    fs::write(
+        &admin_config,
+        format!(
+            "backend = \"postgres\"\ndb_addresses = [\"127.0.0.1:{}\"]\ndb_ca = \"{}\"\n",
+            site.pg.port,
+            site.certs.ca().display()
+        ),
+    )
+    .unwrap();
     let nobody_pgpass = site.host.dir.join("nobody.pgpass");
     fs::copy(&site.pgpass, &nobody_pgpass).unwrap();
     std::os::unix::fs::chown(&nobody_pgpass, Some(65534), Some(65534)).unwrap();
@@ -464,13 +475,28 @@ fn enroll_status_and_the_reset_desk() {
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(enroll_bin())
             .arg("--config")
-            .arg(&site.host.config)
+            .arg(&admin_config)
             .args(["--db-user", "alice", "status", USER])
             .env_remove("SUDO_USER")
             .env("PGPASSFILE", &nobody_pgpass),
         "",
     );
     out.expect(0, "recovery codes left: 3");
+    // check acts as the host, so such a config is not enough for it.
+    let out = run(
+        Command::new(enroll_bin())
+            .arg("--config")
+            .arg(&admin_config)
+            .arg("check")
+            .env_remove("SUDO_USER")
+            .env("LC_ALL", "C"),
+        "",
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("db_user is not set"),
+        "{out:?}"
+    );
 
     // The reset desk: a request filed through the module.
     site.host

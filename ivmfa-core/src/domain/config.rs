@@ -183,11 +183,33 @@ impl Default for Config {
     }
 }
 
+/// Who reads the configuration, which decides what a fleet config must hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// The module, and tools that act as the host: everything a host needs.
+    Host,
+    /// An administrator's tool, with credentials of its own.
+    Administrator,
+}
+
 impl Config {
     /// Resolves the configuration from module arguments (`key=value` words) and the config
     /// file they name (or the default one, which may be absent). `euid` is the process's
     /// effective uid, trusted beside root as the owner of the file.
     pub fn resolve(args: &[String], euid: u32) -> Result<Config> {
+        Config::resolve_as(args, euid, Reader::Host)
+    }
+
+    /// [`Config::resolve`] for an administrator's tool on the fleet database, which logs in
+    /// with the administrator's own credentials: a host's role and credentials (`db_user`,
+    /// `db_cert` and `db_key` or `db_password_file`) may be left out, so that a machine that
+    /// is no host needs only the database's addresses, name and CA. Whatever is set is
+    /// still checked.
+    pub fn resolve_for_admin(args: &[String], euid: u32) -> Result<Config> {
+        Config::resolve_as(args, euid, Reader::Administrator)
+    }
+
+    fn resolve_as(args: &[String], euid: u32, reader: Reader) -> Result<Config> {
         let args = split_args(args)?;
         let mut config = Config::default();
         let explicit = args.iter().find(|(k, _)| *k == "config").map(|(_, v)| *v);
@@ -200,7 +222,7 @@ impl Config {
         for (key, value) in args.iter().filter(|(k, _)| *k != "config") {
             config.set(key, *value)?;
         }
-        config.check()?;
+        config.check(reader)?;
         Ok(config)
     }
 
@@ -447,7 +469,7 @@ impl Config {
             && !self.skip_services.iter().any(|s| s == service)
     }
 
-    fn check(&self) -> Result<()> {
+    fn check(&self, reader: Reader) -> Result<()> {
         if self.try_first_pass && self.use_first_pass {
             // One asks when no earlier module took an answer, the other denies: no reading of
             // both is obviously the one meant.
@@ -462,19 +484,20 @@ impl Config {
             )));
         }
         if self.backend == Backend::Postgres {
-            self.check_fleet()?;
+            self.check_fleet(reader)?;
         }
         Ok(())
     }
 
     /// What `backend = "postgres"` needs, and what it cannot do.
-    fn check_fleet(&self) -> Result<()> {
+    fn check_fleet(&self, reader: Reader) -> Result<()> {
         let refuse = |why: &str| Err(Error::Config(format!("backend = \"postgres\": {why}")));
         let db = &self.db;
         if db.addresses.is_empty() {
             return refuse("db_addresses is not set (IP:PORT of the database servers)");
         }
-        if db.user.is_none() {
+        let host = reader == Reader::Host;
+        if db.user.is_none() && host {
             return refuse("db_user is not set (this host's database role)");
         }
         if db.ca.is_none() {
@@ -482,6 +505,7 @@ impl Config {
         }
         match (&db.cert, &db.key, &db.password_file) {
             (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+            (None, None, None) if !host => {}
             (Some(_), None, _) | (None, Some(_), _) => {
                 return refuse("db_cert and db_key go together");
             }
@@ -983,6 +1007,31 @@ mod tests {
         );
         // The file store takes none of this into account.
         resolve(&["grace_period=60", "forward_pass"]).unwrap();
+    }
+
+    #[test]
+    fn an_administrators_fleet_config_needs_no_host_role_or_credentials() {
+        let admin = |words: &[&str]| {
+            let mut all = args(words);
+            all.push(format!("config={}", empty_file().display()));
+            Config::resolve_for_admin(&all, current_euid())
+        };
+        let base = [
+            "backend=postgres",
+            "db_addresses=127.0.0.1:5432",
+            "db_ca=/etc/ivmfa/ca.pem",
+        ];
+        admin(&base).unwrap();
+        // What the module needs: refused to it.
+        assert!(resolve(&base).is_err());
+        // Whatever is set is still checked.
+        let half = [base[0], base[1], base[2], "db_cert=/etc/ivmfa/host.crt"];
+        assert!(admin(&half).is_err());
+        for missing in 1..base.len() {
+            let mut words = base.to_vec();
+            words.remove(missing);
+            assert!(admin(&words).is_err(), "without {}", base[missing]);
+        }
     }
 
     #[test]
