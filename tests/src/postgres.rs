@@ -548,7 +548,7 @@ impl Drop for Session {
     }
 }
 
-pub(crate) fn postgres_uid() -> u32 {
+pub fn postgres_uid() -> u32 {
     let out = Command::new("id")
         .args(["-u", "postgres"])
         .output()

@@ -3,7 +3,8 @@
 //! server and `db upgrade`, `db add-host` and that host logging in through real libpam,
 //! `enroll` with the key the database makes (confirmed by a code computed from the key
 //! shown), `status`, the reset desk with requests filed by the module, `db migrate` of a
-//! file store, `db fence`, `reset watch --exec`, and `check` as the host.
+//! file store, `db fence` (and fleet.md's Patroni callback that runs it), `reset watch
+//! --exec`, and `check` as the host.
 //!
 //! Roles: `postgres` (the superuser) by client certificate for what needs it, `alice` (a
 //! member of ivmfa_admin) by a password from her PGPASSFILE, hosts by certificate (and one
@@ -669,6 +670,86 @@ fn an_approved_reset_is_set_up_through_the_host_named() {
     c.login(USER, &[&code(&new, 1)])
         .assert("PAM_SUCCESS")
         .assert_said("declined: Come to the desk");
+}
+
+/// The Patroni callback of docs/fleet.md, taken from the page as written, run as `postgres`
+/// (the user Patroni runs as) with the arguments Patroni passes: a promotion fences, as the
+/// fence role, and any other role change does nothing. (What the fence does to watermarks:
+/// `migrate_keeps_used_codes_used_and_back_off_in_force` and fleet_db's
+/// `fence_raises_every_watermark`.)
+#[test]
+#[ignore = "needs root"]
+fn the_documented_fence_callback_fences_on_promotion_only() {
+    let site = Site::installed();
+    site.superuser_sql("CREATE ROLE ivmfa_fence LOGIN IN ROLE ivmfa_admin");
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/fleet.md")).unwrap();
+    let start = doc
+        .find("  ```sh\n  #!/bin/sh\n  # /usr/local/sbin/ivmfa-fence")
+        .expect("the callback script in docs/fleet.md");
+    let block = &doc[start..];
+    let end = block[6..].find("  ```").expect("its end") + 6;
+    let mut script: String = block[..end]
+        .lines()
+        .skip(1)
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+
+    let dir = site.host.dir.join("fence");
+    fs::create_dir_all(&dir).unwrap();
+    let pg_uid = ivmfa_tests::postgres::postgres_uid();
+    let (crt, key) = site.certs.client("ivmfa_fence");
+    for (from, to) in [(crt, "fence.crt"), (key, "fence.key")] {
+        fs::copy(from, dir.join(to)).unwrap();
+        std::os::unix::fs::chown(dir.join(to), Some(pg_uid), None).unwrap();
+    }
+    fs::set_permissions(dir.join("fence.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::copy(site.certs.ca(), dir.join("ca.crt")).unwrap();
+    fs::write(
+        dir.join("fence.toml"),
+        format!(
+            "backend = \"postgres\"\ndb_addresses = [\"127.0.0.1:{}\"]\ndb_ca = \"{}\"\n",
+            site.pg.port,
+            dir.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    for (path, here) in [
+        ("/usr/sbin/ivmfa-enroll", enroll_bin()),
+        ("/etc/ivmfa/fence.toml", dir.join("fence.toml")),
+        ("/etc/ivmfa/fence.crt", dir.join("fence.crt")),
+        ("/etc/ivmfa/fence.key", dir.join("fence.key")),
+    ] {
+        assert!(script.contains(path), "{path} in {script}");
+        script = script.replace(path, &here.display().to_string());
+    }
+    fs::write(dir.join("ivmfa-fence"), script).unwrap();
+
+    let fences = || {
+        site.superuser_sql(
+            "SELECT count(*) FROM ivmfa.audit WHERE action = 'admin_fence' \
+             AND role = 'ivmfa_fence' AND outcome LIKE 'raised%'",
+        )
+    };
+    let callback = |role: &str| {
+        run(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", "sh"])
+                .arg(dir.join("ivmfa-fence"))
+                .args(["on_role_change", role, "ivmfa-cluster"])
+                .env_remove("SUDO_USER")
+                .env("LC_ALL", "C"),
+            "",
+        )
+    };
+    for role in ["replica", "demoted", "uninitialized"] {
+        callback(role).expect(0, "");
+        assert_eq!(fences(), "0", "{role}");
+    }
+    callback("primary").expect(0, "Fenced: raised the watermark");
+    assert_eq!(fences(), "1");
+    callback("master").expect(0, "Fenced: raised the watermark");
+    assert_eq!(fences(), "2");
 }
 
 /// A file store migrated, then the database's upkeep after it: `db fence` and
