@@ -278,6 +278,7 @@ fn inner(args: &[String]) -> Result<(), String> {
         bouncer_pid: bouncer.as_ref().map(Bouncer::pid),
         latencies: Vec::new(),
         rates: Vec::new(),
+        loaded_cpu: Vec::new(),
         rss: [0.0; 2],
     };
     println!(
@@ -349,12 +350,16 @@ struct Bench<'a> {
     latencies: Vec<((String, String), Vec<f64>)>,
     /// (processes, service) → logins per second.
     rates: Vec<((usize, String), f64)>,
+    /// (processes, service) → CPU ms per login of the logins' processes, PgBouncer and
+    /// PostgreSQL while [`Bench::rate`] measured.
+    loaded_cpu: Vec<((usize, String), [f64; 3])>,
     /// Peak resident memory of a measuring process, file store and google-authenticator.
     rss: [f64; 2],
 }
 
 impl Bench<'_> {
-    /// Every module's state as before any login: no code used, no failure counted.
+    /// Every module's state as before any login: no code used, no failure counted; and the
+    /// database's pages on disk, so that no row pays for the writes of the one before.
     fn reset(&self) {
         self.setup.reset();
         if let Some(fleet) = self.fleet {
@@ -364,7 +369,7 @@ impl Bench<'_> {
                 "UPDATE ivmfa.account SET last_step = 0, total_count = 0, total_last = 0, \
                  refused = '{}'; DELETE FROM ivmfa.failure; DELETE FROM ivmfa.attempt; \
                  VACUUM ANALYZE ivmfa.account; VACUUM ANALYZE ivmfa.failure; \
-                 VACUUM ANALYZE ivmfa.attempt",
+                 VACUUM ANALYZE ivmfa.attempt; CHECKPOINT",
             );
         }
     }
@@ -406,6 +411,8 @@ impl Bench<'_> {
         }
         let n = self.setup.users;
         self.reset();
+        let servers = self.server_cpu();
+        let clients = cpu_seconds(std::process::id()).1;
         let started = Instant::now();
         let children: Vec<_> = (0..procs)
             .map(|p| {
@@ -431,6 +438,14 @@ impl Bench<'_> {
             ok += field(&String::from_utf8_lossy(&out.stdout), "ok ");
         }
         let rate = n as f64 / started.elapsed().as_secs_f64();
+        let per_login = |before: f64, after: f64| (after - before) * 1000.0 / n as f64;
+        let now = self.server_cpu();
+        let cpu = [
+            per_login(clients, cpu_seconds(std::process::id()).1),
+            per_login(servers[0], now[0]),
+            per_login(servers[1], now[1]),
+        ];
+        self.loaded_cpu.push(((procs, module_name.to_owned()), cpu));
         if ok != n as f64 {
             eprintln!("warning: {module_name}, {procs} processes: {ok} of {n} logins succeeded");
         }
@@ -694,6 +709,44 @@ fn fleet_tables(bench: &mut Bench, fleet: &Fleet, bouncer: &Bouncer) {
             show(cpu[1][i])
         );
     }
+    // The same under load: per login while 8 processes logged in (contention and batching
+    // change it), and the logins per second two cores could give at that cost.
+    let loaded: Vec<[f64; 3]> = FLEET
+        .iter()
+        .map(|m| {
+            bench
+                .loaded_cpu
+                .iter()
+                .find(|(k, _)| *k == (8, (*m).to_owned()))
+                .map_or([f64::NAN; 3], |(_, c)| *c)
+        })
+        .collect();
+    println!(
+        "\n| CPU per login at 8 processes (ms): logins, PgBouncer, PostgreSQL | postgres | \
+         through PgBouncer |"
+    );
+    println!("|---|---|---|");
+    let line = |c: &[f64; 3], bouncer: bool| {
+        let total = c[0] + if bouncer { c[1] } else { 0.0 } + c[2];
+        format!(
+            "{:.2}, {}, {:.2}: {:.2} in all, {:.0}/s on {} cores",
+            c[0],
+            if bouncer {
+                format!("{:.2}", c[1])
+            } else {
+                "–".into()
+            },
+            c[2],
+            total,
+            num_cpus() as f64 * 1000.0 / total,
+            num_cpus()
+        )
+    };
+    println!(
+        "| while measured | {} | {} |",
+        line(&loaded[0], false),
+        line(&loaded[1], true)
+    );
 
     let trials = 200.min(bench.setup.users);
     let mut rows = Vec::new();
