@@ -106,6 +106,7 @@ pub fn install(admin: &Admin) -> Result<()> {
             .map_err(|e| script_failed(admin, u.to, &e))?;
     }
     let version = version(&mut db).map_err(|e| admin.error(e))?;
+    let recommended = recommend(&mut db, &settings.database).map_err(|e| admin.error(e))?;
     let address = db.address();
     db.close();
 
@@ -143,6 +144,20 @@ pub fn install(admin: &Admin) -> Result<()> {
         describe_groups(&made, &kept),
         settings.database
     );
+    for (name, value, set) in recommended {
+        if set {
+            println!(
+                "- set {name} = '{value}' on the database {} (docs/fleet.md, \"Recommended \
+                 server settings\"; ALTER DATABASE {} RESET {name} undoes it)",
+                settings.database, settings.database
+            );
+        } else {
+            println!(
+                "- left {name} as the database {} had it (the recommendation is '{value}')",
+                settings.database
+            );
+        }
+    }
     println!(
         "\nNext:\n  \
          - a role of your own to administer with, as a superuser:\n      \
@@ -232,6 +247,58 @@ fn database_missing(e: &ivmfa_fleet::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// The server settings docs/fleet.md recommends for the fleet's database: a statement a
+/// login abandoned at its deadline while waiting for a lock ends within a second instead of
+/// running when the lock comes free, and a session left idle inside a transaction (the
+/// usual holder of a stuck lock) ends after a minute. Both only guard against accidents:
+/// any role may set them back for its own sessions.
+const RECOMMENDED: [(&str, &str); 2] = [
+    ("client_connection_check_interval", "1s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+];
+
+/// Sets each of [`RECOMMENDED`] on `database` where the server knows it
+/// (`client_connection_check_interval` is PostgreSQL 14's) and the database has no value
+/// of its own; says for each whether it did.
+fn recommend(
+    db: &mut Session,
+    database: &str,
+) -> std::result::Result<Vec<(&'static str, &'static str, bool)>, ivmfa_fleet::Error> {
+    let mut done = Vec::new();
+    for (name, value) in RECOMMENDED {
+        let rows = db.query(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1), \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s \
+                              JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase \
+                             WHERE d.datname = pg_catalog.current_database() \
+                               AND s.setrole = 0 \
+                               AND EXISTS (SELECT 1 FROM pg_catalog.unnest(s.setconfig) c \
+                                            WHERE c LIKE $1 || '=%'))",
+            &[(&name, ivmfa_fleet::Type::TEXT)],
+        )?;
+        let row = rows.first().ok_or_else(|| {
+            ivmfa_fleet::Error::Answer("the settings query answered nothing".into())
+        })?;
+        let column = |i| {
+            row.try_get::<_, bool>(i)
+                .map_err(|e| ivmfa_fleet::Error::Answer(format!("the settings query: {e}")))
+        };
+        let (known, own) = (column(0)?, column(1)?);
+        if !known {
+            continue;
+        }
+        if !own {
+            // The name passed the config's check (letters, digits, '_', '-', '.'), so
+            // quoting it is enough; the setting and value are ours.
+            db.batch(&format!(
+                "ALTER DATABASE \"{database}\" SET {name} = '{value}'"
+            ))?;
+        }
+        done.push((name, value, !own));
+    }
+    Ok(done)
 }
 
 /// `CREATE DATABASE`, from the maintenance database `postgres`, as the same role.

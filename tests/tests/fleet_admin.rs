@@ -281,6 +281,20 @@ fn install_upgrade_add_hosts_and_check() {
     says(&out, "installed the ivmfa schema, version 1");
     says(&out, "ivmfa_owner, ivmfa_host, ivmfa_admin created");
     assert_eq!(site.superuser_sql("SELECT ivmfa_api.schema_version()"), "1");
+    // The recommended server settings, on the database it made.
+    says(
+        &out,
+        "set client_connection_check_interval = '1s' on the database ivmfa",
+    );
+    says(&out, "set idle_in_transaction_session_timeout = '60s'");
+    assert_eq!(
+        site.superuser_sql(
+            "SELECT array_to_string(setconfig, ' ') FROM pg_db_role_setting s \
+             JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE d.datname = 'ivmfa' AND s.setrole = 0"
+        ),
+        "client_connection_check_interval=1s idle_in_transaction_session_timeout=60s"
+    );
     site.golden(
         "fleet_install_twice",
         REFUSED,
