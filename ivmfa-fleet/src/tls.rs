@@ -86,8 +86,9 @@ fn provider() -> CryptoProvider {
 /// TLS kept from one connection to the next of the same owner: per server address, the
 /// client set-up (pinned CA, client certificate) and the sessions that server offered to
 /// resume. One login's second round then skips both certificate checks, the server's (done
-/// on this same address seconds before) and the client's, which costs PgBouncer's OpenSSL
-/// about 2 ms of CPU a connection. PostgreSQL itself offers no session to resume.
+/// on this same address seconds before) and the client's: about 1.5 ms less to connect
+/// through PgBouncer, and some of its CPU (docs/BENCHMARKS.md, run 6). PostgreSQL itself
+/// offers no session to resume.
 ///
 /// rustls resumes a session only with the set-up that made it (the same verifier and client
 /// certificate, compared by identity), hence the set-up is kept too: the first connection's
