@@ -106,7 +106,7 @@ pub fn install(admin: &Admin) -> Result<()> {
             .map_err(|e| script_failed(admin, u.to, &e))?;
     }
     let version = version(&mut db).map_err(|e| admin.error(e))?;
-    let recommended = recommend(&mut db, &settings.database).map_err(|e| admin.error(e))?;
+    let recommended = recommend(&mut db);
     let address = db.address();
     db.close();
 
@@ -144,18 +144,26 @@ pub fn install(admin: &Admin) -> Result<()> {
         describe_groups(&made, &kept),
         settings.database
     );
-    for (name, value, set) in recommended {
-        if set {
-            println!(
+    let db_name = format!("\"{}\"", settings.database);
+    for (name, value, what) in recommended {
+        match what {
+            Recommended::Set => println!(
                 "- set {name} = '{value}' on the database {} (docs/fleet.md, \"Recommended \
-                 server settings\"; ALTER DATABASE {} RESET {name} undoes it)",
-                settings.database, settings.database
-            );
-        } else {
-            println!(
-                "- left {name} as the database {} had it (the recommendation is '{value}')",
+                 server settings\"; ALTER DATABASE {db_name} RESET {name} undoes it)",
                 settings.database
-            );
+            ),
+            Recommended::Kept { source } => println!(
+                "- left {name} as the server has it (from: {source}; the recommendation is \
+                 '{value}')"
+            ),
+            Recommended::Unknown => {
+                println!("- {name}: this server does not have it (PostgreSQL 14 and later do)")
+            }
+            Recommended::Failed { why } => println!(
+                "- could not set {name} ({}); as the database's owner: ALTER DATABASE \
+                 {db_name} SET {name} = '{value}'",
+                printable(&why)
+            ),
         }
     }
     println!(
@@ -259,46 +267,58 @@ const RECOMMENDED: [(&str, &str); 2] = [
     ("idle_in_transaction_session_timeout", "60s"),
 ];
 
-/// Sets each of [`RECOMMENDED`] on `database` where the server knows it
-/// (`client_connection_check_interval` is PostgreSQL 14's) and the database has no value
-/// of its own; says for each whether it did.
-fn recommend(
-    db: &mut Session,
-    database: &str,
-) -> std::result::Result<Vec<(&'static str, &'static str, bool)>, ivmfa_fleet::Error> {
-    let mut done = Vec::new();
-    for (name, value) in RECOMMENDED {
-        let rows = db.query(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1), \
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s \
-                              JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase \
-                             WHERE d.datname = pg_catalog.current_database() \
-                               AND s.setrole = 0 \
-                               AND EXISTS (SELECT 1 FROM pg_catalog.unnest(s.setconfig) c \
-                                            WHERE c LIKE $1 || '=%'))",
-            &[(&name, ivmfa_fleet::Type::TEXT)],
-        )?;
-        let row = rows.first().ok_or_else(|| {
-            ivmfa_fleet::Error::Answer("the settings query answered nothing".into())
-        })?;
-        let column = |i| {
-            row.try_get::<_, bool>(i)
-                .map_err(|e| ivmfa_fleet::Error::Answer(format!("the settings query: {e}")))
-        };
-        let (known, own) = (column(0)?, column(1)?);
-        if !known {
-            continue;
-        }
-        if !own {
-            // The name passed the config's check (letters, digits, '_', '-', '.'), so
-            // quoting it is enough; the setting and value are ours.
-            db.batch(&format!(
-                "ALTER DATABASE \"{database}\" SET {name} = '{value}'"
-            ))?;
-        }
-        done.push((name, value, !own));
+/// What became of one of [`RECOMMENDED`].
+enum Recommended {
+    Set,
+    /// The server has a value from elsewhere (postgresql.conf, ALTER SYSTEM, the database
+    /// or a role): that one stands.
+    Kept {
+        source: String,
+    },
+    /// The server does not know it (`client_connection_check_interval` is PostgreSQL 14's).
+    Unknown,
+    /// Refused (not the database's owner, or a platform that cannot check the client): the
+    /// schema is installed all the same.
+    Failed {
+        why: String,
+    },
+}
+
+/// Sets each of [`RECOMMENDED`] on the database connected to, where the server has no
+/// value of its own for it. After the schema has committed: a setting that cannot be set is
+/// a note for the administrator, never the install's failure.
+fn recommend(db: &mut Session) -> Vec<(&'static str, &'static str, Recommended)> {
+    RECOMMENDED
+        .iter()
+        .map(|&(name, value)| (name, value, recommend_one(db, name, value)))
+        .collect()
+}
+
+fn recommend_one(db: &mut Session, name: &str, value: &str) -> Recommended {
+    let failed = |e: ivmfa_fleet::Error| Recommended::Failed { why: e.to_string() };
+    let source = match db.query(
+        "SELECT source FROM pg_catalog.pg_settings WHERE name = $1",
+        &[(&name, ivmfa_fleet::Type::TEXT)],
+    ) {
+        Ok(rows) => match rows.first().map(|r| r.try_get::<_, String>(0)) {
+            None => return Recommended::Unknown,
+            Some(Ok(source)) => source,
+            Some(Err(e)) => return Recommended::Failed { why: e.to_string() },
+        },
+        Err(e) => return failed(e),
+    };
+    if source != "default" {
+        return Recommended::Kept { source };
     }
-    Ok(done)
+    // The database connected to, whatever name a pooler may have given it; the setting and
+    // its value are ours.
+    match db.batch(&format!(
+        "DO $$BEGIN EXECUTE pg_catalog.format('ALTER DATABASE %I SET {name} = %L', \
+         pg_catalog.current_database(), '{value}'); END$$"
+    )) {
+        Ok(()) => Recommended::Set,
+        Err(e) => failed(e),
+    }
 }
 
 /// `CREATE DATABASE`, from the maintenance database `postgres`, as the same role.

@@ -1,6 +1,8 @@
 //! The files a connection needs, read through ivmfa-core's checked opens before any byte
 //! goes out: the pinned CA, and the client certificate and key, the password file or the
-//! libpq password file. Keys and passwords are wiped from memory when the round is over.
+//! libpq password file. The files' text, and the passwords, are wiped from memory when the
+//! round is over; a client key, once parsed into rustls's TLS set-up, lives as long as that
+//! (tls.rs: the PAM call) and is not wiped by rustls.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -95,7 +95,8 @@ fn provider() -> CryptoProvider {
 /// to an address with the same settings serves the later ones. Only TLS 1.3 sessions are resumed, always with a
 /// fresh key exchange (rustls offers no other mode) and never with early data; TLS 1.2
 /// sessions are not kept. Nothing is written anywhere: the module's [`TlsSessions`] lasts one
-/// PAM call.
+/// PAM call, and with it the client key parsed into the first set-up (the files are still
+/// read and checked at every connection, and refused as ever if they became unsafe).
 #[derive(Debug, Default)]
 pub struct TlsSessions(RefCell<Vec<Kept>>);
 
