@@ -14,6 +14,9 @@
 #   sudo ./scripts/bench.sh --fleet-only --pg-options "-c NAME=VALUE ..."
 #                                         settings for the fleet's PostgreSQL, after the
 #                                         benchmark's own (fsync on)
+#   sudo ./scripts/bench.sh --compare old.so,target/release/libpam_ivmfa.so
+#                                         builds of the module side by side through
+#                                         PgBouncer, turn by turn in one running benchmark
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

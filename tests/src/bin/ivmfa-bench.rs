@@ -115,12 +115,30 @@ fn outer(args: &[String]) -> Result<(), String> {
     let mut module = PathBuf::from("target/release/libpam_ivmfa.so");
     let mut only = "all";
     let mut pg_options = String::new();
+    let mut compare = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--users" => users = it.next().and_then(|v| v.parse().ok()).ok_or("--users N")?,
             "--module" => module = it.next().map(PathBuf::from).ok_or("--module PATH")?,
             "--fleet-only" => only = "fleet",
+            "--compare" => {
+                let list = it.next().ok_or("--compare A.so,B.so")?;
+                for m in list.split(',') {
+                    let path = PathBuf::from(m)
+                        .canonicalize()
+                        .map_err(|e| format!("{m}: {e}"))?;
+                    compare.push(path.display().to_string());
+                }
+                if compare.len() < 2 || compare.iter().any(|m| m.contains([',', ' ', '\''])) {
+                    return Err(
+                        "--compare takes two or more module paths, comma-separated, \
+                                without spaces, commas or quotes in them"
+                            .into(),
+                    );
+                }
+                only = "compare";
+            }
             "--no-fleet" => only = "files",
             "--pg-options" => {
                 pg_options = it
@@ -173,6 +191,7 @@ fn outer(args: &[String]) -> Result<(), String> {
     fs::write(dir.join("group"), group).unwrap();
     fs::write(dir.join("secrets"), secrets).unwrap();
     fs::write(dir.join("pg-options"), pg_options).unwrap();
+    fs::write(dir.join("compare"), compare.join(",")).unwrap();
     fs::write(dir.join("ivmfa.toml"), "").unwrap();
     // The same stack for both: the module alone, replay protection on, window ±1 step.
     fs::write(
@@ -281,6 +300,12 @@ fn inner(args: &[String]) -> Result<(), String> {
         loaded_cpu: Vec::new(),
         rss: [0.0; 2],
     };
+    if only == "compare" {
+        let modules = fs::read_to_string(dir.join("compare")).map_err(|e| e.to_string())?;
+        let modules: Vec<&str> = modules.split(',').collect();
+        compare_tables(&mut bench, &modules);
+        return Ok(());
+    }
     println!(
         "ivmfa-bench: {n} users, {} cores; latencies in microseconds\n",
         num_cpus()
@@ -327,12 +352,17 @@ impl Stolen {
         ]
     }
 
-    fn print(&self, what: &str) {
+    /// The share of the machine's CPU time stolen since [`Stolen::start`].
+    fn share(&self) -> f64 {
         let [steal, total] = Stolen::now();
         let total = total.saturating_sub(self.0[1]).max(1);
+        steal.saturating_sub(self.0[0]) as f64 / total as f64
+    }
+
+    fn print(&self, what: &str) {
         println!(
             "\nCPU time stolen by the hypervisor during {what}: {:.0} % of the machine's",
-            100.0 * steal.saturating_sub(self.0[0]) as f64 / total as f64
+            100.0 * self.share()
         );
     }
 }
@@ -781,6 +811,49 @@ fn fleet_tables(bench: &mut Bench, fleet: &Fleet, bouncer: &Bouncer) {
     if errors > 0 {
         eprintln!("warning: PgBouncer logged {errors} errors or warnings:\n{log}");
     }
+}
+
+/// `--compare`: modules swapped in one running benchmark (one PostgreSQL, one PgBouncer),
+/// turn by turn, so that each is measured beside the others under the same machine and the
+/// same tables: logins/s at 8 processes through PgBouncer, twice a turn, and the CPU per
+/// login they cost. The side-by-side tables of docs/BENCHMARKS.md (run 6).
+fn compare_tables(bench: &mut Bench, modules: &[&str]) {
+    const TURNS: usize = 4;
+    const PROCS: usize = 8;
+    let pam = bench.setup.dir.join("pam.d/bench-pgb");
+    let stack = fs::read_to_string(&pam).unwrap();
+    let built = stack.split_whitespace().nth(2).unwrap().to_owned();
+    println!(
+        "\n| turn | module | logins/s at {PROCS} through PgBouncer, twice | CPU ms per login: \
+         logins, PgBouncer, PostgreSQL | CPU stolen |"
+    );
+    println!("|---|---|---|---|---|");
+    for turn in 1..=TURNS {
+        for module in modules {
+            fs::write(&pam, stack.replace(&built, module)).unwrap();
+            let stolen = Stolen::start();
+            let mut rates = Vec::new();
+            let mut cpu = [0.0; 3];
+            for _ in 0..2 {
+                bench.rates.clear();
+                bench.loaded_cpu.clear();
+                rates.push(bench.rate(PROCS, "pgb"));
+                for (sum, c) in cpu.iter_mut().zip(bench.loaded_cpu[0].1) {
+                    *sum += c / 2.0;
+                }
+            }
+            println!(
+                "| {turn} | {module} | {:.0}, {:.0} | {:.2}, {:.2}, {:.2} | {:.0} % |",
+                rates[0],
+                rates[1],
+                cpu[0],
+                cpu[1],
+                cpu[2],
+                stolen.share() * 100.0
+            );
+        }
+    }
+    fs::write(&pam, stack).unwrap();
 }
 
 fn audited_acceptances(fleet: &Fleet) -> i64 {
