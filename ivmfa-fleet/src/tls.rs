@@ -92,11 +92,12 @@ fn provider() -> CryptoProvider {
 ///
 /// rustls resumes a session only with the set-up that made it (the same verifier and client
 /// certificate, compared by identity), hence the set-up is kept too: the first connection's
-/// to an address with the same settings serves the later ones. Only TLS 1.3 sessions are resumed, always with a
-/// fresh key exchange (rustls offers no other mode) and never with early data; TLS 1.2
-/// sessions are not kept. Nothing is written anywhere: the module's [`TlsSessions`] lasts one
-/// PAM call, and with it the client key parsed into the first set-up (the files are still
-/// read and checked at every connection, and refused as ever if they became unsafe).
+/// to an address with the same settings serves the later ones. Only TLS 1.3 sessions are
+/// resumed, always with a fresh key exchange (rustls offers no other mode) and never with
+/// early data; TLS 1.2 sessions are not kept. Nothing is written anywhere: the module's
+/// [`TlsSessions`] lasts one PAM call, and with it the client key parsed into the first
+/// set-up (the files are still read and checked at every connection, and refused as ever if
+/// they became unsafe).
 #[derive(Debug, Default)]
 pub struct TlsSessions(RefCell<Vec<Kept>>);
 
